@@ -1,0 +1,211 @@
+package v1alpha1
+
+import (
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// SingletonName is the only accepted name of the AuditPolicy object.
+const SingletonName = "cluster"
+
+// AuditPolicySpec holds the cluster-wide settings of the merged policy and of its rollout.
+// Every field has a schema default, so an empty spec is complete.
+type AuditPolicySpec struct {
+	// OmitStages is the policy-level omitStages: no rule writes events at these stages.
+	// +optional
+	// +listType=atomic
+	// +kubebuilder:validation:MaxItems=4
+	OmitStages []Stage `json:"omitStages,omitempty"`
+
+	// DefaultLevel is the level of the final catch-all rule, which decides every request that no
+	// module matches. None drops those requests from the audit log.
+	// +kubebuilder:default=Metadata
+	// +optional
+	DefaultLevel Level `json:"defaultLevel,omitempty"`
+
+	// PinnedRevision, when set, rolls the cluster to this revision instead of the latest one
+	// (rollback). The pinned revision is never pruned.
+	// +kubebuilder:validation:Minimum=1
+	// +optional
+	PinnedRevision *int64 `json:"pinnedRevision,omitempty"`
+
+	// Rollout controls how revisions are made and rolled out to control-plane nodes.
+	// +kubebuilder:default={}
+	// +optional
+	Rollout RolloutSpec `json:"rollout,omitempty"`
+
+	// ManageAPIServerFlags lets the node agent add --audit-policy-file, --audit-log-* flags and the
+	// volumes they need to the kube-apiserver manifest. When false the agent uses the flags it finds.
+	// +kubebuilder:default=false
+	// +optional
+	ManageAPIServerFlags bool `json:"manageAPIServerFlags"`
+
+	// AuditLog sets the --audit-log-* flags when manageAPIServerFlags is true.
+	// +kubebuilder:default={}
+	// +optional
+	AuditLog AuditLogSpec `json:"auditLog,omitempty"`
+}
+
+// RolloutSpec controls revision creation and the node-by-node rollout.
+type RolloutSpec struct {
+	// HealthTimeout is how long a node's kube-apiserver may take to come back ready with a new
+	// policy before the agent rolls the node back.
+	// +kubebuilder:default="2m"
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$`
+	// +optional
+	HealthTimeout metav1.Duration `json:"healthTimeout,omitempty"`
+
+	// MinRestartInterval is the least time between two restarts of the same node's apiserver.
+	// +kubebuilder:default="0s"
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$`
+	// +optional
+	MinRestartInterval metav1.Duration `json:"minRestartInterval,omitempty"`
+
+	// Debounce is the quiet period after the last module change before a revision is made, so a
+	// burst of changes (a GitOps sync) makes one revision.
+	// +kubebuilder:default="2s"
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$`
+	// +optional
+	Debounce metav1.Duration `json:"debounce,omitempty"`
+
+	// MaxWait bounds the debounce: a revision is made at the latest this long after the first
+	// pending change, even if changes keep coming.
+	// +kubebuilder:default="30s"
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$`
+	// +optional
+	MaxWait metav1.Duration `json:"maxWait,omitempty"`
+}
+
+// AuditLogSpec sets kube-apiserver's log backend flags when kaudit manages them.
+type AuditLogSpec struct {
+	// Path is --audit-log-path on the node.
+	// +kubebuilder:default="/var/log/kubernetes/audit/audit.log"
+	// +kubebuilder:validation:Pattern=`^/.+`
+	// +optional
+	Path string `json:"path,omitempty"`
+
+	// MaxAge is --audit-log-maxage, in days.
+	// +kubebuilder:default=7
+	// +kubebuilder:validation:Minimum=0
+	// +optional
+	MaxAge int32 `json:"maxAge"`
+
+	// MaxBackup is --audit-log-maxbackup, the number of rotated files kept.
+	// +kubebuilder:default=10
+	// +kubebuilder:validation:Minimum=0
+	// +optional
+	MaxBackup int32 `json:"maxBackup"`
+
+	// MaxSize is --audit-log-maxsize, in megabytes.
+	// +kubebuilder:default=100
+	// +kubebuilder:validation:Minimum=0
+	// +optional
+	MaxSize int32 `json:"maxSize"`
+}
+
+// NodePhase is where one control-plane node stands in a rollout.
+// +kubebuilder:validation:Enum=Pending;RollingOut;Applied;Failed;RolledBack
+type NodePhase string
+
+// The node phases.
+const (
+	NodePending    NodePhase = "Pending"
+	NodeRollingOut NodePhase = "RollingOut"
+	NodeApplied    NodePhase = "Applied"
+	NodeFailed     NodePhase = "Failed"
+	NodeRolledBack NodePhase = "RolledBack"
+)
+
+// NodeStatus is one control-plane node's rollout state, written by that node's agent.
+type NodeStatus struct {
+	// Name of the node.
+	Name string `json:"name"`
+	// AppliedRevision is the revision whose policy the node's apiserver runs.
+	// +optional
+	AppliedRevision *int64 `json:"appliedRevision,omitempty"`
+	// PolicyHash is the hash of the policy the node's apiserver runs.
+	// +optional
+	PolicyHash string `json:"policyHash,omitempty"`
+	// Phase of the node's rollout.
+	// +optional
+	Phase NodePhase `json:"phase,omitempty"`
+	// Message explains the phase, including the reason of a failure.
+	// +optional
+	Message string `json:"message,omitempty"`
+	// LastRestartTime is when the agent last restarted the node's apiserver.
+	// +optional
+	LastRestartTime *metav1.Time `json:"lastRestartTime,omitempty"`
+	// LastRolloutSeconds is how long the last rollout on this node took.
+	// +optional
+	LastRolloutSeconds *int64 `json:"lastRolloutSeconds,omitempty"`
+}
+
+// AuditPolicyStatus is the observed state of the merged policy and its rollout.
+type AuditPolicyStatus struct {
+	// ObservedGeneration is the spec generation the manager last acted on.
+	// +optional
+	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
+	// LatestRevision is the newest revision made from the modules.
+	// +optional
+	LatestRevision *int64 `json:"latestRevision,omitempty"`
+	// DesiredRevision is the revision nodes should run: the pinned one, or else the latest.
+	// +optional
+	DesiredRevision *int64 `json:"desiredRevision,omitempty"`
+	// DesiredPolicyHash is the policy hash of DesiredRevision.
+	// +optional
+	DesiredPolicyHash string `json:"desiredPolicyHash,omitempty"`
+	// UpdatedNodes is "x/y": control-plane nodes that applied the desired revision, of all.
+	// +optional
+	UpdatedNodes string `json:"updatedNodes,omitempty"`
+	// Conditions: Available, Progressing and Degraded.
+	// +optional
+	// +listType=map
+	// +listMapKey=type
+	Conditions []metav1.Condition `json:"conditions,omitempty"`
+	// Nodes holds one entry per control-plane node, each written by that node's agent.
+	// +optional
+	// +listType=map
+	// +listMapKey=name
+	Nodes []NodeStatus `json:"nodes,omitempty"`
+}
+
+// AuditPolicy is the cluster's single audit policy (named "cluster"): global settings, the
+// revision in force and the rollout state of every control-plane node.
+// +kubebuilder:object:root=true
+// +kubebuilder:subresource:status
+// +kubebuilder:resource:scope=Cluster,shortName=auditpol,categories=kaudit
+// +kubebuilder:validation:XValidation:rule="self.metadata.name == 'cluster'",message="the AuditPolicy is a singleton and must be named cluster"
+// +kubebuilder:printcolumn:name="Desired",type=integer,JSONPath=`.status.desiredRevision`
+// +kubebuilder:printcolumn:name="Updated",type=string,JSONPath=`.status.updatedNodes`
+// +kubebuilder:printcolumn:name="Available",type=string,JSONPath=`.status.conditions[?(@.type=="Available")].status`
+// +kubebuilder:printcolumn:name="Degraded",type=string,JSONPath=`.status.conditions[?(@.type=="Degraded")].status`
+// +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
+// +kubebuilder:printcolumn:name="Latest",type=integer,priority=1,JSONPath=`.status.latestRevision`
+// +kubebuilder:printcolumn:name="Pinned",type=integer,priority=1,JSONPath=`.spec.pinnedRevision`
+type AuditPolicy struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+
+	// Spec holds the global settings. The manager creates the object with an empty spec and never
+	// writes it afterwards.
+	// +optional
+	Spec AuditPolicySpec `json:"spec,omitempty"`
+	// Status is written by the manager and, for their own node entries, by the node agents.
+	// +optional
+	Status AuditPolicyStatus `json:"status,omitempty"`
+}
+
+// AuditPolicyList is a list of AuditPolicy.
+// +kubebuilder:object:root=true
+type AuditPolicyList struct {
+	metav1.TypeMeta `json:",inline"`
+	metav1.ListMeta `json:"metadata,omitempty"`
+	Items           []AuditPolicy `json:"items"`
+}
+
+func init() {
+	SchemeBuilder.Register(&AuditPolicy{}, &AuditPolicyList{})
+}

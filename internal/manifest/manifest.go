@@ -1,0 +1,287 @@
+// Package manifest reads AuditPolicyModule and AuditPolicy manifests (and plain audit.k8s.io/v1
+// Policy files) from files, directories and kustomizations, applying the CRD schema's defaults
+// exactly as the apiserver would, so offline rendering matches the controller byte for byte.
+package manifest
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+
+	apiextensionsinternal "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions"
+	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
+	structuralschema "k8s.io/apiextensions-apiserver/pkg/apiserver/schema"
+	structuraldefaulting "k8s.io/apiextensions-apiserver/pkg/apiserver/schema/defaulting"
+	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
+	auditv1 "k8s.io/apiserver/pkg/apis/audit/v1"
+	"sigs.k8s.io/yaml"
+
+	"github.com/kaudit/kaudit/api/v1alpha1"
+	"github.com/kaudit/kaudit/config/crd"
+)
+
+// Set is everything read from a list of paths.
+type Set struct {
+	// Modules in the order they were read.
+	Modules []v1alpha1.AuditPolicyModule
+	// Policy is the AuditPolicy singleton if one was given; nil otherwise.
+	Policy *v1alpha1.AuditPolicy
+	// Upstream holds plain audit.k8s.io/v1 Policy documents.
+	Upstream []UpstreamPolicy
+}
+
+// UpstreamPolicy is a plain audit.k8s.io/v1 Policy and where it was read from.
+type UpstreamPolicy struct {
+	Source string
+	Policy auditv1.Policy
+}
+
+// Stdin is the path that stands for standard input.
+const Stdin = "-"
+
+// Read reads manifests from files, directories (every .yaml, .yml and .json file, recursively,
+// or only the listed resources where the directory holds a kustomization) and "-" for stdin.
+func Read(stdin io.Reader, paths ...string) (*Set, error) {
+	set := &Set{}
+	for _, p := range paths {
+		if err := set.readPath(stdin, p); err != nil {
+			return nil, err
+		}
+	}
+	return set, nil
+}
+
+func (s *Set) readPath(stdin io.Reader, path string) error {
+	if path == Stdin {
+		data, err := io.ReadAll(stdin)
+		if err != nil {
+			return fmt.Errorf("reading stdin: %w", err)
+		}
+		return s.add("<stdin>", data)
+	}
+	info, err := os.Stat(path)
+	if err != nil {
+		return err
+	}
+	if !info.IsDir() {
+		data, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		return s.add(path, data)
+	}
+	if k, ok := findKustomization(path); ok {
+		return s.readKustomization(stdin, path, k)
+	}
+	var files []string
+	err = filepath.WalkDir(path, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if !d.IsDir() && isManifest(p) {
+			files = append(files, p)
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	slices.Sort(files)
+	for _, f := range files {
+		if err := s.readPath(stdin, f); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func isManifest(p string) bool {
+	switch filepath.Ext(p) {
+	case ".yaml", ".yml", ".json":
+		return !isKustomization(filepath.Base(p))
+	}
+	return false
+}
+
+func isKustomization(name string) bool {
+	return name == "kustomization.yaml" || name == "kustomization.yml" || name == "Kustomization"
+}
+
+func findKustomization(dir string) (string, bool) {
+	for _, name := range []string{"kustomization.yaml", "kustomization.yml", "Kustomization"} {
+		p := filepath.Join(dir, name)
+		if _, err := os.Stat(p); err == nil {
+			return p, true
+		}
+	}
+	return "", false
+}
+
+// kustomization is the part of a kustomization that kaudit understands: plain resources.
+type kustomization struct {
+	Resources []string `json:"resources"`
+}
+
+func (s *Set) readKustomization(stdin io.Reader, dir, file string) error {
+	data, err := os.ReadFile(file)
+	if err != nil {
+		return err
+	}
+	var k map[string]any
+	if err := yaml.Unmarshal(data, &k); err != nil {
+		return fmt.Errorf("%s: %w", file, err)
+	}
+	for key := range k {
+		switch key {
+		case "apiVersion", "kind", "resources", "metadata", "namespace":
+		default:
+			return fmt.Errorf("%s: field %q is not supported here (only resources are read); render the output of `kustomize build %s` instead", file, key, dir)
+		}
+	}
+	var kz kustomization
+	if err := yaml.Unmarshal(data, &kz); err != nil {
+		return fmt.Errorf("%s: %w", file, err)
+	}
+	for _, r := range kz.Resources {
+		if strings.Contains(r, "://") {
+			return fmt.Errorf("%s: remote resource %q cannot be read offline", file, r)
+		}
+		if err := s.readPath(stdin, filepath.Join(dir, r)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+type typeMeta struct {
+	APIVersion string `json:"apiVersion"`
+	Kind       string `json:"kind"`
+}
+
+func (s *Set) add(source string, data []byte) error {
+	reader := utilyaml.NewYAMLReader(bufio.NewReader(bytes.NewReader(data)))
+	for doc := 1; ; doc++ {
+		raw, err := reader.Read()
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("%s: document %d: %w", source, doc, err)
+		}
+		if len(bytes.TrimSpace(stripComments(raw))) == 0 {
+			continue
+		}
+		where := fmt.Sprintf("%s: document %d", source, doc)
+		if err := s.addDocument(where, raw); err != nil {
+			return err
+		}
+	}
+}
+
+func (s *Set) addDocument(where string, raw []byte) error {
+	var tm typeMeta
+	if err := yaml.Unmarshal(raw, &tm); err != nil {
+		return fmt.Errorf("%s: %w", where, err)
+	}
+	switch {
+	case tm.APIVersion == v1alpha1.GroupVersion.String() && tm.Kind == "AuditPolicyModule":
+		var m v1alpha1.AuditPolicyModule
+		if err := decodeDefaulted(raw, "AuditPolicyModule", &m); err != nil {
+			return fmt.Errorf("%s: AuditPolicyModule: %w", where, err)
+		}
+		if m.Name == "" {
+			return fmt.Errorf("%s: AuditPolicyModule: metadata.name: Required value", where)
+		}
+		s.Modules = append(s.Modules, m)
+	case tm.APIVersion == v1alpha1.GroupVersion.String() && tm.Kind == "AuditPolicy":
+		var p v1alpha1.AuditPolicy
+		if err := decodeDefaulted(raw, "AuditPolicy", &p); err != nil {
+			return fmt.Errorf("%s: AuditPolicy: %w", where, err)
+		}
+		if p.Name != v1alpha1.SingletonName {
+			return fmt.Errorf("%s: AuditPolicy %q: metadata.name: Invalid value: the AuditPolicy is a singleton and must be named %s", where, p.Name, v1alpha1.SingletonName)
+		}
+		if s.Policy != nil {
+			return fmt.Errorf("%s: a second AuditPolicy: only one may be given", where)
+		}
+		s.Policy = &p
+	case tm.APIVersion == auditv1.SchemeGroupVersion.String() && tm.Kind == "Policy":
+		var p auditv1.Policy
+		if err := yaml.UnmarshalStrict(raw, &p); err != nil {
+			return fmt.Errorf("%s: audit.k8s.io/v1 Policy: %w", where, err)
+		}
+		s.Upstream = append(s.Upstream, UpstreamPolicy{Source: where, Policy: p})
+	default:
+		return fmt.Errorf("%s: unsupported kind %q (apiVersion %q): expected AuditPolicyModule or AuditPolicy of %s, or an audit.k8s.io/v1 Policy", where, tm.Kind, tm.APIVersion, v1alpha1.GroupVersion)
+	}
+	return nil
+}
+
+// decodeDefaulted applies the CRD schema's defaults to a document and decodes it strictly.
+func decodeDefaulted(raw []byte, kind string, into any) error {
+	schemas, err := loadSchemas()
+	if err != nil {
+		return err
+	}
+	var obj map[string]any
+	if err := yaml.Unmarshal(raw, &obj); err != nil {
+		return err
+	}
+	structuraldefaulting.Default(obj, schemas[kind])
+	b, err := yaml.Marshal(obj)
+	if err != nil {
+		return err
+	}
+	return yaml.UnmarshalStrict(b, into)
+}
+
+var loadSchemas = sync.OnceValues(func() (map[string]*structuralschema.Structural, error) {
+	out := map[string]*structuralschema.Structural{}
+	entries, err := fs.Glob(crd.Bases, "bases/*.yaml")
+	if err != nil {
+		return nil, err
+	}
+	for _, e := range entries {
+		data, err := crd.Bases.ReadFile(e)
+		if err != nil {
+			return nil, err
+		}
+		var def apiextensionsv1.CustomResourceDefinition
+		if err := yaml.Unmarshal(data, &def); err != nil {
+			return nil, fmt.Errorf("embedded CRD %s: %w", e, err)
+		}
+		for _, v := range def.Spec.Versions {
+			if v.Name != v1alpha1.GroupVersion.Version || v.Schema == nil {
+				continue
+			}
+			var internal apiextensionsinternal.JSONSchemaProps
+			if err := apiextensionsv1.Convert_v1_JSONSchemaProps_To_apiextensions_JSONSchemaProps(v.Schema.OpenAPIV3Schema, &internal, nil); err != nil {
+				return nil, fmt.Errorf("embedded CRD %s: %w", e, err)
+			}
+			s, err := structuralschema.NewStructural(&internal)
+			if err != nil {
+				return nil, fmt.Errorf("embedded CRD %s: %w", e, err)
+			}
+			out[def.Spec.Names.Kind] = s
+		}
+	}
+	return out, nil
+})
+
+func stripComments(b []byte) []byte {
+	var out [][]byte
+	for _, line := range bytes.Split(b, []byte("\n")) {
+		if t := bytes.TrimSpace(line); len(t) > 0 && t[0] != '#' && !bytes.Equal(t, []byte("---")) {
+			out = append(out, line)
+		}
+	}
+	return bytes.Join(out, []byte("\n"))
+}

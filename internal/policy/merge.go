@@ -1,0 +1,152 @@
+package policy
+
+import (
+	"cmp"
+	"slices"
+
+	auditv1 "k8s.io/apiserver/pkg/apis/audit/v1"
+
+	"github.com/kaudit/kaudit/api/v1alpha1"
+)
+
+// Module is one module as the merge sees it: its name and spec.
+type Module struct {
+	Name string
+	Spec v1alpha1.AuditPolicyModuleSpec
+}
+
+// Settings are the policy-level settings of the AuditPolicy singleton.
+type Settings struct {
+	// OmitStages becomes the policy's omitStages.
+	OmitStages []v1alpha1.Stage
+	// DefaultLevel is the level of the final catch-all rule; empty means Metadata.
+	DefaultLevel v1alpha1.Level
+}
+
+// SettingsFrom takes the policy-level settings from the singleton's spec.
+func SettingsFrom(spec v1alpha1.AuditPolicySpec) Settings {
+	return Settings{OmitStages: spec.OmitStages, DefaultLevel: spec.DefaultLevel}
+}
+
+// RuleSource says where a rule of a merged policy came from.
+type RuleSource struct {
+	// Module is the module's name; empty for the catch-all rule made from the default level.
+	Module string
+	// Rule is the index of the rule in the module's spec.rules.
+	Rule int
+}
+
+// IsDefault tells whether the rule is the catch-all made from the default level.
+func (s RuleSource) IsDefault() bool { return s.Module == "" }
+
+// Merged is a merged policy together with the origin of each of its rules.
+type Merged struct {
+	// Policy is what kube-apiserver reads.
+	Policy auditv1.Policy
+	// Sources[i] is where Policy.Rules[i] came from.
+	Sources []RuleSource
+	// Modules are the names of the modules that contributed rules, in merge order.
+	Modules []string
+}
+
+// Sort orders modules as the merge does: by spec.order, ties broken by name.
+func Sort(modules []Module) {
+	slices.SortStableFunc(modules, func(a, b Module) int {
+		return cmp.Or(cmp.Compare(a.Spec.Order, b.Spec.Order), cmp.Compare(a.Name, b.Name))
+	})
+}
+
+// Merge builds the policy from modules: enabled modules in order (spec.order, then name), each
+// module's omitStages and omitManagedFields pushed down into its rules, the policy-level settings,
+// and a final catch-all rule at the default level. It validates every module and the result
+// with kube-apiserver's loader, so a Merged is always a policy the apiserver accepts.
+// The same modules and settings always give the same Merged, whatever the input order.
+func Merge(modules []Module, settings Settings) (*Merged, error) {
+	if err := ValidateSettings(settings); err != nil {
+		return nil, err
+	}
+	sorted := slices.Clone(modules)
+	Sort(sorted)
+
+	m := &Merged{Policy: auditv1.Policy{OmitStages: normalizeStages(settings.OmitStages)}}
+	m.Policy.APIVersion = auditv1.SchemeGroupVersion.String()
+	m.Policy.Kind = "Policy"
+	for i, mod := range sorted {
+		if i > 0 && sorted[i-1].Name == mod.Name {
+			return nil, &ModuleError{Module: mod.Name, Problems: []Problem{{Rule: -1, Field: "metadata.name", Detail: "Duplicate value: module name appears more than once"}}}
+		}
+		if mod.Spec.Disabled {
+			continue
+		}
+		if err := ValidateModule(mod); err != nil {
+			return nil, err
+		}
+		for j, rule := range ModuleRules(mod.Spec) {
+			m.Policy.Rules = append(m.Policy.Rules, rule)
+			m.Sources = append(m.Sources, RuleSource{Module: mod.Name, Rule: j})
+		}
+		m.Modules = append(m.Modules, mod.Name)
+	}
+	m.Policy.Rules = append(m.Policy.Rules, auditv1.PolicyRule{Level: auditv1.Level(defaultLevel(settings))})
+	m.Sources = append(m.Sources, RuleSource{})
+
+	// The loader is the final gate: what it rejects would stop kube-apiserver from starting.
+	if _, err := Load(m.Render()); err != nil {
+		return nil, m.blame(err)
+	}
+	return m, nil
+}
+
+func defaultLevel(s Settings) v1alpha1.Level {
+	if s.DefaultLevel == "" {
+		return v1alpha1.LevelMetadata
+	}
+	return s.DefaultLevel
+}
+
+// ModuleRules converts a module's rules to upstream rules with the module's omitStages and
+// omitManagedFields pushed down into each of them.
+func ModuleRules(spec v1alpha1.AuditPolicyModuleSpec) []auditv1.PolicyRule {
+	rules := make([]auditv1.PolicyRule, 0, len(spec.Rules))
+	for _, r := range spec.Rules {
+		out := ToUpstream(r)
+		out.OmitStages = normalizeStages(append(slices.Clone(r.OmitStages), spec.OmitStages...))
+		if out.OmitManagedFields == nil && spec.OmitManagedFields != nil {
+			v := *spec.OmitManagedFields
+			out.OmitManagedFields = &v
+		}
+		rules = append(rules, out)
+	}
+	return rules
+}
+
+// stageOrder is the order in which stages happen; omitStages are rendered in it.
+var stageOrder = []v1alpha1.Stage{
+	v1alpha1.StageRequestReceived, v1alpha1.StageResponseStarted,
+	v1alpha1.StageResponseComplete, v1alpha1.StagePanic,
+}
+
+// normalizeStages removes duplicates and sorts known stages in the order they happen, so that
+// equal sets render and hash alike. Unknown stages are kept (sorted, after the known ones) for
+// the loader to reject with its own message.
+func normalizeStages(stages []v1alpha1.Stage) []auditv1.Stage {
+	if len(stages) == 0 {
+		return nil
+	}
+	rank := func(s v1alpha1.Stage) int {
+		if i := slices.Index(stageOrder, s); i >= 0 {
+			return i
+		}
+		return len(stageOrder)
+	}
+	sorted := slices.Clone(stages)
+	slices.SortFunc(sorted, func(a, b v1alpha1.Stage) int {
+		return cmp.Or(cmp.Compare(rank(a), rank(b)), cmp.Compare(a, b))
+	})
+	sorted = slices.Compact(sorted)
+	out := make([]auditv1.Stage, len(sorted))
+	for i, s := range sorted {
+		out[i] = auditv1.Stage(s)
+	}
+	return out
+}

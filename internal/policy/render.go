@@ -1,0 +1,110 @@
+package policy
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"strings"
+
+	auditv1 "k8s.io/apiserver/pkg/apis/audit/v1"
+	"sigs.k8s.io/yaml"
+)
+
+// header opens every rendered policy. It carries no revision or time, so that the same modules
+// render byte-identical files everywhere.
+const header = "# Audit policy rendered by kaudit from AuditPolicyModules.\n" +
+	"# Do not edit on the node: the kaudit agent replaces this file. Change the modules instead.\n"
+
+// document is the policy as written to disk, without the ObjectMeta that auditv1.Policy carries.
+type document struct {
+	APIVersion        string               `json:"apiVersion"`
+	Kind              string               `json:"kind"`
+	OmitStages        []auditv1.Stage      `json:"omitStages,omitempty"`
+	OmitManagedFields bool                 `json:"omitManagedFields,omitempty"`
+	Rules             []auditv1.PolicyRule `json:"rules"`
+}
+
+func toDocument(p auditv1.Policy) document {
+	return document{
+		APIVersion:        auditv1.SchemeGroupVersion.String(),
+		Kind:              "Policy",
+		OmitStages:        p.OmitStages,
+		OmitManagedFields: p.OmitManagedFields,
+		Rules:             p.Rules,
+	}
+}
+
+// encode is the canonical JSON form of a policy: what the loader validates and what is hashed.
+func encode(p auditv1.Policy) []byte {
+	b, err := json.Marshal(toDocument(p))
+	if err != nil {
+		panic(fmt.Sprintf("encoding an audit policy cannot fail: %v", err))
+	}
+	return b
+}
+
+// Render writes the policy as YAML with a comment above each rule naming the module and rule
+// index it came from. The same Merged always renders the same bytes.
+func (m *Merged) Render() []byte {
+	var b bytes.Buffer
+	b.WriteString(header)
+	doc := toDocument(m.Policy)
+	rules := doc.Rules
+	doc.Rules = nil
+	top, err := yaml.Marshal(struct {
+		APIVersion        string          `json:"apiVersion"`
+		Kind              string          `json:"kind"`
+		OmitStages        []auditv1.Stage `json:"omitStages,omitempty"`
+		OmitManagedFields bool            `json:"omitManagedFields,omitempty"`
+	}{doc.APIVersion, doc.Kind, doc.OmitStages, doc.OmitManagedFields})
+	if err != nil {
+		panic(fmt.Sprintf("rendering an audit policy cannot fail: %v", err))
+	}
+	b.Write(top)
+	b.WriteString("rules:\n")
+	for i, rule := range rules {
+		b.WriteString(m.sourceComment(i))
+		y, err := yaml.Marshal(rule)
+		if err != nil {
+			panic(fmt.Sprintf("rendering an audit policy rule cannot fail: %v", err))
+		}
+		for j, line := range strings.Split(strings.TrimSuffix(string(y), "\n"), "\n") {
+			if j == 0 {
+				b.WriteString("- ")
+			} else {
+				b.WriteString("  ")
+			}
+			b.WriteString(line)
+			b.WriteByte('\n')
+		}
+	}
+	return b.Bytes()
+}
+
+func (m *Merged) sourceComment(i int) string {
+	if i >= len(m.Sources) {
+		return ""
+	}
+	src := m.Sources[i]
+	if src.IsDefault() {
+		return "# default: requests no module matched (AuditPolicy cluster spec.defaultLevel)\n"
+	}
+	return fmt.Sprintf("# module %s, rule %d\n", src.Module, src.Rule)
+}
+
+// Hash is the hex sha256 of the policy's canonical form. Comments, module names and
+// descriptions are not part of it: renaming a module changes nothing on a node.
+func (m *Merged) Hash() string {
+	sum := sha256.Sum256(encode(m.Policy))
+	return hex.EncodeToString(sum[:])
+}
+
+// ShortHash is the first 16 hex digits of Hash, short enough for a label value.
+func ShortHash(hash string) string {
+	if len(hash) > 16 {
+		return hash[:16]
+	}
+	return hash
+}
