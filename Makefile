@@ -55,9 +55,8 @@ check-generated: manifests generate ## Fail if generated code or manifests are n
 	@test -z "$$(git status --porcelain -- api config)" || { git status --porcelain -- api config; echo "untracked generated files: commit them"; exit 1; }
 
 .PHONY: bench
-bench: ## Run the Go benchmarks.
-	KUBEBUILDER_ASSETS="$$(K8S_VERSION=$(ENVTEST_K8S_VERSION) hack/envtest-assets.sh)" \
-		go test -run '^$$' -bench . -benchmem ./...
+bench: envtest-assets ## Run the benchmarks and print ratios against their baselines.
+	KUBEBUILDER_ASSETS="$$(K8S_VERSION=$(ENVTEST_K8S_VERSION) hack/envtest-assets.sh)" hack/bench.sh
 
 ##@ Build
 

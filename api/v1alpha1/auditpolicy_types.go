@@ -1,6 +1,8 @@
 package v1alpha1
 
 import (
+	"time"
+
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
@@ -37,7 +39,7 @@ type AuditPolicySpec struct {
 	// volumes they need to the kube-apiserver manifest. When false the agent uses the flags it finds.
 	// +kubebuilder:default=false
 	// +optional
-	ManageAPIServerFlags bool `json:"manageAPIServerFlags"`
+	ManageAPIServerFlags bool `json:"manageAPIServerFlags,omitempty"`
 
 	// AuditLog sets the --audit-log-* flags when manageAPIServerFlags is true.
 	// +kubebuilder:default={}
@@ -53,14 +55,14 @@ type RolloutSpec struct {
 	// +kubebuilder:validation:Type=string
 	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$`
 	// +optional
-	HealthTimeout metav1.Duration `json:"healthTimeout,omitempty"`
+	HealthTimeout *metav1.Duration `json:"healthTimeout,omitempty"`
 
 	// MinRestartInterval is the least time between two restarts of the same node's apiserver.
 	// +kubebuilder:default="0s"
 	// +kubebuilder:validation:Type=string
 	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$`
 	// +optional
-	MinRestartInterval metav1.Duration `json:"minRestartInterval,omitempty"`
+	MinRestartInterval *metav1.Duration `json:"minRestartInterval,omitempty"`
 
 	// Debounce is the quiet period after the last module change before a revision is made, so a
 	// burst of changes (a GitOps sync) makes one revision.
@@ -68,7 +70,7 @@ type RolloutSpec struct {
 	// +kubebuilder:validation:Type=string
 	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$`
 	// +optional
-	Debounce metav1.Duration `json:"debounce,omitempty"`
+	Debounce *metav1.Duration `json:"debounce,omitempty"`
 
 	// MaxWait bounds the debounce: a revision is made at the latest this long after the first
 	// pending change, even if changes keep coming.
@@ -76,7 +78,7 @@ type RolloutSpec struct {
 	// +kubebuilder:validation:Type=string
 	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$`
 	// +optional
-	MaxWait metav1.Duration `json:"maxWait,omitempty"`
+	MaxWait *metav1.Duration `json:"maxWait,omitempty"`
 }
 
 // AuditLogSpec sets kube-apiserver's log backend flags when kaudit manages them.
@@ -91,19 +93,19 @@ type AuditLogSpec struct {
 	// +kubebuilder:default=7
 	// +kubebuilder:validation:Minimum=0
 	// +optional
-	MaxAge int32 `json:"maxAge"`
+	MaxAge *int32 `json:"maxAge,omitempty"`
 
 	// MaxBackup is --audit-log-maxbackup, the number of rotated files kept.
 	// +kubebuilder:default=10
 	// +kubebuilder:validation:Minimum=0
 	// +optional
-	MaxBackup int32 `json:"maxBackup"`
+	MaxBackup *int32 `json:"maxBackup,omitempty"`
 
 	// MaxSize is --audit-log-maxsize, in megabytes.
 	// +kubebuilder:default=100
 	// +kubebuilder:validation:Minimum=0
 	// +optional
-	MaxSize int32 `json:"maxSize"`
+	MaxSize *int32 `json:"maxSize,omitempty"`
 }
 
 // NodePhase is where one control-plane node stands in a rollout.
@@ -209,3 +211,34 @@ type AuditPolicyList struct {
 func init() {
 	SchemeBuilder.Register(&AuditPolicy{}, &AuditPolicyList{})
 }
+
+// The rollout defaults, also declared in the schema. The getters fall back to them so that an
+// object built in Go without the apiserver's defaulting still behaves sanely.
+const (
+	DefaultHealthTimeout = 2 * time.Minute
+	DefaultDebounce      = 2 * time.Second
+	DefaultMaxWait       = 30 * time.Second
+)
+
+func durationOr(d *metav1.Duration, fallback time.Duration) time.Duration {
+	if d == nil {
+		return fallback
+	}
+	return d.Duration
+}
+
+// HealthTimeoutOrDefault is HealthTimeout, or its default when unset.
+func (r RolloutSpec) HealthTimeoutOrDefault() time.Duration {
+	return durationOr(r.HealthTimeout, DefaultHealthTimeout)
+}
+
+// MinRestartIntervalOrDefault is MinRestartInterval, or zero when unset.
+func (r RolloutSpec) MinRestartIntervalOrDefault() time.Duration {
+	return durationOr(r.MinRestartInterval, 0)
+}
+
+// DebounceOrDefault is Debounce, or its default when unset.
+func (r RolloutSpec) DebounceOrDefault() time.Duration { return durationOr(r.Debounce, DefaultDebounce) }
+
+// MaxWaitOrDefault is MaxWait, or its default when unset.
+func (r RolloutSpec) MaxWaitOrDefault() time.Duration { return durationOr(r.MaxWait, DefaultMaxWait) }

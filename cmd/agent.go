@@ -1,0 +1,179 @@
+package cmd
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/go-logr/logr"
+	"github.com/spf13/cobra"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/kubernetes"
+	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
+	"k8s.io/client-go/tools/clientcmd"
+	"k8s.io/client-go/tools/record"
+	"k8s.io/utils/clock"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/kaudit/kaudit/api/v1alpha1"
+	"github.com/kaudit/kaudit/internal/agent"
+)
+
+func init() { register(newAgentCommand) }
+
+type agentOptions struct {
+	nodeName, namespace, kubeconfig string
+	paths                           agent.Paths
+	readyz                          agent.ReadyzOptions
+	mirrorPodNamespace, mirrorPod   string
+	pollInterval, resync, retry     time.Duration
+	verbose                         bool
+}
+
+func newAgentCommand() *cobra.Command {
+	o := agentOptions{
+		paths: agent.DefaultPaths("/"),
+		readyz: agent.ReadyzOptions{
+			URL:        "https://127.0.0.1:6443/readyz",
+			CAFile:     "/var/run/secrets/kubernetes.io/serviceaccount/ca.crt",
+			ServerName: "kubernetes",
+			Timeout:    5 * time.Second,
+		},
+		namespace:          agent.DefaultNamespace,
+		mirrorPodNamespace: "kube-system",
+		pollInterval:       time.Second,
+		resync:             time.Minute,
+		retry:              10 * time.Second,
+	}
+	cmd := &cobra.Command{
+		Use:   "agent",
+		Short: "Roll the desired audit policy revision out to this control-plane node",
+		Long: `agent runs on every control-plane node (a DaemonSet, see config/agent). It watches the
+AuditPolicy "cluster" for the desired revision, writes that revision's policy to the file the
+kube-apiserver static pod reads, bumps the audit.kaudit.io/policy-hash annotation in the static pod
+manifest so that kubelet restarts kube-apiserver, and waits until the mirror pod shows the new
+annotation, its container started after the change and the local /readyz answers ok. On timeout it
+restores the previous policy and manifest and halts the rollout. Only one node restarts at a time
+(Lease kaudit-system/kaudit-rollout).
+
+Paths are host paths seen under --root; the DaemonSet mounts /etc/kubernetes/audit,
+/etc/kubernetes/manifests and /etc/kubernetes/kaudit at the same paths. /readyz is reached on the
+host network; kubeadm's serving certificate is verified against the service account's ca.crt for
+the name "kubernetes" (--readyz-server-name), or --readyz-insecure-skip-verify skips the check. It
+is readable anonymously by default; set --readyz-token-file to the service account token where
+anonymous auth is off.`,
+		Example: `  # In the DaemonSet (NODE_NAME from the downward API):
+  kaudit agent
+
+  # Against a kind node's files copied to /tmp/node, with a local kubeconfig:
+  NODE_NAME=kind-control-plane kaudit agent --root /tmp/node --kubeconfig ~/.kube/config \
+    --readyz-url https://127.0.0.1:6443/readyz --readyz-insecure-skip-verify`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			return runAgent(ctx, o)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&o.nodeName, "node-name", os.Getenv("NODE_NAME"), "this node's name (default: $NODE_NAME, set from the downward API's spec.nodeName)")
+	f.StringVar(&o.namespace, "namespace", o.namespace, "namespace of the revision ConfigMaps and the rollout Lease")
+	f.StringVar(&o.kubeconfig, "kubeconfig", "", "kubeconfig file (default: in-cluster config, then $KUBECONFIG and ~/.kube/config)")
+	f.StringVar(&o.paths.Root, "root", o.paths.Root, "where the host's file system is seen; every path below is a host path under it")
+	f.StringVar(&o.paths.Manifest, "manifest", o.paths.Manifest, "kube-apiserver static pod manifest")
+	f.StringVar(&o.paths.PolicyFile, "policy-file", o.paths.PolicyFile, "policy file when spec.manageAPIServerFlags is true; otherwise the manifest's --audit-policy-file is used")
+	f.StringVar(&o.paths.StateDir, "state-dir", o.paths.StateDir, "journal, state and backups (never the manifests directory)")
+	f.StringVar(&o.paths.ManifestTempDir, "manifest-temp-dir", "", "directory for the manifest's temporary file, on the manifest's mount (default: --state-dir; falls back to a dotfile next to the manifest across mounts)")
+	f.StringVar(&o.readyz.URL, "readyz-url", o.readyz.URL, "the local kube-apiserver's /readyz")
+	f.StringVar(&o.readyz.CAFile, "readyz-ca-file", o.readyz.CAFile, "CA bundle that signed the apiserver's serving certificate")
+	f.StringVar(&o.readyz.ServerName, "readyz-server-name", o.readyz.ServerName, "name verified in the serving certificate")
+	f.BoolVar(&o.readyz.InsecureSkipVerify, "readyz-insecure-skip-verify", false, "do not verify the serving certificate of /readyz")
+	f.StringVar(&o.readyz.TokenFile, "readyz-token-file", "", "bearer token file for /readyz, e.g. /var/run/secrets/kubernetes.io/serviceaccount/token")
+	f.StringVar(&o.mirrorPodNamespace, "mirror-pod-namespace", o.mirrorPodNamespace, "namespace of the kube-apiserver mirror pod")
+	f.StringVar(&o.mirrorPod, "mirror-pod-name", "", "name of this node's kube-apiserver mirror pod (default: kube-apiserver-<node-name>)")
+	f.DurationVar(&o.pollInterval, "poll-interval", o.pollInterval, "interval of health checks during a rollout")
+	f.DurationVar(&o.resync, "resync", o.resync, "re-check the node at least this often")
+	f.DurationVar(&o.retry, "retry", o.retry, "delay after an error or while another node rolls out")
+	f.BoolVarP(&o.verbose, "verbose", "v", false, "debug logging")
+	return cmd
+}
+
+func runAgent(ctx context.Context, o agentOptions) error {
+	if o.nodeName == "" {
+		return errors.New("--node-name or $NODE_NAME is required (the DaemonSet sets NODE_NAME from spec.nodeName)")
+	}
+	if o.mirrorPod == "" {
+		o.mirrorPod = "kube-apiserver-" + o.nodeName
+	}
+	level := slog.LevelInfo
+	if o.verbose {
+		level = slog.Level(-4)
+	}
+	log := logr.FromSlogHandler(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: level})).WithValues("node", o.nodeName)
+
+	rules := clientcmd.NewDefaultClientConfigLoadingRules()
+	rules.ExplicitPath = o.kubeconfig
+	cfg, err := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules, &clientcmd.ConfigOverrides{}).ClientConfig()
+	if err != nil {
+		return fmt.Errorf("loading the client configuration: %w", err)
+	}
+	cfg.UserAgent = "kaudit-agent/" + o.nodeName
+	scheme := runtime.NewScheme()
+	if err := clientgoscheme.AddToScheme(scheme); err != nil {
+		return err
+	}
+	if err := v1alpha1.AddToScheme(scheme); err != nil {
+		return err
+	}
+	c, err := client.NewWithWatch(cfg, client.Options{Scheme: scheme})
+	if err != nil {
+		return err
+	}
+	cs, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return err
+	}
+	broadcaster := record.NewBroadcaster(record.WithContext(ctx))
+	broadcaster.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: cs.CoreV1().Events("")})
+	defer broadcaster.Shutdown()
+	recorder := broadcaster.NewRecorder(scheme, corev1.EventSource{Component: "kaudit-agent", Host: o.nodeName})
+
+	readyz, err := agent.NewReadyz(o.readyz)
+	if err != nil {
+		return err
+	}
+	clk := clock.RealClock{}
+	health := &agent.APIServerHealth{
+		MirrorPod: func(ctx context.Context) (*corev1.Pod, error) {
+			pod := &corev1.Pod{}
+			err := c.Get(ctx, client.ObjectKey{Namespace: o.mirrorPodNamespace, Name: o.mirrorPod}, pod)
+			return pod, err
+		},
+		Readyz:   readyz,
+		Clock:    clk,
+		Interval: o.pollInterval,
+	}
+	node := agent.NewNode(o.paths)
+	a := &agent.Agent{
+		Node:      o.nodeName,
+		Namespace: o.namespace,
+		Client:    c,
+		Rollout:   &agent.Rollout{Node: node, Health: health, Clock: clk},
+		Lease:     &agent.Lease{Client: c, Namespace: o.namespace, Name: agent.LeaseName, Identity: o.nodeName, Clock: clk},
+		Status:    &agent.StatusWriter{Client: c, Node: o.nodeName},
+		Recorder:  recorder,
+		Clock:     clk,
+		Resync:    o.resync,
+		Retry:     o.retry,
+		Log:       log,
+	}
+	log.Info("agent starting", "root", o.paths.Root, "manifest", o.paths.Manifest, "stateDir", o.paths.StateDir, "readyz", o.readyz.URL)
+	return a.Run(ctx)
+}

@@ -1,0 +1,145 @@
+package cmd
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"github.com/spf13/cobra"
+	"sigs.k8s.io/yaml"
+
+	"github.com/kaudit/kaudit/api/v1alpha1"
+	"github.com/kaudit/kaudit/internal/manifest"
+	"github.com/kaudit/kaudit/internal/policy"
+)
+
+func init() { register(newImportCommand) }
+
+func newImportCommand() *cobra.Command {
+	var (
+		prefix, outDir string
+		single         bool
+	)
+	c := &cobra.Command{
+		Use:   "import POLICY-FILE",
+		Short: "Split an existing audit.k8s.io/v1 Policy file into AuditPolicyModules",
+		Long: `Import reads the audit policy a cluster runs today (the file given to --audit-policy-file) and writes
+AuditPolicyModule manifests that merge back into a policy deciding every request exactly as the
+original does, plus the AuditPolicy "cluster" settings: neighbouring rules of the same kind (noise,
+non-resource URLs, secrets, RBAC, a level) become one module, ordered 10, 20, ...; the policy's
+omitStages become spec.omitStages; a final rule matching every request becomes spec.defaultLevel
+(without one, defaultLevel is None, as the original drops what it does not match).
+
+Check the result with "kaudit render" and "kaudit lint" before applying it.`,
+		Example: `  # Print the modules
+  kaudit import /etc/kubernetes/audit/policy.yaml
+
+  # One file per module and a kustomization, ready for Git and Argo CD
+  kaudit import policy.yaml --prefix legacy --output-dir audit-modules/
+
+  # Everything in one module
+  kaudit import policy.yaml --single | kubectl apply -f -`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			set, err := manifest.Read(cmd.InOrStdin(), args[0])
+			if err != nil {
+				return err
+			}
+			if len(set.Upstream) != 1 || len(set.Modules) > 0 || set.Policy != nil {
+				return fmt.Errorf("%s: expected exactly one audit.k8s.io/v1 Policy", args[0])
+			}
+			up := set.Upstream[0]
+			if _, err := readPolicy(cmd.InOrStdin(), args); err != nil {
+				return err
+			}
+			if prefix == "" {
+				prefix = importPrefix(up.Source)
+			}
+			imp := policy.Import(up.Policy, policy.ImportOptions{Prefix: prefix, Single: single, Source: "from " + args[0]})
+			docs, err := importManifests(imp)
+			if err != nil {
+				return err
+			}
+			if outDir == "" {
+				var b bytes.Buffer
+				for i, d := range docs {
+					if i > 0 {
+						b.WriteString("---\n")
+					}
+					b.Write(d.data)
+				}
+				_, err := cmd.OutOrStdout().Write(b.Bytes())
+				return err
+			}
+			if err := os.MkdirAll(outDir, 0o755); err != nil {
+				return err
+			}
+			kust := "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources:\n"
+			for _, d := range docs {
+				if err := os.WriteFile(filepath.Join(outDir, d.file), d.data, 0o644); err != nil {
+					return err
+				}
+				kust += "- " + d.file + "\n"
+			}
+			if err := os.WriteFile(filepath.Join(outDir, "kustomization.yaml"), []byte(kust), 0o644); err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.ErrOrStderr(), "wrote %d modules and the AuditPolicy settings to %s\n", len(imp.Modules), outDir)
+			return nil
+		},
+	}
+	c.Flags().StringVar(&prefix, "prefix", "", "start of the module names (default: the file name)")
+	c.Flags().BoolVar(&single, "single", false, "put every rule into one module")
+	c.Flags().StringVarP(&outDir, "output-dir", "d", "", "write one file per module and a kustomization.yaml into this directory instead of stdout")
+	_ = c.MarkFlagDirname("output-dir")
+	return c
+}
+
+type importDoc struct {
+	file string
+	data []byte
+}
+
+type objectMeta struct {
+	Name string `json:"name"`
+}
+
+func importManifests(imp policy.Imported) ([]importDoc, error) {
+	gv := v1alpha1.GroupVersion.String()
+	settings := struct {
+		APIVersion string     `json:"apiVersion"`
+		Kind       string     `json:"kind"`
+		Metadata   objectMeta `json:"metadata"`
+		Spec       struct {
+			OmitStages   []v1alpha1.Stage `json:"omitStages,omitempty"`
+			DefaultLevel v1alpha1.Level   `json:"defaultLevel"`
+		} `json:"spec"`
+	}{APIVersion: gv, Kind: "AuditPolicy", Metadata: objectMeta{Name: v1alpha1.SingletonName}}
+	settings.Spec.OmitStages = imp.Settings.OmitStages
+	settings.Spec.DefaultLevel = imp.Settings.DefaultLevel
+	var docs []importDoc
+	add := func(file, comment string, v any) error {
+		b, err := yaml.Marshal(v)
+		if err != nil {
+			return err
+		}
+		docs = append(docs, importDoc{file: file, data: append([]byte(comment), b...)})
+		return nil
+	}
+	if err := add("auditpolicy-cluster.yaml", "# Policy-level settings of the imported policy.\n", settings); err != nil {
+		return nil, err
+	}
+	for _, m := range imp.Modules {
+		mod := struct {
+			APIVersion string                         `json:"apiVersion"`
+			Kind       string                         `json:"kind"`
+			Metadata   objectMeta                     `json:"metadata"`
+			Spec       v1alpha1.AuditPolicyModuleSpec `json:"spec"`
+		}{gv, "AuditPolicyModule", objectMeta{m.Name}, m.Spec}
+		if err := add(m.Name+".yaml", "", mod); err != nil {
+			return nil, err
+		}
+	}
+	return docs, nil
+}

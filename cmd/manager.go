@@ -1,0 +1,119 @@
+package cmd
+
+import (
+	"flag"
+	"fmt"
+
+	"github.com/spf13/cobra"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/rest"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/healthz"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+
+	"github.com/kaudit/kaudit/api/v1alpha1"
+	"github.com/kaudit/kaudit/controllers"
+	"github.com/kaudit/kaudit/internal/revision"
+)
+
+func init() { register(newManagerCommand) }
+
+// ManagerOptions are the manager's command-line settings.
+type ManagerOptions struct {
+	Namespace          string
+	HistoryLimit       int
+	MetricsAddress     string
+	HealthProbeAddress string
+	LeaderElection     bool
+	LeaderElectionID   string
+}
+
+func newManagerCommand() *cobra.Command {
+	opts := ManagerOptions{}
+	zapOpts := zap.Options{}
+	c := &cobra.Command{
+		Use:   "manager",
+		Short: "Run the controller that merges AuditPolicyModules into policy revisions",
+		Long: `The manager validates every AuditPolicyModule with kube-apiserver's own policy loader,
+merges the accepted ones into one audit.k8s.io/v1 Policy and stores each new policy as an
+immutable, numbered ConfigMap revision. It reports on every module and on the AuditPolicy
+singleton "cluster", which it creates when missing.`,
+		Example: `  # Run against the cluster of the current kubeconfig context
+  kaudit manager
+
+  # Keep 20 revisions and run with leader election (as the Deployment does)
+  kaudit manager --revision-history-limit=20 --leader-elect`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctrl.SetLogger(zap.New(zap.UseFlagOptions(&zapOpts)))
+			mgr, err := NewManager(ctrl.GetConfigOrDie(), opts)
+			if err != nil {
+				return err
+			}
+			return mgr.Start(ctrl.SetupSignalHandler())
+		},
+	}
+	f := c.Flags()
+	f.StringVar(&opts.Namespace, "namespace", "kaudit-system", "namespace of the revision ConfigMaps")
+	f.IntVar(&opts.HistoryLimit, "revision-history-limit", 10, "revisions to keep; the desired, pinned and node-applied ones are never deleted, even beyond the limit")
+	f.StringVar(&opts.MetricsAddress, "metrics-bind-address", ":8080", "address of the metrics endpoint; 0 disables it")
+	f.StringVar(&opts.HealthProbeAddress, "health-probe-bind-address", ":8081", "address of the /healthz and /readyz probes")
+	f.BoolVar(&opts.LeaderElection, "leader-elect", false, "elect a leader, so that only one of several replicas acts")
+	f.StringVar(&opts.LeaderElectionID, "leader-election-id", "kaudit-manager.audit.kaudit.io", "name of the leader election Lease")
+	zapFlags := flag.NewFlagSet("zap", flag.ContinueOnError)
+	zapOpts.BindFlags(zapFlags)
+	f.AddGoFlagSet(zapFlags)
+	return c
+}
+
+// Scheme holds every type the manager reads or writes.
+func Scheme() *runtime.Scheme {
+	s := runtime.NewScheme()
+	if err := clientgoscheme.AddToScheme(s); err != nil {
+		panic(err)
+	}
+	if err := v1alpha1.AddToScheme(s); err != nil {
+		panic(err)
+	}
+	return s
+}
+
+// NewManager builds a manager running the kaudit controllers. Its cache holds only revision
+// ConfigMaps of the kaudit namespace, never the cluster's other ConfigMaps.
+func NewManager(cfg *rest.Config, opts ManagerOptions) (ctrl.Manager, error) {
+	if opts.HistoryLimit < 1 {
+		return nil, fmt.Errorf("--revision-history-limit must be at least 1, got %d", opts.HistoryLimit)
+	}
+	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
+		Scheme:                  Scheme(),
+		Metrics:                 metricsserver.Options{BindAddress: opts.MetricsAddress},
+		HealthProbeBindAddress:  opts.HealthProbeAddress,
+		LeaderElection:          opts.LeaderElection,
+		LeaderElectionID:        opts.LeaderElectionID,
+		LeaderElectionNamespace: opts.Namespace,
+		Cache: cache.Options{ByObject: map[client.Object]cache.ByObject{
+			&corev1.ConfigMap{}: {
+				Namespaces: map[string]cache.Config{opts.Namespace: {}},
+				Label:      revision.Selector(),
+			},
+		}},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("creating the manager: %w", err)
+	}
+	if err := controllers.Setup(mgr, controllers.Options{Namespace: opts.Namespace, HistoryLimit: opts.HistoryLimit}); err != nil {
+		return nil, fmt.Errorf("setting up controllers: %w", err)
+	}
+	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {
+		return nil, err
+	}
+	if err := mgr.AddReadyzCheck("readyz", healthz.Ping); err != nil {
+		return nil, err
+	}
+	return mgr, nil
+}

@@ -1,0 +1,158 @@
+package policy
+
+import (
+	"fmt"
+	"regexp"
+	"slices"
+	"strings"
+
+	auditv1 "k8s.io/apiserver/pkg/apis/audit/v1"
+
+	"github.com/kaudit/kaudit/api/v1alpha1"
+)
+
+// ImportOptions controls how an existing policy is split into modules.
+type ImportOptions struct {
+	// Prefix starts every module name; empty means "imported".
+	Prefix string
+	// Single puts every rule into one module instead of one module per group of similar rules.
+	Single bool
+	// Source is named in each module's description.
+	Source string
+}
+
+// Imported is an existing audit policy as kaudit modules and settings.
+type Imported struct {
+	Modules  []Module
+	Settings Settings
+}
+
+// Import splits an audit.k8s.io/v1 Policy into modules that merge back into a policy that
+// decides every request exactly as the original does: rules keep their order (module orders
+// 10, 20, ...), the policy's omitStages become the settings' omitStages, its omitManagedFields
+// is pushed into every module, and a final rule that matches every request becomes the
+// default level (without one, the default level is None, as for the original policy).
+func Import(p auditv1.Policy, opts ImportOptions) Imported {
+	prefix := opts.Prefix
+	if prefix == "" {
+		prefix = "imported"
+	}
+	prefix = dnsName(prefix)
+	out := Imported{Settings: Settings{DefaultLevel: v1alpha1.LevelNone}}
+	for _, s := range p.OmitStages {
+		out.Settings.OmitStages = append(out.Settings.OmitStages, v1alpha1.Stage(s))
+	}
+	rules := slices.Clone(p.Rules)
+	if n := len(rules); n > 0 {
+		last := rules[n-1]
+		bodies := last.Level == auditv1.LevelRequest || last.Level == auditv1.LevelRequestResponse
+		if MatchesEverything(last) && len(last.OmitStages) == 0 && last.OmitManagedFields == nil && !(p.OmitManagedFields && bodies) {
+			out.Settings.DefaultLevel = v1alpha1.Level(last.Level)
+			rules = rules[:n-1]
+		}
+	}
+
+	type group struct {
+		label      string
+		first, end int
+	}
+	var groups []group
+	for i, r := range rules {
+		label := "rules"
+		if !opts.Single {
+			label = ruleLabel(r)
+		}
+		if len(groups) > 0 && groups[len(groups)-1].label == label {
+			groups[len(groups)-1].end = i + 1
+			continue
+		}
+		groups = append(groups, group{label: label, first: i, end: i + 1})
+	}
+	for gi, g := range groups {
+		spec := v1alpha1.AuditPolicyModuleSpec{Order: int32(10 * (gi + 1))}
+		spec.Description = fmt.Sprintf("Rules %d-%d of the imported policy", g.first, g.end-1)
+		if opts.Source != "" {
+			spec.Description += " " + opts.Source
+		}
+		spec.Description += "."
+		if p.OmitManagedFields {
+			t := true
+			spec.OmitManagedFields = &t
+		}
+		var common []auditv1.Stage
+		for i := g.first; i < g.end; i++ {
+			stages := sortedStages(rules[i].OmitStages)
+			if i == g.first {
+				common = stages
+			} else if !slices.Equal(common, stages) {
+				common = nil
+				break
+			}
+		}
+		for i := g.first; i < g.end; i++ {
+			r := FromUpstream(rules[i])
+			if len(common) > 0 {
+				r.OmitStages = nil
+			}
+			spec.Rules = append(spec.Rules, r)
+		}
+		for _, s := range common {
+			spec.OmitStages = append(spec.OmitStages, v1alpha1.Stage(s))
+		}
+		name := fmt.Sprintf("%s-%02d-%s", prefix, gi+1, g.label)
+		out.Modules = append(out.Modules, Module{Name: name, Spec: spec})
+	}
+	return out
+}
+
+func sortedStages(s []auditv1.Stage) []auditv1.Stage {
+	v := make([]v1alpha1.Stage, len(s))
+	for i := range s {
+		v[i] = v1alpha1.Stage(s[i])
+	}
+	return normalizeStages(v)
+}
+
+// MatchesEverything tells whether a rule matches every request (a catch-all).
+func MatchesEverything(r auditv1.PolicyRule) bool {
+	return len(r.Users) == 0 && len(r.UserGroups) == 0 && len(r.Verbs) == 0 && len(r.Resources) == 0 &&
+		len(r.Namespaces) == 0 && len(r.NonResourceURLs) == 0
+}
+
+// ruleLabel names what a rule is about, to group similar neighbouring rules into one module.
+func ruleLabel(r auditv1.PolicyRule) string {
+	switch {
+	case len(r.NonResourceURLs) > 0:
+		return "nonresource"
+	case r.Level == auditv1.LevelNone:
+		return "noise"
+	}
+	for _, gr := range r.Resources {
+		for _, res := range gr.Resources {
+			base, _, _ := strings.Cut(res, "/")
+			if (gr.Group == "" && (base == "secrets" || base == "configmaps" || base == "serviceaccounts")) ||
+				(gr.Group == "authentication.k8s.io" && base == "tokenreviews") {
+				return "secrets"
+			}
+		}
+		if gr.Group == "rbac.authorization.k8s.io" {
+			return "rbac"
+		}
+	}
+	return strings.ToLower(string(r.Level))
+}
+
+var notDNS = regexp.MustCompile(`[^a-z0-9-]+`)
+
+// dnsName makes a string usable as (the start of) a module name.
+func dnsName(s string) string {
+	s = notDNS.ReplaceAllString(strings.ToLower(s), "-")
+	s = strings.Trim(s, "-")
+	if len(s) > 40 {
+		s = strings.Trim(s[:40], "-")
+	}
+	if s == "" {
+		return "imported"
+	}
+	return s
+}
