@@ -2,6 +2,8 @@
 IMG ?= kaudit.local/kaudit:dev
 # Kubernetes version of the envtest control plane (kube-apiserver, etcd, kubectl).
 ENVTEST_K8S_VERSION ?= 1.37.2
+# Modules that `make demo` applies.
+DEMO_MODULES ?= config/samples
 
 SHELL := /usr/bin/env bash -o pipefail
 .SHELLFLAGS := -ec
@@ -71,7 +73,7 @@ run: manifests generate ## Run the manager against the cluster in ~/.kube/config
 .PHONY: demo
 demo: envtest-assets ## Start a local control plane, run the manager on the sample modules, print the result.
 	KUBEBUILDER_ASSETS="$$(K8S_VERSION=$(ENVTEST_K8S_VERSION) hack/envtest-assets.sh)" \
-		go run ./hack/demo
+		go run ./hack/demo --modules=$(DEMO_MODULES)
 
 ##@ Deployment
 

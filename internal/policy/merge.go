@@ -47,6 +47,9 @@ type Merged struct {
 	Sources []RuleSource
 	// Modules are the names of the modules that contributed rules, in merge order.
 	Modules []string
+
+	// rendered caches Render: parsing it back is Merge's final check, and callers store it.
+	rendered []byte
 }
 
 // Sort orders modules as the merge does: by spec.order, ties broken by name.
@@ -91,7 +94,8 @@ func Merge(modules []Module, settings Settings) (*Merged, error) {
 	m.Sources = append(m.Sources, RuleSource{})
 
 	// The loader is the final gate: what it rejects would stop kube-apiserver from starting.
-	if _, err := Load(m.Render()); err != nil {
+	m.rendered = m.render()
+	if _, err := Load(m.rendered); err != nil {
 		return nil, m.blame(err)
 	}
 	return m, nil

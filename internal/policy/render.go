@@ -46,8 +46,16 @@ func encode(p auditv1.Policy) []byte {
 }
 
 // Render writes the policy as YAML with a comment above each rule naming the module and rule
-// index it came from. The same Merged always renders the same bytes.
+// index it came from. The same Merged always renders the same bytes. The result is shared:
+// callers must not modify it.
 func (m *Merged) Render() []byte {
+	if m.rendered == nil {
+		m.rendered = m.render()
+	}
+	return m.rendered
+}
+
+func (m *Merged) render() []byte {
 	var b bytes.Buffer
 	b.WriteString(header)
 	doc := toDocument(m.Policy)
