@@ -7,6 +7,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
@@ -63,6 +64,7 @@ type PolicyReconciler struct {
 	HistoryLimit int
 
 	revisions *revisionStore
+	verdicts  *verdictCache
 	// The debounce state: the desired policy hash not yet written to a revision, when it was
 	// first seen and when it last changed. One worker reconciles the singleton, so no lock.
 	pendingHash  string
@@ -166,7 +168,7 @@ func (r *PolicyReconciler) makeRevision(ctx context.Context, ap *v1alpha1.AuditP
 		// Revisions deleted by hand must not make numbers be reused.
 		next = *old + 1
 	}
-	inForce, records := modulesInForce(judge(modules), latest, next)
+	inForce, records := modulesInForce(r.verdicts.judge(modules), latest, next)
 	if len(inForce) == 0 && latest == nil {
 		st.progressing(metav1.ConditionFalse, ReasonNoModules, "No accepted AuditPolicyModule yet: no revision is made, and nodes keep the policy they have.")
 		r.resetPending()
@@ -306,11 +308,24 @@ var isRevision = predicate.NewPredicateFuncs(func(o client.Object) bool {
 	return revision.Selector().Matches(labels.Set(o.GetLabels()))
 })
 
+// specOrNodesChanged skips the singleton's updates that only the manager's own status write
+// made: a reconcile is needed when the spec or an agent's node entry changes.
+var specOrNodesChanged = predicate.Or(predicate.GenerationChangedPredicate{}, predicate.Funcs{
+	UpdateFunc: func(e event.UpdateEvent) bool {
+		old, okOld := e.ObjectOld.(*v1alpha1.AuditPolicy)
+		cur, okNew := e.ObjectNew.(*v1alpha1.AuditPolicy)
+		return !okOld || !okNew || !equality.Semantic.DeepEqual(old.Status.Nodes, cur.Status.Nodes)
+	},
+	CreateFunc:  func(event.CreateEvent) bool { return false },
+	DeleteFunc:  func(event.DeleteEvent) bool { return false },
+	GenericFunc: func(event.GenericEvent) bool { return false },
+})
+
 // SetupWithManager watches the singleton, modules (spec changes only), revisions and
 // control-plane nodes (metadata only), and triggers one reconcile at start so the singleton
 // is created even when nothing else happens.
-func (r *PolicyReconciler) SetupWithManager(mgr ctrl.Manager, revisions *revisionStore) error {
-	r.revisions = revisions
+func (r *PolicyReconciler) SetupWithManager(mgr ctrl.Manager, revisions *revisionStore, verdicts *verdictCache) error {
+	r.revisions, r.verdicts = revisions, verdicts
 	toSingleton := handler.EnqueueRequestsFromMapFunc(func(context.Context, client.Object) []reconcile.Request {
 		return []reconcile.Request{{NamespacedName: types.NamespacedName{Name: v1alpha1.SingletonName}}}
 	})
@@ -318,7 +333,7 @@ func (r *PolicyReconciler) SetupWithManager(mgr ctrl.Manager, revisions *revisio
 	start <- event.GenericEvent{Object: &v1alpha1.AuditPolicy{ObjectMeta: metav1.ObjectMeta{Name: v1alpha1.SingletonName}}}
 	return ctrl.NewControllerManagedBy(mgr).
 		Named("auditpolicy").
-		For(&v1alpha1.AuditPolicy{}).
+		For(&v1alpha1.AuditPolicy{}, builder.WithPredicates(specOrNodesChanged)).
 		Watches(&v1alpha1.AuditPolicyModule{}, toSingleton, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
 		Watches(&corev1.ConfigMap{}, toSingleton, builder.WithPredicates(isRevision)).
 		Watches(&corev1.Node{}, toSingleton, builder.OnlyMetadata, builder.WithPredicates(predicate.LabelChangedPredicate{})).
@@ -337,7 +352,8 @@ type Options struct {
 // Setup registers the kaudit controllers with a manager.
 func Setup(mgr ctrl.Manager, opts Options) error {
 	revisions := newRevisionStore(mgr.GetClient(), opts.Namespace)
-	if err := (&ModuleReconciler{Client: mgr.GetClient(), Recorder: mgr.GetEventRecorder("kaudit-manager")}).SetupWithManager(mgr, revisions); err != nil {
+	verdicts := newVerdictCache()
+	if err := (&ModuleReconciler{Client: mgr.GetClient(), Recorder: mgr.GetEventRecorder("kaudit-manager")}).SetupWithManager(mgr, revisions, verdicts); err != nil {
 		return err
 	}
 	return (&PolicyReconciler{
@@ -346,5 +362,5 @@ func Setup(mgr ctrl.Manager, opts Options) error {
 		Clock:        clock.RealClock{},
 		Namespace:    opts.Namespace,
 		HistoryLimit: opts.HistoryLimit,
-	}).SetupWithManager(mgr, revisions)
+	}).SetupWithManager(mgr, revisions, verdicts)
 }

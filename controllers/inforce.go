@@ -16,14 +16,6 @@ type moduleVerdict struct {
 	Err error
 }
 
-func judge(modules []v1alpha1.AuditPolicyModule) []moduleVerdict {
-	out := make([]moduleVerdict, len(modules))
-	for i, m := range modules {
-		out[i] = moduleVerdict{Module: m, Err: policy.ValidateModule(policy.Module{Name: m.Name, Spec: m.Spec})}
-	}
-	return out
-}
-
 // modulesInForce decides which spec of each module the next revision holds (SPEC Decisions):
 // an enabled module's current spec when it is valid; for a module whose current spec is
 // invalid, the spec the previous revision held for it (last known good, so a typo never lets

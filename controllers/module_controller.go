@@ -36,6 +36,7 @@ type ModuleReconciler struct {
 	client.Client
 	Recorder  events.EventRecorder
 	revisions *revisionStore
+	verdicts  *verdictCache
 }
 
 // +kubebuilder:rbac:groups=audit.kaudit.io,resources=auditpolicymodules,verbs=get;list;watch
@@ -53,7 +54,7 @@ func (r *ModuleReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctr
 		return ctrl.Result{}, err
 	}
 
-	verdict := policy.ValidateModule(policy.Module{Name: m.Name, Spec: m.Spec})
+	verdict := r.verdicts.validate(&m)
 	accepted := acceptedCondition(m, verdict)
 	status := v1alpha1.AuditPolicyModuleStatus{
 		ObservedGeneration: m.Generation,
@@ -105,8 +106,8 @@ func acceptedCondition(m v1alpha1.AuditPolicyModule, verdict error) metav1.Condi
 
 // SetupWithManager watches modules (spec changes only) and revisions, which change
 // includedInRevision of every module.
-func (r *ModuleReconciler) SetupWithManager(mgr ctrl.Manager, revisions *revisionStore) error {
-	r.revisions = revisions
+func (r *ModuleReconciler) SetupWithManager(mgr ctrl.Manager, revisions *revisionStore, verdicts *verdictCache) error {
+	r.revisions, r.verdicts = revisions, verdicts
 	allModules := handler.EnqueueRequestsFromMapFunc(func(ctx context.Context, _ client.Object) []reconcile.Request {
 		var list v1alpha1.AuditPolicyModuleList
 		if err := r.List(ctx, &list); err != nil {

@@ -76,4 +76,3 @@ var _ = AfterSuite(func() {
 	}
 	Expect(testEnv.Stop()).To(Succeed())
 })
-
