@@ -83,7 +83,7 @@ install: manifests kustomize ## Install the CRDs into the cluster in ~/.kube/con
 
 .PHONY: deploy
 deploy: manifests kustomize ## Deploy kaudit into the cluster in ~/.kube/config.
-	cd config/manager && $(KUSTOMIZE) edit set image controller=$(IMG)
+	cd config/default && $(KUSTOMIZE) edit set image kaudit.local/kaudit=$(IMG)
 	$(KUSTOMIZE) build config/default | kubectl apply --server-side -f -
 
 ##@ Tools
