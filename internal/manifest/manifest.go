@@ -14,18 +14,12 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 
-	apiextensionsinternal "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions"
-	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
-	structuralschema "k8s.io/apiextensions-apiserver/pkg/apiserver/schema"
-	structuraldefaulting "k8s.io/apiextensions-apiserver/pkg/apiserver/schema/defaulting"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	auditv1 "k8s.io/apiserver/pkg/apis/audit/v1"
 	"sigs.k8s.io/yaml"
 
 	"github.com/kaudit/kaudit/api/v1alpha1"
-	"github.com/kaudit/kaudit/config/crd"
 )
 
 // Set is everything read from a list of paths.
@@ -164,6 +158,9 @@ func (s *Set) readKustomization(stdin io.Reader, dir, file string) error {
 type typeMeta struct {
 	APIVersion string `json:"apiVersion"`
 	Kind       string `json:"kind"`
+	Metadata   struct {
+		Name string `json:"name"`
+	} `json:"metadata"`
 }
 
 func (s *Set) add(source string, data []byte) error {
@@ -193,24 +190,24 @@ func (s *Set) addDocument(where string, raw []byte) error {
 	}
 	switch {
 	case tm.APIVersion == v1alpha1.GroupVersion.String() && tm.Kind == "AuditPolicyModule":
+		if tm.Metadata.Name == "" {
+			return fmt.Errorf("%s: AuditPolicyModule: metadata.name: Required value", where)
+		}
 		var m v1alpha1.AuditPolicyModule
 		if err := decodeDefaulted(raw, "AuditPolicyModule", &m); err != nil {
-			return fmt.Errorf("%s: AuditPolicyModule: %w", where, err)
-		}
-		if m.Name == "" {
-			return fmt.Errorf("%s: AuditPolicyModule: metadata.name: Required value", where)
+			return fmt.Errorf("%s: AuditPolicyModule %q: %w", where, tm.Metadata.Name, err)
 		}
 		s.Modules = append(s.Modules, m)
 	case tm.APIVersion == v1alpha1.GroupVersion.String() && tm.Kind == "AuditPolicy":
-		var p v1alpha1.AuditPolicy
-		if err := decodeDefaulted(raw, "AuditPolicy", &p); err != nil {
-			return fmt.Errorf("%s: AuditPolicy: %w", where, err)
-		}
-		if p.Name != v1alpha1.SingletonName {
-			return fmt.Errorf("%s: AuditPolicy %q: metadata.name: Invalid value: the AuditPolicy is a singleton and must be named %s", where, p.Name, v1alpha1.SingletonName)
+		if tm.Metadata.Name != v1alpha1.SingletonName {
+			return fmt.Errorf("%s: AuditPolicy %q: metadata.name: Invalid value: the AuditPolicy is a singleton and must be named %s", where, tm.Metadata.Name, v1alpha1.SingletonName)
 		}
 		if s.Policy != nil {
 			return fmt.Errorf("%s: a second AuditPolicy: only one may be given", where)
+		}
+		var p v1alpha1.AuditPolicy
+		if err := decodeDefaulted(raw, "AuditPolicy", &p); err != nil {
+			return fmt.Errorf("%s: AuditPolicy %q: %w", where, tm.Metadata.Name, err)
 		}
 		s.Policy = &p
 	case tm.APIVersion == auditv1.SchemeGroupVersion.String() && tm.Kind == "Policy":
@@ -225,7 +222,8 @@ func (s *Set) addDocument(where string, raw []byte) error {
 	return nil
 }
 
-// decodeDefaulted applies the CRD schema's defaults to a document and decodes it strictly.
+// decodeDefaulted applies the CRD schema's defaults to a document, validates it as the
+// apiserver would on `kubectl apply` (schema and CEL rules) and decodes it strictly.
 func decodeDefaulted(raw []byte, kind string, into any) error {
 	schemas, err := loadSchemas()
 	if err != nil {
@@ -235,7 +233,9 @@ func decodeDefaulted(raw []byte, kind string, into any) error {
 	if err := yaml.Unmarshal(raw, &obj); err != nil {
 		return err
 	}
-	structuraldefaulting.Default(obj, schemas[kind])
+	if errs := schemas[kind].defaultAndValidate(obj); len(errs) > 0 {
+		return errs.ToAggregate()
+	}
 	b, err := yaml.Marshal(obj)
 	if err != nil {
 		return err
@@ -243,38 +243,6 @@ func decodeDefaulted(raw []byte, kind string, into any) error {
 	return yaml.UnmarshalStrict(b, into)
 }
 
-var loadSchemas = sync.OnceValues(func() (map[string]*structuralschema.Structural, error) {
-	out := map[string]*structuralschema.Structural{}
-	entries, err := fs.Glob(crd.Bases, "bases/*.yaml")
-	if err != nil {
-		return nil, err
-	}
-	for _, e := range entries {
-		data, err := crd.Bases.ReadFile(e)
-		if err != nil {
-			return nil, err
-		}
-		var def apiextensionsv1.CustomResourceDefinition
-		if err := yaml.Unmarshal(data, &def); err != nil {
-			return nil, fmt.Errorf("embedded CRD %s: %w", e, err)
-		}
-		for _, v := range def.Spec.Versions {
-			if v.Name != v1alpha1.GroupVersion.Version || v.Schema == nil {
-				continue
-			}
-			var internal apiextensionsinternal.JSONSchemaProps
-			if err := apiextensionsv1.Convert_v1_JSONSchemaProps_To_apiextensions_JSONSchemaProps(v.Schema.OpenAPIV3Schema, &internal, nil); err != nil {
-				return nil, fmt.Errorf("embedded CRD %s: %w", e, err)
-			}
-			s, err := structuralschema.NewStructural(&internal)
-			if err != nil {
-				return nil, fmt.Errorf("embedded CRD %s: %w", e, err)
-			}
-			out[def.Spec.Names.Kind] = s
-		}
-	}
-	return out, nil
-})
 
 func stripComments(b []byte) []byte {
 	var out [][]byte

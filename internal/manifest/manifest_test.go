@@ -1,0 +1,99 @@
+package manifest
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/kaudit/kaudit/api/v1alpha1"
+)
+
+func TestReadKustomizationAppliesSchemaDefaults(t *testing.T) {
+	set, err := Read(nil, "testdata/kustomized")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(set.Modules) != 2 || set.Modules[0].Name != "no-order" || set.Modules[1].Name != "early" {
+		t.Fatalf("modules = %v, want no-order and early (ignored.yaml is not in the kustomization)", names(set))
+	}
+	if set.Modules[0].Spec.Order != 100 {
+		t.Errorf("order = %d, want the CRD default 100", set.Modules[0].Spec.Order)
+	}
+	if set.Policy == nil || set.Policy.Spec.DefaultLevel != v1alpha1.LevelMetadata {
+		t.Fatalf("the singleton should be read with defaultLevel defaulted to Metadata: %+v", set.Policy)
+	}
+	if d := set.Policy.Spec.Rollout.DebounceOrDefault(); d != 2*time.Second {
+		t.Errorf("debounce = %s, want the nested default 2s", d)
+	}
+}
+
+func TestReadDirectoryReadsEveryManifest(t *testing.T) {
+	set, err := Read(nil, "testdata/kustomized/sub/early.yaml", "testdata/kustomized/sub/ignored.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(names(set), ","); got != "early,ignored" {
+		t.Errorf("modules = %s", got)
+	}
+}
+
+func TestReadStdinAndUpstreamPolicy(t *testing.T) {
+	in := strings.NewReader("apiVersion: audit.k8s.io/v1\nkind: Policy\nrules:\n- level: Metadata\n")
+	set, err := Read(in, Stdin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(set.Upstream) != 1 || set.Upstream[0].Policy.Rules[0].Level != "Metadata" || set.Upstream[0].Source != "<stdin>: document 1" {
+		t.Errorf("upstream = %+v", set.Upstream)
+	}
+}
+
+// TestReadRejectsWhatKubectlApplyRejects: errors name the file, the document, the object and
+// the field, and come from the same schema and CEL rules the apiserver runs.
+func TestReadRejectsWhatKubectlApplyRejects(t *testing.T) {
+	module := func(spec string) string {
+		return "apiVersion: audit.kaudit.io/v1alpha1\nkind: AuditPolicyModule\nmetadata: {name: m}\nspec:\n" + spec
+	}
+	for name, tc := range map[string]struct{ doc, want string }{
+		"unknown level":   {module("  rules: [{level: Loud}]"), `bad.yaml: document 1: AuditPolicyModule "m": spec.rules[0].level: Unsupported value: "Loud"`},
+		"empty rules":     {module("  rules: []"), "spec.rules: Invalid value: 0: spec.rules in body should have at least 1 items"},
+		"url + resources": {module("  rules: [{level: None, nonResourceURLs: [/x], resources: [{resources: [pods]}]}]"), "nonResourceURLs cannot be combined with resources or namespaces"},
+		"unknown field":   {module("  rules: [{level: None, user: [bob]}]"), `unknown field "user"`},
+		"no name":         {"apiVersion: audit.kaudit.io/v1alpha1\nkind: AuditPolicyModule\nspec: {rules: [{level: None}]}", "metadata.name: Required value"},
+		"singleton name":  {"apiVersion: audit.kaudit.io/v1alpha1\nkind: AuditPolicy\nmetadata: {name: prod}", `AuditPolicy "prod": metadata.name: Invalid value`},
+		"other kind":      {"apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x}", `unsupported kind "ConfigMap"`},
+		"broken yaml":     {"apiVersion: [", "bad.yaml: document 1"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "bad.yaml")
+			if err := os.WriteFile(path, []byte(tc.doc), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			_, err := Read(nil, path)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("error = %v\nwant it to contain %q", err, tc.want)
+			}
+		})
+	}
+}
+
+func TestReadRefusesKustomizationsItCannotHonour(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "kustomization.yaml"), []byte("resources: [m.yaml]\npatches: [{path: p.yaml}]\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, err := Read(nil, dir)
+	if err == nil || !strings.Contains(err.Error(), `field "patches" is not supported`) || !strings.Contains(err.Error(), "kustomize build") {
+		t.Errorf("error = %v", err)
+	}
+}
+
+func names(s *Set) []string {
+	var out []string
+	for _, m := range s.Modules {
+		out = append(out, m.Name)
+	}
+	return out
+}
