@@ -124,10 +124,16 @@ func (r *PolicyReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctr
 
 	var nodes metav1.PartialObjectMetadataList
 	nodes.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("NodeList"))
-	if err := r.List(ctx, &nodes, client.HasLabels{ControlPlaneLabel}); err != nil {
+	if err := r.List(ctx, &nodes); err != nil {
 		return ctrl.Result{}, err
 	}
-	st.rollout(desired, nodes.Items, ap.Status.Nodes)
+	var controlPlane []metav1.PartialObjectMetadata
+	for _, n := range nodes.Items {
+		if _, ok := n.Labels[ControlPlaneLabel]; ok {
+			controlPlane = append(controlPlane, n)
+		}
+	}
+	st.rollout(desired, controlPlane, ap.Status.Nodes)
 
 	if err := r.prune(ctx, &ap, revs, desired); err != nil {
 		logger.Error(err, "pruning revisions")
@@ -277,9 +283,9 @@ func (r *PolicyReconciler) prune(ctx context.Context, ap *v1alpha1.AuditPolicy, 
 	return nil
 }
 
-// dropGoneNodes removes status entries of nodes that are no longer control-plane nodes. The
-// entries belong to the agents' field managers, so they are removed with a JSON patch guarded
-// by a test of the entry's name.
+// dropGoneNodes removes the status entries of nodes that no longer exist. The entries belong
+// to the agents' field managers, so they are removed with a JSON patch guarded by a test of the
+// entry's name.
 func (r *PolicyReconciler) dropGoneNodes(ctx context.Context, ap *v1alpha1.AuditPolicy, nodes []metav1.PartialObjectMetadata) error {
 	present := map[string]bool{}
 	for _, n := range nodes {
@@ -294,7 +300,7 @@ func (r *PolicyReconciler) dropGoneNodes(ctx context.Context, ap *v1alpha1.Audit
 		if err := r.Status().Patch(ctx, ap, client.RawPatch(types.JSONPatchType, []byte(patch))); err != nil {
 			return fmt.Errorf("removing the status entry of gone node %s: %w", name, err)
 		}
-		r.event(ap, corev1.EventTypeNormal, "NodeRemoved", fmt.Sprintf("Node %s is no longer a control-plane node; its rollout entry was removed", name))
+		r.event(ap, corev1.EventTypeNormal, "NodeRemoved", fmt.Sprintf("Node %s no longer exists; its rollout entry was removed", name))
 	}
 	return nil
 }

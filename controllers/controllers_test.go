@@ -384,4 +384,5 @@ var _ = Describe("kaudit manager", Ordered, func() {
 			setRollout("200ms", "5s")
 		})
 	})
+	rolloutStatusSpecs()
 })

@@ -1,0 +1,108 @@
+package controllers_test
+
+import (
+	"fmt"
+
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/kaudit/kaudit/api/v1alpha1"
+	"github.com/kaudit/kaudit/controllers"
+)
+
+// reportNode writes one node's rollout entry as that node's agent does: server-side apply of
+// the status subresource under the agent's own field manager.
+func reportNode(node string, applied int64, phase v1alpha1.NodePhase, message string) {
+	u := &unstructured.Unstructured{Object: map[string]any{
+		"apiVersion": v1alpha1.GroupVersion.String(), "kind": "AuditPolicy",
+		"metadata": map[string]any{"name": v1alpha1.SingletonName},
+		"status": map[string]any{"nodes": []any{map[string]any{
+			"name": node, "appliedRevision": applied, "phase": string(phase), "message": message,
+		}}},
+	}}
+	Expect(k8s.Status().Apply(ctx, client.ApplyConfigurationFromUnstructured(u), client.FieldOwner("kaudit-agent-"+node), client.ForceOwnership)).To(Succeed())
+}
+
+func condition(t string) metav1.Condition {
+	c := meta.FindStatusCondition(singleton().Status.Conditions, t)
+	if c == nil {
+		return metav1.Condition{}
+	}
+	return *c
+}
+
+func controlPlaneNode(name string) *corev1.Node {
+	return &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: name, Labels: map[string]string{controllers.ControlPlaneLabel: ""}}}
+}
+
+// rolloutStatusSpecs run inside the suite's ordered container, after the revision specs.
+func rolloutStatusSpecs() {
+	Describe("the rollout summary on the singleton", Ordered, func() {
+		var desired int64
+
+		BeforeAll(func() {
+			Eventually(func() error {
+				return k8s.Get(ctx, types.NamespacedName{Name: v1alpha1.SingletonName}, &v1alpha1.AuditPolicy{})
+			}, timeout).Should(Succeed())
+			setRollout("100ms", "5s")
+			Expect(k8s.Create(ctx, newModule("rollout-status", 1, rule(v1alpha1.LevelMetadata, "pods")))).To(Succeed())
+			Eventually(func() *int64 { return singleton().Status.DesiredRevision }, timeout).ShouldNot(BeNil())
+			Eventually(func() *int64 { return getModule("rollout-status").Status.IncludedInRevision }, timeout).ShouldNot(BeNil())
+			desired = *singleton().Status.DesiredRevision
+		})
+		AfterAll(func() {
+			Expect(k8s.Delete(ctx, getModule("rollout-status"))).To(Succeed())
+			for _, n := range []string{"cp-1", "cp-2"} {
+				Expect(client.IgnoreNotFound(k8s.Delete(ctx, &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: n}}))).To(Succeed())
+			}
+		})
+
+		It("is not Available while no control-plane node exists", func() {
+			Eventually(func() string { return condition(controllers.ConditionAvailable).Reason }, timeout).Should(Equal(controllers.ReasonNoControlPlaneNodes))
+		})
+
+		It("counts control-plane nodes and the agents' entries", func() {
+			Expect(k8s.Create(ctx, controlPlaneNode("cp-1"))).To(Succeed())
+			Expect(k8s.Create(ctx, controlPlaneNode("cp-2"))).To(Succeed())
+			Expect(k8s.Create(ctx, &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "worker-1"}})).To(Succeed())
+			DeferCleanup(func() {
+				Expect(k8s.Delete(ctx, &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "worker-1"}})).To(Succeed())
+			})
+			Eventually(func() string { return singleton().Status.UpdatedNodes }, timeout).Should(Equal("0/2"))
+
+			reportNode("cp-1", desired, v1alpha1.NodeApplied, "")
+			Eventually(func() string { return singleton().Status.UpdatedNodes }, timeout).Should(Equal("1/2"))
+			Expect(condition(controllers.ConditionAvailable).Status).To(Equal(metav1.ConditionFalse))
+			Expect(condition(controllers.ConditionProgressing).Status).To(Equal(metav1.ConditionTrue))
+			Expect(condition(controllers.ConditionProgressing).Message).To(ContainSubstring("cp-2"))
+
+			reportNode("cp-2", desired, v1alpha1.NodeApplied, "")
+			Eventually(func() metav1.ConditionStatus { return condition(controllers.ConditionAvailable).Status }, timeout).Should(Equal(metav1.ConditionTrue))
+			Expect(singleton().Status.UpdatedNodes).To(Equal("2/2"))
+			Expect(condition(controllers.ConditionProgressing).Status).To(Equal(metav1.ConditionFalse))
+			Expect(singleton().Status.Nodes).To(HaveLen(2), "the manager's status write keeps the agents' entries")
+		})
+
+		It("is Degraded, naming the node and reason, when a node rolled back", func() {
+			reportNode("cp-2", desired-1, v1alpha1.NodeRolledBack, "kube-apiserver not ready within 2m0s")
+			Eventually(func() metav1.ConditionStatus { return condition(controllers.ConditionDegraded).Status }, timeout).Should(Equal(metav1.ConditionTrue))
+			Expect(condition(controllers.ConditionDegraded).Message).To(ContainSubstring(fmt.Sprintf("node cp-2 %s: kube-apiserver not ready within 2m0s", v1alpha1.NodeRolledBack)))
+			Expect(condition(controllers.ConditionProgressing).Reason).To(Equal(controllers.ReasonRolloutHalted))
+			Expect(condition(controllers.ConditionAvailable).Status).To(Equal(metav1.ConditionFalse))
+		})
+
+		It("drops the entry of a node that is gone", func() {
+			Expect(k8s.Delete(ctx, &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "cp-2"}})).To(Succeed())
+			Eventually(func() []v1alpha1.NodeStatus { return singleton().Status.Nodes }, timeout).Should(HaveLen(1))
+			Expect(singleton().Status.Nodes[0].Name).To(Equal("cp-1"))
+			Eventually(func() string { return singleton().Status.UpdatedNodes }, timeout).Should(Equal("1/1"))
+			Expect(condition(controllers.ConditionDegraded).Status).To(Equal(metav1.ConditionFalse))
+		})
+	})
+}
