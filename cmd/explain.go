@@ -99,7 +99,7 @@ are shadowed by the deciding one.`,
 	}
 	f := c.Flags()
 	f.StringVar(&req.User, "user", "", "user name of the request")
-	f.StringSliceVar(&groups, "groups", nil, "groups of the user, comma-separated")
+	f.StringSliceVar(&groups, "groups", nil, "groups of the user, comma-separated (authenticated users are also in system:authenticated)")
 	f.StringVar(&req.Verb, "verb", "get", "verb: get, list, watch, create, update, patch, delete, deletecollection, or a custom verb")
 	f.StringVar(&req.APIGroup, "api-group", "", `API group of the resource ("" for the core group)`)
 	f.StringVar(&req.APIVersion, "api-version", "", "API version of the resource (not used by audit policies)")
@@ -194,7 +194,7 @@ func (ex *Explanation) writeText(w io.Writer) error {
 			}
 			stages = strings.Join(s, ", ")
 		}
-		fmt.Fprintf(&b, "Not written: %s\n", stages)
+		fmt.Fprintf(&b, "Omitted:     %s (stages not written)\n", stages)
 		if ex.Decision.Level == auditv1.LevelRequest || ex.Decision.Level == auditv1.LevelRequestResponse {
 			fmt.Fprintf(&b, "managedFields omitted from bodies: %v\n", ex.OmitManagedFields)
 		}

@@ -4,7 +4,9 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"runtime"
+	"strings"
 
 	"github.com/spf13/cobra"
 
@@ -22,8 +24,8 @@ func newSimulateCommand() *cobra.Command {
 	c := &cobra.Command{
 		Use:   "simulate --policy PATH... [LOG...]",
 		Short: "Replay recorded audit logs through a policy: volume per level and rule, drops, diff",
-		Long: `Simulate streams recorded kube-apiserver audit logs (JSON lines, plain or gzip, files or - for
-stdin) and decides every event with the apiserver's own policy evaluator, as the policy given with
+		Long: `Simulate streams recorded kube-apiserver audit logs (JSON lines, plain or gzip; files, directories
+of rotated logs, or - for stdin) and decides every event with the apiserver's own policy evaluator, as the policy given with
 --policy (modules, directories, an AuditPolicy manifest, or a plain audit.k8s.io/v1 Policy) would.
 
 It reports events and estimated bytes per level and per rule, rules never hit, the top users, verbs
@@ -39,8 +41,8 @@ apiVersion are counted and the first few shown with their line numbers.`,
 		Example: `  # What would the preset modules keep of yesterday's log?
   kaudit simulate --policy config/modules /var/log/kubernetes/audit/audit.log
 
-  # Compare a change with the policy in force, on rotated, gzipped logs
-  kaudit simulate --policy modules/ --against /etc/kubernetes/audit/policy.yaml audit-*.log.gz
+  # Compare a change with the policy in force, on every rotated (gzipped) log of a directory
+  kaudit simulate --policy modules/ --against /etc/kubernetes/audit/policy.yaml /var/log/kubernetes/audit/
 
   # Machine-readable, from stdin, on one core
   zcat audit.log.gz | kaudit simulate --policy policy.yaml --format json --cpus 1 -`,
@@ -90,9 +92,15 @@ apiVersion are counted and the first few shown with their line numbers.`,
 			if len(args) == 0 {
 				args = []string{"-"}
 			}
-			inputs := make([]simulate.Input, 0, len(args))
+			var inputs []simulate.Input
 			for _, a := range args {
-				inputs = append(inputs, logInput(cmd.InOrStdin(), a))
+				files, err := expandLogs(a)
+				if err != nil {
+					return err
+				}
+				for _, f := range files {
+					inputs = append(inputs, logInput(cmd.InOrStdin(), f))
+				}
 			}
 			report, err := simulate.Run(cmd.Context(), inputs, opts)
 			if err != nil {
@@ -116,6 +124,32 @@ apiVersion are counted and the first few shown with their line numbers.`,
 	_ = c.RegisterFlagCompletionFunc("format", fixedCompletion("text", "json"))
 	_ = c.RegisterFlagCompletionFunc("progress", fixedCompletion("auto", "always", "never"))
 	return c
+}
+
+// expandLogs turns a directory into its files, sorted by name, which puts kube-apiserver's
+// rotated logs (audit-2026-11-25T10-00-00.000.log.gz) before the current audit.log.
+func expandLogs(path string) ([]string, error) {
+	if path == "-" {
+		return []string{path}, nil
+	}
+	st, err := os.Stat(path)
+	if err != nil || !st.IsDir() {
+		return []string{path}, nil // a missing file is reported with the other inputs
+	}
+	entries, err := os.ReadDir(path)
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, e := range entries {
+		if e.Type().IsRegular() && !strings.HasPrefix(e.Name(), ".") {
+			out = append(out, filepath.Join(path, e.Name()))
+		}
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("%s: no log files in the directory", path)
+	}
+	return out, nil
 }
 
 func logInput(stdin io.Reader, path string) simulate.Input {

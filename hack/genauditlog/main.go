@@ -202,6 +202,9 @@ func (g *generator) uuid(b []byte) {
 // ResponseStarted for watches and ResponseComplete.
 func (g *generator) events(a actor) [][]byte {
 	r := a.make(g)
+	if strings.HasPrefix(a.user.Username, "system:node:") {
+		a.user.Username = "system:node:" + g.pick(g.nodes)
+	}
 	uri := r.path
 	ev := auditv1.Event{Level: r.level, Verb: r.verb, User: a.user, SourceIPs: []string{a.ip}, UserAgent: a.agent}
 	ev.APIVersion, ev.Kind = "audit.k8s.io/v1", "Event"

@@ -71,6 +71,9 @@ func Import(p auditv1.Policy, opts ImportOptions) Imported {
 	for gi, g := range groups {
 		spec := v1alpha1.AuditPolicyModuleSpec{Order: int32(10 * (gi + 1))}
 		spec.Description = fmt.Sprintf("Rules %d-%d of the imported policy", g.first, g.end-1)
+		if g.end-g.first == 1 {
+			spec.Description = fmt.Sprintf("Rule %d of the imported policy", g.first)
+		}
 		if opts.Source != "" {
 			spec.Description += " " + opts.Source
 		}
@@ -127,6 +130,7 @@ func ruleLabel(r auditv1.PolicyRule) string {
 	case r.Level == auditv1.LevelNone:
 		return "noise"
 	}
+	rbac := len(r.Resources) > 0
 	for _, gr := range r.Resources {
 		for _, res := range gr.Resources {
 			base, _, _ := strings.Cut(res, "/")
@@ -135,9 +139,10 @@ func ruleLabel(r auditv1.PolicyRule) string {
 				return "secrets"
 			}
 		}
-		if gr.Group == "rbac.authorization.k8s.io" {
-			return "rbac"
-		}
+		rbac = rbac && gr.Group == "rbac.authorization.k8s.io"
+	}
+	if rbac {
+		return "rbac"
 	}
 	return strings.ToLower(string(r.Level))
 }

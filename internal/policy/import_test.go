@@ -1,0 +1,137 @@
+package policy
+
+import (
+	"fmt"
+	"slices"
+	"testing"
+
+	auditv1 "k8s.io/apiserver/pkg/apis/audit/v1"
+)
+
+// probes builds requests from every value a policy mentions, plus values it does not mention.
+func probes(p auditv1.Policy) []Request {
+	users := []string{"someone"}
+	groups := [][]string{nil, {"system:masters"}}
+	verbs := []string{"get", "list", "create", "custom"}
+	namespaces := []string{"", "elsewhere"}
+	type res struct{ group, resource, sub, name string }
+	resources := []res{{"", "pods", "", "x"}, {"other.io", "widgets", "status", "y"}}
+	paths := []string{"/somewhere", "/healthz"}
+	for _, r := range p.Rules {
+		users = append(users, r.Users...)
+		for _, g := range r.UserGroups {
+			groups = append(groups, []string{g})
+		}
+		verbs = append(verbs, r.Verbs...)
+		namespaces = append(namespaces, r.Namespaces...)
+		for _, u := range r.NonResourceURLs {
+			paths = append(paths, u, u+"x")
+		}
+		for _, gr := range r.Resources {
+			names := append([]string{"x"}, gr.ResourceNames...)
+			for _, spec := range gr.Resources {
+				for _, n := range names {
+					resources = append(resources, res{gr.Group, spec, "", n}, res{gr.Group, spec, "status", n})
+				}
+			}
+		}
+	}
+	var out []Request
+	for _, u := range users {
+		for _, g := range groups {
+			for _, v := range verbs {
+				for _, pth := range paths {
+					out = append(out, Request{User: u, Groups: g, Verb: v, Path: pth})
+				}
+				for _, ns := range namespaces {
+					for _, r := range resources {
+						out = append(out, Request{User: u, Groups: g, Verb: v, ResourceRequest: true, APIGroup: r.group, Resource: r.resource, Subresource: r.sub, Name: r.name, Namespace: ns})
+					}
+				}
+			}
+		}
+	}
+	return out
+}
+
+var f = false // addressable
+
+// Importing a policy and merging the modules back decides every request as the original does.
+func TestImportMergesBackToTheSameDecisions(t *testing.T) {
+	ptr := func(b bool) *bool { return &b }
+	for i, p := range []auditv1.Policy{
+		{
+			OmitStages: []auditv1.Stage{auditv1.StageRequestReceived},
+			Rules: []auditv1.PolicyRule{
+				{Level: auditv1.LevelNone, Users: []string{"system:kube-proxy"}, Verbs: []string{"watch"}, Resources: []auditv1.GroupResources{{Resources: []string{"endpoints"}}}},
+				{Level: auditv1.LevelNone, NonResourceURLs: []string{"/healthz*"}},
+				{Level: auditv1.LevelMetadata, Resources: []auditv1.GroupResources{{Resources: []string{"secrets"}, ResourceNames: []string{"db"}}}, OmitStages: []auditv1.Stage{auditv1.StagePanic}},
+				{Level: auditv1.LevelMetadata, Resources: []auditv1.GroupResources{{Resources: []string{"configmaps"}}}, OmitStages: []auditv1.Stage{auditv1.StagePanic}},
+				{Level: auditv1.LevelRequestResponse, UserGroups: []string{"system:masters"}, OmitManagedFields: &f},
+				{Level: auditv1.LevelRequest, Namespaces: []string{"team-a"}},
+				{Level: auditv1.LevelRequestResponse},
+			},
+		},
+		{ // no catch-all: unmatched requests stay unlogged
+			OmitManagedFields: true,
+			Rules: []auditv1.PolicyRule{
+				{Level: auditv1.LevelRequestResponse, Resources: []auditv1.GroupResources{{Group: "rbac.authorization.k8s.io"}}},
+				{Level: auditv1.LevelRequest, Verbs: []string{"create"}, OmitManagedFields: ptr(false)},
+			},
+		},
+		{ // catch-all with bodies and omitManagedFields at policy level: kept as a rule
+			OmitManagedFields: true,
+			Rules:             []auditv1.PolicyRule{{Level: auditv1.LevelRequest}},
+		},
+	} {
+		t.Run(fmt.Sprint(i), func(t *testing.T) {
+			for _, single := range []bool{false, true} {
+				imp := Import(p, ImportOptions{Prefix: "Legacy Policy", Single: single})
+				m, err := Merge(imp.Modules, imp.Settings)
+				if err != nil {
+					t.Fatal(err)
+				}
+				orig, err := NewEvaluator(p)
+				if err != nil {
+					t.Fatal(err)
+				}
+				merged, err := NewEvaluator(m.Policy)
+				if err != nil {
+					t.Fatal(err)
+				}
+				for _, r := range probes(p) {
+					a, b := orig.Decide(r), merged.Decide(r)
+					bodies := LevelRank(a.Level) >= 2
+					if a.Level != b.Level || (a.Level != auditv1.LevelNone && !slices.Equal(a.OmitStages, b.OmitStages)) || (bodies && a.OmitManagedFields != b.OmitManagedFields) {
+						t.Fatalf("single=%v %+v: original %+v, imported %+v", single, r, a, b)
+					}
+				}
+				for _, mod := range imp.Modules {
+					if err := ValidateModule(mod); err != nil {
+						t.Errorf("module %s: %v", mod.Name, err)
+					}
+				}
+			}
+		})
+	}
+}
+
+func TestImportNamesModulesAfterTheirRules(t *testing.T) {
+	p := auditv1.Policy{Rules: []auditv1.PolicyRule{
+		{Level: auditv1.LevelNone, Users: []string{"a"}},
+		{Level: auditv1.LevelNone, Users: []string{"b"}},
+		{Level: auditv1.LevelMetadata, Resources: []auditv1.GroupResources{{Resources: []string{"secrets"}}}},
+		{Level: auditv1.LevelMetadata},
+	}}
+	imp := Import(p, ImportOptions{Prefix: "Legacy_Policy"})
+	var names []string
+	for _, m := range imp.Modules {
+		names = append(names, m.Name)
+	}
+	if !slices.Equal(names, []string{"legacy-policy-01-noise", "legacy-policy-02-secrets"}) {
+		t.Errorf("modules %v", names)
+	}
+	if imp.Settings.DefaultLevel != "Metadata" {
+		t.Errorf("default level %q, want Metadata (from the final catch-all)", imp.Settings.DefaultLevel)
+	}
+}
