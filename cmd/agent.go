@@ -14,8 +14,8 @@ import (
 	"github.com/spf13/cobra"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/runtime"
-	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/kubernetes"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
 	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/client-go/tools/record"
@@ -172,8 +172,7 @@ func runAgent(ctx context.Context, o agentOptions) error {
 		Clock:     clk,
 		Resync:    o.resync,
 		Retry:     o.retry,
-		Log:       log,
 	}
 	log.Info("agent starting", "root", o.paths.Root, "manifest", o.paths.Manifest, "stateDir", o.paths.StateDir, "readyz", o.readyz.URL)
-	return a.Run(ctx)
+	return a.Run(logr.NewContext(ctx, log))
 }

@@ -1,0 +1,33 @@
+package cmd
+
+import (
+	"bytes"
+	"strings"
+	"testing"
+)
+
+func TestAgentNeedsANodeName(t *testing.T) {
+	t.Setenv("NODE_NAME", "")
+	root := NewRootCommand()
+	root.SetArgs([]string{"agent"})
+	root.SetOut(&bytes.Buffer{})
+	err := root.Execute()
+	if err == nil || !strings.Contains(err.Error(), "NODE_NAME") {
+		t.Fatalf("err = %v, want one naming NODE_NAME", err)
+	}
+}
+
+func TestAgentHelpDocumentsEveryPathAndTheReadyzSettings(t *testing.T) {
+	root := NewRootCommand()
+	var out bytes.Buffer
+	root.SetOut(&out)
+	root.SetArgs([]string{"agent", "--help"})
+	if err := root.Execute(); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"--root", "--manifest", "--policy-file", "--state-dir", "--readyz-url", "--readyz-insecure-skip-verify", "--readyz-token-file", "Example", "/etc/kubernetes/manifests/kube-apiserver.yaml"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("help lacks %q", want)
+		}
+	}
+}

@@ -1,0 +1,404 @@
+package agent
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/go-logr/logr"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/utils/clock"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/kaudit/kaudit/api/v1alpha1"
+	"github.com/kaudit/kaudit/internal/revision"
+)
+
+// Event reasons on the AuditPolicy singleton.
+const (
+	ReasonRolloutStarted = "RolloutStarted"
+	ReasonNodeUpdated    = "NodeUpdated"
+	ReasonRolledBack     = "RolledBack"
+	ReasonRolloutFailed  = "RolloutFailed"
+	ReasonRolloutHalted  = "RolloutHalted"
+	ReasonRecovered      = "RolloutRecovered"
+)
+
+// Recorder records Kubernetes events (client-go's record.EventRecorder).
+type Recorder interface {
+	Event(object runtime.Object, eventtype, reason, message string)
+}
+
+// Agent brings its node to the singleton's desired revision, one node of the cluster at a time.
+// It is level-triggered: every pass reads the singleton and the node's files and does the next
+// thing, so a pass after any restart of the agent picks up where the last one stopped. It logs
+// to the logr.Logger in the context.
+type Agent struct {
+	// Node is this node's name (the downward API's spec.nodeName).
+	Node string
+	// Namespace holds the revisions and the Lease.
+	Namespace string
+	Client    client.WithWatch
+	Rollout   *Rollout
+	Lease     *Lease
+	Status    *StatusWriter
+	// Recorder may be nil.
+	Recorder Recorder
+	Clock    clock.Clock
+	// Resync is the period of a pass without any change; Retry the delay after an error or
+	// while another node holds the lease.
+	Resync time.Duration
+	Retry  time.Duration
+
+	wake      chan struct{}
+	once      sync.Once
+	reported  *v1alpha1.NodeStatus
+	lastEvent string
+}
+
+func (a *Agent) init() {
+	a.once.Do(func() {
+		a.wake = make(chan struct{}, 1)
+		if a.Resync <= 0 {
+			a.Resync = time.Minute
+		}
+		if a.Retry <= 0 {
+			a.Retry = 10 * time.Second
+		}
+		if a.Namespace == "" {
+			a.Namespace = DefaultNamespace
+		}
+		a.Rollout.Progress = func(ctx context.Context, phase v1alpha1.NodePhase, msg string) {
+			a.report(ctx, phase, msg)
+		}
+	})
+}
+
+// Run passes until ctx is done, after each change of the singleton and at least every Resync.
+func (a *Agent) Run(ctx context.Context) error {
+	a.init()
+	go a.watch(ctx)
+	for {
+		next := a.Pass(ctx)
+		if ctx.Err() != nil {
+			return nil
+		}
+		if next <= 0 {
+			continue
+		}
+		t := a.Clock.NewTimer(next)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil
+		case <-a.wake:
+			t.Stop()
+		case <-t.C():
+		}
+	}
+}
+
+func (a *Agent) kick() {
+	select {
+	case a.wake <- struct{}{}:
+	default:
+	}
+}
+
+// watch kicks a pass on every change of the singleton (its status included: another node
+// finishing its rollout is a reason to try for the lease).
+func (a *Agent) watch(ctx context.Context) {
+	for ctx.Err() == nil {
+		w, err := a.Client.Watch(ctx, &v1alpha1.AuditPolicyList{}, client.MatchingFields{"metadata.name": v1alpha1.SingletonName})
+		if err == nil {
+			for range w.ResultChan() {
+				a.kick()
+			}
+			w.Stop()
+		} else {
+			logr.FromContextOrDiscard(ctx).V(1).Info("watching the AuditPolicy failed", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+		case <-a.Clock.After(time.Second):
+		}
+	}
+}
+
+// Pass does the next step towards the desired revision and returns when to pass again (0: at
+// once).
+func (a *Agent) Pass(ctx context.Context) time.Duration {
+	a.init()
+	node := a.Rollout.Node
+	ap := &v1alpha1.AuditPolicy{}
+	getErr := a.Client.Get(ctx, client.ObjectKey{Name: v1alpha1.SingletonName}, ap)
+	timeout := v1alpha1.DefaultHealthTimeout
+	if getErr == nil {
+		timeout = ap.Spec.Rollout.HealthTimeoutOrDefault()
+	}
+
+	// An unfinished rollout comes first, even while the API is unreachable: with a single
+	// control plane, our own restart is why it is unreachable.
+	if j, err := node.LoadJournal(); err != nil {
+		a.report(ctx, v1alpha1.NodeFailed, err.Error())
+		return a.Retry
+	} else if j != nil {
+		return a.resume(ctx, ap, getErr == nil, timeout)
+	}
+	if apierrors.IsNotFound(getErr) {
+		return a.Resync
+	}
+	if getErr != nil {
+		logr.FromContextOrDiscard(ctx).Info("cannot read the AuditPolicy", "err", getErr)
+		return a.Retry
+	}
+	desired := ap.Status.DesiredRevision
+	if desired == nil {
+		a.report(ctx, v1alpha1.NodePending, "waiting for the manager to choose a revision")
+		return a.Resync
+	}
+	target, err := a.target(ctx, ap)
+	if err != nil {
+		a.report(ctx, v1alpha1.NodePending, err.Error())
+		return a.Retry
+	}
+	up, err := node.UpToDate(target)
+	if err != nil {
+		a.fail(ctx, ap, fmt.Sprintf("revision %d: %v", target.Revision, err))
+		return a.Retry
+	}
+	if up {
+		if err := node.Adopt(target); err != nil {
+			a.fail(ctx, ap, fmt.Sprintf("revision %d: %v", target.Revision, err))
+			return a.Retry
+		}
+		a.report(ctx, v1alpha1.NodeApplied, fmt.Sprintf("revision %d applied", target.Revision))
+		return a.Resync
+	}
+	st, err := node.LoadState()
+	if err != nil {
+		a.fail(ctx, ap, err.Error())
+		return a.Retry
+	}
+	if st.Failed != nil && st.Failed.Key == target.Key() && st.Failed.Generation >= ap.Generation {
+		phase := v1alpha1.NodeFailed
+		if st.Failed.RolledBack {
+			phase = v1alpha1.NodeRolledBack
+		}
+		a.report(ctx, phase, st.Failed.Message)
+		return a.Resync
+	}
+	if other, msg := a.haltedBy(ap); other != "" {
+		m := fmt.Sprintf("revision %d waits: the rollout is halted because node %s failed: %s", target.Revision, other, msg)
+		a.report(ctx, v1alpha1.NodePending, m)
+		a.event(ap, corev1.EventTypeWarning, ReasonRolloutHalted, m)
+		return a.Resync
+	}
+	if interval := ap.Spec.Rollout.MinRestartIntervalOrDefault(); interval > 0 && !st.LastRestartTime.IsZero() {
+		if wait := st.LastRestartTime.Add(interval).Sub(a.Clock.Now()); wait > 0 {
+			a.report(ctx, v1alpha1.NodePending, fmt.Sprintf("revision %d waits %s: rollout.minRestartInterval is %s", target.Revision, wait.Round(time.Second), interval))
+			return wait
+		}
+	}
+	duration := LeaseDuration(timeout)
+	ok, holder, err := a.Lease.TryAcquire(ctx, duration)
+	if err != nil {
+		logr.FromContextOrDiscard(ctx).Info("cannot take the rollout lease", "err", err)
+		return a.Retry
+	}
+	if !ok {
+		a.report(ctx, v1alpha1.NodePending, fmt.Sprintf("revision %d waits for node %s to finish its rollout", target.Revision, holder))
+		return a.Retry
+	}
+	// The lease is kept when a rollout is interrupted (the agent stops while kubelet restarts
+	// the apiserver): the next agent on this node takes it back as the same holder and finishes.
+	keep := false
+	defer func() {
+		if !keep {
+			a.release(ctx)
+		}
+	}()
+	// Read again now that we hold the lease: while we waited, the desired revision may have
+	// moved on (coalescing), or the previous holder may have failed (it reports before it
+	// releases the lease).
+	latest := &v1alpha1.AuditPolicy{}
+	if err := a.Client.Get(ctx, client.ObjectKey{Name: v1alpha1.SingletonName}, latest); err != nil {
+		return a.Retry
+	}
+	if ptr.Deref(latest.Status.DesiredRevision, 0) != *desired || latest.Generation != ap.Generation {
+		return 0
+	}
+	if other, _ := a.haltedBy(latest); other != "" {
+		return 0
+	}
+	stopRenew := a.renew(ctx, duration)
+	a.event(ap, corev1.EventTypeNormal, ReasonRolloutStarted, fmt.Sprintf("node %s: rolling out revision %d", a.Node, target.Revision))
+	res, err := a.Rollout.Apply(ctx, target, timeout)
+	stopRenew()
+	if err != nil {
+		keep = true
+		logr.FromContextOrDiscard(ctx).Info("rollout interrupted; the next start of the agent finishes it", "revision", target.Revision, "err", err)
+		return 0
+	}
+	a.finish(ctx, ap, target.Revision, res)
+	if res.Phase == v1alpha1.NodeFailed && !res.Restarted {
+		return a.Retry
+	}
+	return 0
+}
+
+func (a *Agent) resume(ctx context.Context, ap *v1alpha1.AuditPolicy, haveAP bool, timeout time.Duration) time.Duration {
+	duration := LeaseDuration(timeout)
+	// Best effort: the manifest may already have changed, so the rollout goes on regardless.
+	if ok, holder, err := a.Lease.TryAcquire(ctx, duration); err == nil && !ok {
+		logr.FromContextOrDiscard(ctx).Info("finishing an interrupted rollout while another node holds the lease", "holder", holder)
+	}
+	stopRenew := a.renew(ctx, duration)
+	res, err := a.Rollout.Resume(ctx, timeout)
+	stopRenew()
+	if ctx.Err() == nil {
+		a.release(ctx)
+	}
+	if err != nil {
+		a.report(ctx, v1alpha1.NodeFailed, err.Error())
+		return a.Retry
+	}
+	if res != nil {
+		logr.FromContextOrDiscard(ctx).Info("recovered an interrupted rollout", "phase", res.Phase, "message", res.Message)
+		if haveAP {
+			a.finish(ctx, ap, res.Revision, *res)
+		} else {
+			a.report(ctx, res.Phase, res.Message)
+		}
+	}
+	return 0
+}
+
+func (a *Agent) finish(ctx context.Context, ap *v1alpha1.AuditPolicy, revision int64, res Result) {
+	log := logr.FromContextOrDiscard(ctx).WithValues("revision", revision, "phase", res.Phase)
+	log.Info("rollout finished", "message", res.Message, "seconds", res.Duration.Seconds(),
+		"healthWaitSeconds", res.HealthWait.Seconds(), "overheadSeconds", (res.Duration - res.HealthWait).Seconds())
+	a.report(ctx, res.Phase, res.Message)
+	switch res.Phase {
+	case v1alpha1.NodeApplied:
+		a.event(ap, corev1.EventTypeNormal, ReasonNodeUpdated, fmt.Sprintf("node %s: %s in %s", a.Node, res.Message, res.Duration.Round(time.Second)))
+	case v1alpha1.NodeRolledBack:
+		a.event(ap, corev1.EventTypeWarning, ReasonRolledBack, fmt.Sprintf("node %s: %s", a.Node, res.Message))
+	case v1alpha1.NodePending:
+		a.event(ap, corev1.EventTypeNormal, ReasonRecovered, fmt.Sprintf("node %s: %s", a.Node, res.Message))
+	default:
+		a.event(ap, corev1.EventTypeWarning, ReasonRolloutFailed, fmt.Sprintf("node %s: %s", a.Node, res.Message))
+	}
+}
+
+func (a *Agent) fail(ctx context.Context, ap *v1alpha1.AuditPolicy, msg string) {
+	a.report(ctx, v1alpha1.NodeFailed, msg)
+	a.event(ap, corev1.EventTypeWarning, ReasonRolloutFailed, fmt.Sprintf("node %s: %s", a.Node, msg))
+}
+
+// target reads the desired revision and the managed flags.
+func (a *Agent) target(ctx context.Context, ap *v1alpha1.AuditPolicy) (Target, error) {
+	n := *ap.Status.DesiredRevision
+	cm := &corev1.ConfigMap{}
+	if err := a.Client.Get(ctx, client.ObjectKey{Namespace: a.Namespace, Name: revision.Name(n)}, cm); err != nil {
+		return Target{}, fmt.Errorf("revision %d: reading ConfigMap %s/%s: %w", n, a.Namespace, revision.Name(n), err)
+	}
+	rev, err := revision.FromConfigMap(cm)
+	if err != nil {
+		return Target{}, err
+	}
+	if h := ap.Status.DesiredPolicyHash; h != "" && h != rev.Hash {
+		return Target{}, fmt.Errorf("revision %d: ConfigMap hash %s differs from status.desiredPolicyHash %s", n, rev.Hash, h)
+	}
+	t := Target{Revision: rev.Number, Hash: rev.Hash, Policy: rev.Policy, Generation: ap.Generation}
+	if ap.Spec.ManageAPIServerFlags {
+		l := ap.Spec.AuditLog
+		t.Flags = &FlagSettings{PolicyFile: a.Rollout.Node.Paths.PolicyFile, LogPath: l.Path,
+			MaxAge: ptr.Deref(l.MaxAge, 7), MaxBackup: ptr.Deref(l.MaxBackup, 10), MaxSize: ptr.Deref(l.MaxSize, 100)}
+		if t.Flags.LogPath == "" {
+			t.Flags.LogPath = "/var/log/kubernetes/audit/audit.log"
+		}
+	}
+	return t, nil
+}
+
+// haltedBy names another node whose rollout failed: the rollout waits for it (that node tries
+// the next desired revision first, since its own failure record is for another revision).
+func (a *Agent) haltedBy(ap *v1alpha1.AuditPolicy) (string, string) {
+	for _, n := range ap.Status.Nodes {
+		if n.Name != a.Node && (n.Phase == v1alpha1.NodeFailed || n.Phase == v1alpha1.NodeRolledBack) {
+			return n.Name, n.Message
+		}
+	}
+	return "", ""
+}
+
+// report writes this node's status entry when it changed.
+func (a *Agent) report(ctx context.Context, phase v1alpha1.NodePhase, msg string) {
+	st, err := a.Rollout.Node.LoadState()
+	if err != nil {
+		logr.FromContextOrDiscard(ctx).Info("cannot read the agent's state", "err", err)
+	}
+	e := v1alpha1.NodeStatus{Name: a.Node, Phase: phase, Message: msg, PolicyHash: st.Hash}
+	if st.Revision > 0 {
+		e.AppliedRevision = ptr.To(st.Revision)
+	}
+	if !st.LastRestartTime.IsZero() {
+		e.LastRestartTime = &metav1.Time{Time: st.LastRestartTime.Truncate(time.Second)}
+	}
+	if st.LastRolloutSeconds > 0 {
+		e.LastRolloutSeconds = ptr.To(st.LastRolloutSeconds)
+	}
+	if a.reported != nil && equality.Semantic.DeepEqual(*a.reported, e) {
+		return
+	}
+	if err := a.Status.Apply(ctx, e); err != nil {
+		logr.FromContextOrDiscard(ctx).Info("cannot write the node's status; retrying at the next pass", "err", err)
+		return
+	}
+	a.reported = &e
+}
+
+func (a *Agent) event(ap *v1alpha1.AuditPolicy, eventType, reason, msg string) {
+	if a.Recorder == nil || ap == nil || ap.UID == "" || msg == a.lastEvent {
+		return
+	}
+	a.lastEvent = msg
+	a.Recorder.Event(ap, eventType, reason, msg)
+}
+
+func (a *Agent) release(ctx context.Context) {
+	// Release even when ctx is done: a stopping agent should not make the others wait.
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	if err := a.Lease.Release(rctx); err != nil {
+		logr.FromContextOrDiscard(ctx).Info("cannot release the rollout lease; it expires on its own", "err", err)
+	}
+}
+
+// renew keeps the lease while a rollout runs; with a single control plane it fails while the
+// apiserver restarts, which the lease's duration allows for.
+func (a *Agent) renew(ctx context.Context, duration time.Duration) (stop func()) {
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-a.Clock.After(duration / 3):
+				if err := a.Lease.Renew(ctx, duration); err != nil && ctx.Err() == nil {
+					logr.FromContextOrDiscard(ctx).V(1).Info("renewing the rollout lease failed", "err", err)
+				}
+			}
+		}
+	}()
+	return func() { cancel(); <-done }
+}

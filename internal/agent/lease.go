@@ -1,0 +1,128 @@
+package agent
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	coordinationv1 "k8s.io/api/coordination/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/clock"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+)
+
+// Lease names (SPEC Decisions: One node at a time).
+const (
+	DefaultNamespace = "kaudit-system"
+	LeaseName        = "kaudit-rollout"
+)
+
+// LeaseDuration is how long a holder keeps the rollout lease without renewing it: at least twice
+// the health timeout plus 30 s, so it cannot expire while a node restarts and rolls back (with a
+// single control plane the holder cannot renew while its apiserver is down).
+func LeaseDuration(healthTimeout time.Duration) time.Duration {
+	return 2*healthTimeout + 30*time.Second
+}
+
+// Lease is the coordination Lease that lets one node at a time restart its apiserver. It is
+// held only during a node's rollout, released after it, and taken over once it expired.
+type Lease struct {
+	Client    client.Client
+	Namespace string
+	Name      string
+	// Identity is the holder: the node name.
+	Identity string
+	Clock    clock.PassiveClock
+}
+
+// TryAcquire takes the lease if nobody holds it, its holder let it expire, or it is already
+// ours. It returns the current holder when someone else has it. Two agents racing for it are
+// ordered by the apiserver: the loser gets a conflict and reports the lease as busy.
+func (l *Lease) TryAcquire(ctx context.Context, duration time.Duration) (bool, string, error) {
+	now := metav1.NewMicroTime(l.Clock.Now())
+	var lease coordinationv1.Lease
+	err := l.Client.Get(ctx, client.ObjectKey{Namespace: l.Namespace, Name: l.Name}, &lease)
+	if apierrors.IsNotFound(err) {
+		lease = coordinationv1.Lease{
+			ObjectMeta: metav1.ObjectMeta{Namespace: l.Namespace, Name: l.Name},
+			Spec:       l.spec(now, now, duration, 0),
+		}
+		err := l.Client.Create(ctx, &lease)
+		if apierrors.IsAlreadyExists(err) {
+			return false, "", nil
+		}
+		return err == nil, "", err
+	}
+	if err != nil {
+		return false, "", fmt.Errorf("getting lease %s/%s: %w", l.Namespace, l.Name, err)
+	}
+	holder := ptr.Deref(lease.Spec.HolderIdentity, "")
+	if holder != "" && holder != l.Identity && !l.expired(&lease) {
+		return false, holder, nil
+	}
+	acquired := now
+	transitions := ptr.Deref(lease.Spec.LeaseTransitions, 0)
+	if holder == l.Identity && lease.Spec.AcquireTime != nil {
+		acquired = *lease.Spec.AcquireTime
+	} else {
+		transitions++
+	}
+	lease.Spec = l.spec(acquired, now, duration, transitions)
+	if err := l.Client.Update(ctx, &lease); err != nil {
+		if apierrors.IsConflict(err) {
+			return false, holder, nil
+		}
+		return false, holder, fmt.Errorf("taking lease %s/%s: %w", l.Namespace, l.Name, err)
+	}
+	return true, "", nil
+}
+
+func (l *Lease) spec(acquired, renewed metav1.MicroTime, duration time.Duration, transitions int32) coordinationv1.LeaseSpec {
+	return coordinationv1.LeaseSpec{
+		HolderIdentity:       ptr.To(l.Identity),
+		LeaseDurationSeconds: ptr.To(int32(duration.Round(time.Second) / time.Second)),
+		AcquireTime:          &acquired,
+		RenewTime:            &renewed,
+		LeaseTransitions:     ptr.To(transitions),
+	}
+}
+
+func (l *Lease) expired(lease *coordinationv1.Lease) bool {
+	if lease.Spec.RenewTime == nil || lease.Spec.LeaseDurationSeconds == nil {
+		return true
+	}
+	end := lease.Spec.RenewTime.Add(time.Duration(*lease.Spec.LeaseDurationSeconds) * time.Second)
+	return !l.Clock.Now().Before(end)
+}
+
+// Renew extends a lease we hold.
+func (l *Lease) Renew(ctx context.Context, duration time.Duration) error {
+	ok, holder, err := l.TryAcquire(ctx, duration)
+	if err != nil {
+		return err
+	}
+	if !ok {
+		return fmt.Errorf("lease %s/%s is held by %s", l.Namespace, l.Name, holder)
+	}
+	return nil
+}
+
+// Release gives the lease up if we hold it.
+func (l *Lease) Release(ctx context.Context) error {
+	var lease coordinationv1.Lease
+	if err := l.Client.Get(ctx, client.ObjectKey{Namespace: l.Namespace, Name: l.Name}, &lease); err != nil {
+		return client.IgnoreNotFound(err)
+	}
+	if ptr.Deref(lease.Spec.HolderIdentity, "") != l.Identity {
+		return nil
+	}
+	lease.Spec.HolderIdentity = nil
+	lease.Spec.AcquireTime = nil
+	lease.Spec.RenewTime = nil
+	if err := l.Client.Update(ctx, &lease); err != nil {
+		return fmt.Errorf("releasing lease %s/%s: %w", l.Namespace, l.Name, err)
+	}
+	return nil
+}
