@@ -56,6 +56,11 @@ check-generated: manifests generate ## Fail if generated code or manifests are n
 	@git diff --exit-code -- api config || { echo "generated files are out of date: run 'make generate manifests' and commit"; exit 1; }
 	@test -z "$$(git status --porcelain -- api config)" || { git status --porcelain -- api config; echo "untracked generated files: commit them"; exit 1; }
 
+.PHONY: check-installer
+check-installer: build-installer ## Fail if dist/install.yaml is not what config/default renders, or not committed.
+	@git diff --exit-code -- dist/install.yaml config/default || { echo "dist/install.yaml is out of date: run 'make build-installer' and commit it"; exit 1; }
+	@test -z "$$(git status --porcelain -- dist/install.yaml)" || { echo "dist/install.yaml is not committed: run 'make build-installer' and commit it"; exit 1; }
+
 .PHONY: bench
 bench: envtest-assets ## Run the benchmarks and print ratios against their baselines.
 	KUBEBUILDER_ASSETS="$$(K8S_VERSION=$(ENVTEST_K8S_VERSION) hack/envtest-assets.sh)" hack/bench.sh
@@ -85,6 +90,13 @@ install: manifests kustomize ## Install the CRDs into the cluster in ~/.kube/con
 deploy: manifests kustomize ## Deploy kaudit into the cluster in ~/.kube/config.
 	cd config/default && $(KUSTOMIZE) edit set image kaudit.local/kaudit=$(IMG)
 	$(KUSTOMIZE) build config/default | kubectl apply --server-side -f -
+
+.PHONY: build-installer
+build-installer: manifests generate kustomize ## Write dist/install.yaml (namespace, CRDs, RBAC, manager, agent) for the image IMG.
+	mkdir -p dist
+	cd config/default && $(KUSTOMIZE) edit set image kaudit.local/kaudit=$(IMG)
+	$(KUSTOMIZE) build config/default > dist/install.yaml.tmp
+	mv dist/install.yaml.tmp dist/install.yaml
 
 ##@ Tools
 
