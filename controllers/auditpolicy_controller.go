@@ -73,7 +73,7 @@ type PolicyReconciler struct {
 }
 
 // +kubebuilder:rbac:groups=audit.kaudit.io,resources=auditpolicies,verbs=get;list;watch;create
-// +kubebuilder:rbac:groups=audit.kaudit.io,resources=auditpolicies/status,verbs=get;patch;update
+// +kubebuilder:rbac:groups=audit.kaudit.io,resources=auditpolicies/status,verbs=get;patch
 // +kubebuilder:rbac:groups=audit.kaudit.io,resources=auditpolicymodules,verbs=get;list;watch
 // +kubebuilder:rbac:groups="",namespace=kaudit-system,resources=configmaps,verbs=get;list;watch;create;delete
 // +kubebuilder:rbac:groups="",resources=nodes,verbs=get;list;watch
@@ -138,7 +138,7 @@ func (r *PolicyReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctr
 	if err := r.prune(ctx, &ap, revs, desired); err != nil {
 		logger.Error(err, "pruning revisions")
 	}
-	if err := r.dropGoneNodes(ctx, &ap, nodes.Items); err != nil {
+	if err := r.dropGoneNodes(ctx, &ap, controlPlane); err != nil {
 		return ctrl.Result{}, err
 	}
 	if err := applyStatus(ctx, r.Client, &v1alpha1.AuditPolicy{ObjectMeta: metav1.ObjectMeta{Name: ap.Name}, Status: st.build()}); err != nil {
@@ -226,16 +226,25 @@ func (r *PolicyReconciler) resetPending() {
 	r.pendingHash, r.pendingSince, r.lastChange = "", time.Time{}, time.Time{}
 }
 
-// desiredRevision is the pinned revision if set and present, else the latest.
+// desiredRevision is the pinned revision if set and present, else the latest. A pinned revision
+// that does not exist is reported, and the previous desired revision stays desired.
 func (r *PolicyReconciler) desiredRevision(ap *v1alpha1.AuditPolicy, revs []storedRevision, st *statusBuilder) *revision.Revision {
-	if pin := ap.Spec.PinnedRevision; pin != nil {
+	find := func(n int64) *revision.Revision {
 		for _, rv := range revs {
-			if rv.Number == *pin {
+			if rv.Number == n {
 				return rv.Revision
 			}
 		}
+		return nil
+	}
+	if pin := ap.Spec.PinnedRevision; pin != nil {
+		if rv := find(*pin); rv != nil {
+			return rv
+		}
 		st.degraded(ReasonPinnedNotFound, fmt.Sprintf("spec.pinnedRevision: revision %d does not exist (ConfigMap %s/%s); nodes stay on the revision they run", *pin, r.Namespace, revision.Name(*pin)))
-		st.keepDesired = true
+		if old := ap.Status.DesiredRevision; old != nil {
+			return find(*old)
+		}
 		return nil
 	}
 	if len(revs) == 0 {
@@ -283,12 +292,13 @@ func (r *PolicyReconciler) prune(ctx context.Context, ap *v1alpha1.AuditPolicy, 
 	return nil
 }
 
-// dropGoneNodes removes the status entries of nodes that no longer exist. The entries belong
-// to the agents' field managers, so they are removed with a JSON patch guarded by a test of the
-// entry's name.
-func (r *PolicyReconciler) dropGoneNodes(ctx context.Context, ap *v1alpha1.AuditPolicy, nodes []metav1.PartialObjectMetadata) error {
+// dropGoneNodes removes the status entries of nodes that no longer exist or are no longer
+// control-plane nodes (no agent runs there to update them, and a stale Failed entry would halt
+// every agent). The entries belong to the agents' field managers, so they are removed with a
+// JSON patch guarded by a test of the entry's name.
+func (r *PolicyReconciler) dropGoneNodes(ctx context.Context, ap *v1alpha1.AuditPolicy, controlPlane []metav1.PartialObjectMetadata) error {
 	present := map[string]bool{}
-	for _, n := range nodes {
+	for _, n := range controlPlane {
 		present[n.Name] = true
 	}
 	for i := len(ap.Status.Nodes) - 1; i >= 0; i-- {
@@ -300,7 +310,7 @@ func (r *PolicyReconciler) dropGoneNodes(ctx context.Context, ap *v1alpha1.Audit
 		if err := r.Status().Patch(ctx, ap, client.RawPatch(types.JSONPatchType, []byte(patch))); err != nil {
 			return fmt.Errorf("removing the status entry of gone node %s: %w", name, err)
 		}
-		r.event(ap, corev1.EventTypeNormal, "NodeRemoved", fmt.Sprintf("Node %s no longer exists; its rollout entry was removed", name))
+		r.event(ap, corev1.EventTypeNormal, "NodeRemoved", fmt.Sprintf("Node %s is gone or no longer a control-plane node; its rollout entry was removed", name))
 	}
 	return nil
 }

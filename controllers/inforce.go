@@ -18,8 +18,9 @@ type moduleVerdict struct {
 
 // modulesInForce decides which spec of each module the next revision holds (SPEC Decisions):
 // an enabled module's current spec when it is valid; for a module whose current spec is
-// invalid, the spec the previous revision held for it (last known good, so a typo never lets
-// bodies through); nothing for a module never accepted. Disabled and deleted modules drop out.
+// invalid (even if it also disables the module), the spec the previous revision held for it
+// (last known good, so a typo never lets bodies through); nothing for a module never accepted.
+// Validly disabled and deleted modules drop out.
 // next is the number the revision will get; it becomes FirstRevision of changed modules.
 func modulesInForce(verdicts []moduleVerdict, previous *revision.Revision, next int64) ([]policy.Module, []revision.ModuleRecord) {
 	prev := map[string]revision.ModuleRecord{}
@@ -32,21 +33,20 @@ func modulesInForce(verdicts []moduleVerdict, previous *revision.Revision, next 
 	var recs []revision.ModuleRecord
 	for _, v := range verdicts {
 		m := v.Module
-		if m.Spec.Disabled {
-			continue
-		}
 		old, hadOld := prev[m.Name]
 		var rec revision.ModuleRecord
 		switch {
-		case v.Err == nil:
+		case v.Err != nil && hadOld:
+			// Checked before disabled: an invalid edit that also disables the module must not
+			// drop its last accepted rules.
+			rec = old
+		case v.Err != nil, m.Spec.Disabled:
+			continue
+		default:
 			rec = revision.ModuleRecord{Name: m.Name, Generation: m.Generation, FirstRevision: next, Spec: m.Spec}
 			if hadOld && sameContent(old.Spec, m.Spec) {
 				rec.FirstRevision = old.FirstRevision
 			}
-		case hadOld:
-			rec = old
-		default:
-			continue
 		}
 		mods = append(mods, policy.Module{Name: rec.Name, Spec: rec.Spec})
 		recs = append(recs, rec)

@@ -40,7 +40,7 @@ type ModuleReconciler struct {
 }
 
 // +kubebuilder:rbac:groups=audit.kaudit.io,resources=auditpolicymodules,verbs=get;list;watch
-// +kubebuilder:rbac:groups=audit.kaudit.io,resources=auditpolicymodules/status,verbs=get;patch;update
+// +kubebuilder:rbac:groups=audit.kaudit.io,resources=auditpolicymodules/status,verbs=get;patch
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
 
 // Reconcile writes Accepted, ruleCount and includedInRevision of one module.

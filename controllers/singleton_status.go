@@ -22,9 +22,8 @@ type statusBuilder struct {
 
 	created     *storedRevision
 	latest      *int64
-	desired     *revision.Revision
-	keepDesired bool
-	updated     string
+	desired *revision.Revision
+	updated string
 
 	conditions []metav1.Condition
 }
@@ -107,12 +106,9 @@ func (b *statusBuilder) build() v1alpha1.AuditPolicyStatus {
 		UpdatedNodes:       b.updated,
 		Conditions:         slices.Clone(b.old.Conditions),
 	}
-	switch {
-	case b.desired != nil:
+	if b.desired != nil {
 		n := b.desired.Number
 		st.DesiredRevision, st.DesiredPolicyHash = &n, b.desired.Hash
-	case b.keepDesired:
-		st.DesiredRevision, st.DesiredPolicyHash = b.old.DesiredRevision, b.old.DesiredPolicyHash
 	}
 	for _, c := range b.conditions {
 		c.LastTransitionTime = metav1.NewTime(b.now)
