@@ -52,9 +52,11 @@ func rolloutStatusSpecs() {
 			}, timeout).Should(Succeed())
 			setRollout("100ms", "5s")
 			Expect(k8s.Create(ctx, newModule("rollout-status", 1, rule(v1alpha1.LevelMetadata, "pods")))).To(Succeed())
-			Eventually(func() *int64 { return singleton().Status.DesiredRevision }, timeout).ShouldNot(BeNil())
+			// The module's revision is the desired one once the singleton's status says so: the
+			// module's status can be written first.
 			Eventually(func() *int64 { return getModule("rollout-status").Status.IncludedInRevision }, timeout).ShouldNot(BeNil())
-			desired = *singleton().Status.DesiredRevision
+			desired = *getModule("rollout-status").Status.IncludedInRevision
+			Eventually(func() *int64 { return singleton().Status.DesiredRevision }, timeout).Should(HaveValue(Equal(desired)))
 		})
 		AfterAll(func() {
 			Expect(k8s.Delete(ctx, getModule("rollout-status"))).To(Succeed())
