@@ -14,9 +14,11 @@ import (
 	"github.com/spf13/cobra"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/kubernetes"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
+	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/client-go/tools/record"
 	"k8s.io/utils/clock"
@@ -105,6 +107,41 @@ anonymous auth is off.`,
 	return cmd
 }
 
+// apiTimeout bounds every API request of the agent but its watch.
+const apiTimeout = 30 * time.Second
+
+// splitClient sends watches through a client without a request timeout, and everything else
+// through one with it.
+type splitClient struct {
+	client.WithWatch
+	watcher client.WithWatch
+}
+
+func (s splitClient) Watch(ctx context.Context, list client.ObjectList, opts ...client.ListOption) (watch.Interface, error) {
+	return s.watcher.Watch(ctx, list, opts...)
+}
+
+// agentConfigs derives from cfg the configuration of the agent's requests, each of which ends
+// after apiTimeout, so that a call to an apiserver that accepts connections but never answers
+// cannot hold up a rollout, and the configuration of its watch, which stays open.
+func agentConfigs(cfg *rest.Config) (api, watch *rest.Config) {
+	api, watch = rest.CopyConfig(cfg), rest.CopyConfig(cfg)
+	api.Timeout, watch.Timeout = apiTimeout, 0
+	return api, watch
+}
+
+func newAgentClient(cfg, watchCfg *rest.Config, scheme *runtime.Scheme) (client.WithWatch, error) {
+	c, err := client.NewWithWatch(cfg, client.Options{Scheme: scheme})
+	if err != nil {
+		return nil, err
+	}
+	w, err := client.NewWithWatch(watchCfg, client.Options{Scheme: scheme})
+	if err != nil {
+		return nil, err
+	}
+	return splitClient{WithWatch: c, watcher: w}, nil
+}
+
 func runAgent(ctx context.Context, o agentOptions) error {
 	if o.nodeName == "" {
 		return errors.New("--node-name or $NODE_NAME is required (the DaemonSet sets NODE_NAME from spec.nodeName)")
@@ -125,6 +162,7 @@ func runAgent(ctx context.Context, o agentOptions) error {
 		return fmt.Errorf("loading the client configuration: %w", err)
 	}
 	cfg.UserAgent = "kaudit-agent/" + o.nodeName
+	cfg, watchCfg := agentConfigs(cfg)
 	scheme := runtime.NewScheme()
 	if err := clientgoscheme.AddToScheme(scheme); err != nil {
 		return err
@@ -132,7 +170,7 @@ func runAgent(ctx context.Context, o agentOptions) error {
 	if err := v1alpha1.AddToScheme(scheme); err != nil {
 		return err
 	}
-	c, err := client.NewWithWatch(cfg, client.Options{Scheme: scheme})
+	c, err := newAgentClient(cfg, watchCfg, scheme)
 	if err != nil {
 		return err
 	}

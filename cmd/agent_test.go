@@ -4,6 +4,9 @@ import (
 	"bytes"
 	"strings"
 	"testing"
+	"time"
+
+	"k8s.io/client-go/rest"
 )
 
 func TestAgentNeedsANodeName(t *testing.T) {
@@ -29,5 +32,15 @@ func TestAgentHelpDocumentsEveryPathAndTheReadyzSettings(t *testing.T) {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("help lacks %q", want)
 		}
+	}
+}
+
+func TestAgentAPIRequestsHaveADeadlineButNotItsWatch(t *testing.T) {
+	api, watch := agentConfigs(&rest.Config{Host: "https://127.0.0.1:6443", Timeout: time.Hour})
+	if api.Timeout != 30*time.Second {
+		t.Errorf("API request timeout = %s, want 30s", api.Timeout)
+	}
+	if watch.Timeout != 0 {
+		t.Errorf("watch timeout = %s, want none (a watch stays open)", watch.Timeout)
 	}
 }

@@ -20,8 +20,8 @@ type statusBuilder struct {
 	now        time.Time
 	generation int64
 
-	created     *storedRevision
-	latest      *int64
+	created *storedRevision
+	latest  *int64
 	desired *revision.Revision
 	updated string
 

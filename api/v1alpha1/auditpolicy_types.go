@@ -238,7 +238,9 @@ func (r RolloutSpec) MinRestartIntervalOrDefault() time.Duration {
 }
 
 // DebounceOrDefault is Debounce, or its default when unset.
-func (r RolloutSpec) DebounceOrDefault() time.Duration { return durationOr(r.Debounce, DefaultDebounce) }
+func (r RolloutSpec) DebounceOrDefault() time.Duration {
+	return durationOr(r.Debounce, DefaultDebounce)
+}
 
 // MaxWaitOrDefault is MaxWait, or its default when unset.
 func (r RolloutSpec) MaxWaitOrDefault() time.Duration { return durationOr(r.MaxWait, DefaultMaxWait) }

@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"time"
@@ -17,6 +18,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/kaudit/kaudit/api/v1alpha1"
+	"github.com/kaudit/kaudit/internal/policy"
 	"github.com/kaudit/kaudit/internal/revision"
 )
 
@@ -58,7 +60,6 @@ type Agent struct {
 
 	wake      chan struct{}
 	once      sync.Once
-	reported  *v1alpha1.NodeStatus
 	lastEvent string
 }
 
@@ -75,7 +76,7 @@ func (a *Agent) init() {
 			a.Namespace = DefaultNamespace
 		}
 		a.Rollout.Progress = func(ctx context.Context, phase v1alpha1.NodePhase, msg string) {
-			a.report(ctx, phase, msg)
+			_ = a.report(ctx, phase, msg)
 		}
 	})
 }
@@ -146,9 +147,12 @@ func (a *Agent) Pass(ctx context.Context) time.Duration {
 	// An unfinished rollout comes first, even while the API is unreachable: with a single
 	// control plane, our own restart is why it is unreachable.
 	if j, err := node.LoadJournal(); err != nil {
-		a.report(ctx, v1alpha1.NodeFailed, err.Error())
+		_ = a.report(ctx, v1alpha1.NodeFailed, err.Error())
 		return a.Retry
 	} else if j != nil {
+		if j.HealthTimeout > 0 {
+			timeout = j.HealthTimeout
+		}
 		return a.resume(ctx, ap, getErr == nil, timeout)
 	}
 	if apierrors.IsNotFound(getErr) {
@@ -160,14 +164,20 @@ func (a *Agent) Pass(ctx context.Context) time.Duration {
 	}
 	desired := ap.Status.DesiredRevision
 	if desired == nil {
-		a.report(ctx, v1alpha1.NodePending, "waiting for the manager to choose a revision")
+		_ = a.report(ctx, v1alpha1.NodePending, "waiting for the manager to choose a revision")
 		return a.Resync
 	}
 	target, err := a.target(ctx, ap)
+	var bad *badRevisionError
+	if errors.As(err, &bad) {
+		a.fail(ctx, ap, err.Error())
+		return a.Resync
+	}
 	if err != nil {
-		a.report(ctx, v1alpha1.NodePending, err.Error())
+		_ = a.report(ctx, v1alpha1.NodePending, err.Error())
 		return a.Retry
 	}
+	target.HealthTimeout = timeout
 	up, err := node.UpToDate(target)
 	if err != nil {
 		a.fail(ctx, ap, fmt.Sprintf("revision %d: %v", target.Revision, err))
@@ -178,7 +188,7 @@ func (a *Agent) Pass(ctx context.Context) time.Duration {
 			a.fail(ctx, ap, fmt.Sprintf("revision %d: %v", target.Revision, err))
 			return a.Retry
 		}
-		a.report(ctx, v1alpha1.NodeApplied, fmt.Sprintf("revision %d applied", target.Revision))
+		_ = a.report(ctx, v1alpha1.NodeApplied, fmt.Sprintf("revision %d applied", target.Revision))
 		return a.Resync
 	}
 	st, err := node.LoadState()
@@ -191,18 +201,18 @@ func (a *Agent) Pass(ctx context.Context) time.Duration {
 		if st.Failed.RolledBack {
 			phase = v1alpha1.NodeRolledBack
 		}
-		a.report(ctx, phase, st.Failed.Message)
+		_ = a.report(ctx, phase, st.Failed.Message)
 		return a.Resync
 	}
 	if other, msg := a.haltedBy(ap); other != "" {
 		m := fmt.Sprintf("revision %d waits: the rollout is halted because node %s failed: %s", target.Revision, other, msg)
-		a.report(ctx, v1alpha1.NodePending, m)
+		_ = a.report(ctx, v1alpha1.NodePending, m)
 		a.event(ap, corev1.EventTypeWarning, ReasonRolloutHalted, m)
 		return a.Resync
 	}
 	if interval := ap.Spec.Rollout.MinRestartIntervalOrDefault(); interval > 0 && !st.LastRestartTime.IsZero() {
 		if wait := st.LastRestartTime.Add(interval).Sub(a.Clock.Now()); wait > 0 {
-			a.report(ctx, v1alpha1.NodePending, fmt.Sprintf("revision %d waits %s: rollout.minRestartInterval is %s", target.Revision, wait.Round(time.Second), interval))
+			_ = a.report(ctx, v1alpha1.NodePending, fmt.Sprintf("revision %d waits %s: rollout.minRestartInterval is %s", target.Revision, wait.Round(time.Second), interval))
 			return wait
 		}
 	}
@@ -213,7 +223,7 @@ func (a *Agent) Pass(ctx context.Context) time.Duration {
 		return a.Retry
 	}
 	if !ok {
-		a.report(ctx, v1alpha1.NodePending, fmt.Sprintf("revision %d waits for node %s to finish its rollout", target.Revision, holder))
+		_ = a.report(ctx, v1alpha1.NodePending, fmt.Sprintf("revision %d waits for node %s to finish its rollout", target.Revision, holder))
 		return a.Retry
 	}
 	// The lease is kept when a rollout is interrupted (the agent stops while kubelet restarts
@@ -246,7 +256,11 @@ func (a *Agent) Pass(ctx context.Context) time.Duration {
 		logr.FromContextOrDiscard(ctx).Info("rollout interrupted; the next start of the agent finishes it", "revision", target.Revision, "err", err)
 		return 0
 	}
-	a.finish(ctx, ap, target.Revision, res)
+	if !a.finish(ctx, ap, target.Revision, res) {
+		keep = true
+		logr.FromContextOrDiscard(ctx).Info("keeping the rollout lease until it expires: the failure could not be reported, and the next node must not roll out the same revision", "revision", target.Revision)
+		return a.Retry
+	}
 	if res.Phase == v1alpha1.NodeFailed && !res.Restarted {
 		return a.Retry
 	}
@@ -262,29 +276,45 @@ func (a *Agent) resume(ctx context.Context, ap *v1alpha1.AuditPolicy, haveAP boo
 	stopRenew := a.renew(ctx, duration)
 	res, err := a.Rollout.Resume(ctx, timeout)
 	stopRenew()
-	if ctx.Err() == nil {
-		a.release(ctx)
-	}
 	if err != nil {
-		a.report(ctx, v1alpha1.NodeFailed, err.Error())
+		// Interrupted (ctx done): keep the lease for the next start. Otherwise release it once
+		// the failure is visible, so that no other node goes ahead unaware.
+		if a.reportWithRetry(ctx, v1alpha1.NodeFailed, err.Error()) && ctx.Err() == nil {
+			a.release(ctx)
+		}
 		return a.Retry
 	}
+	reported := true
 	if res != nil {
 		logr.FromContextOrDiscard(ctx).Info("recovered an interrupted rollout", "phase", res.Phase, "message", res.Message)
-		if haveAP {
-			a.finish(ctx, ap, res.Revision, *res)
-		} else {
-			a.report(ctx, res.Phase, res.Message)
+		if !haveAP {
+			ap = nil // no events without the singleton
 		}
+		reported = a.finish(ctx, ap, res.Revision, *res)
+	}
+	if !reported {
+		logr.FromContextOrDiscard(ctx).Info("keeping the rollout lease until it expires: the failure could not be reported")
+		return a.Retry
+	}
+	if ctx.Err() == nil {
+		a.release(ctx)
 	}
 	return 0
 }
 
-func (a *Agent) finish(ctx context.Context, ap *v1alpha1.AuditPolicy, revision int64, res Result) {
+// finish reports how a rollout ended. It returns false when a failure (Failed, RolledBack)
+// could not be reported even after a few retries: the caller then keeps the lease, so that no
+// other node rolls out the same revision before the failure is visible.
+func (a *Agent) finish(ctx context.Context, ap *v1alpha1.AuditPolicy, revision int64, res Result) bool {
 	log := logr.FromContextOrDiscard(ctx).WithValues("revision", revision, "phase", res.Phase)
 	log.Info("rollout finished", "message", res.Message, "seconds", res.Duration.Seconds(),
 		"healthWaitSeconds", res.HealthWait.Seconds(), "overheadSeconds", (res.Duration - res.HealthWait).Seconds())
-	a.report(ctx, res.Phase, res.Message)
+	reported := true
+	if terminalFailure(res.Phase) {
+		reported = a.reportWithRetry(ctx, res.Phase, res.Message)
+	} else {
+		_ = a.report(ctx, res.Phase, res.Message)
+	}
 	switch res.Phase {
 	case v1alpha1.NodeApplied:
 		a.event(ap, corev1.EventTypeNormal, ReasonNodeUpdated, fmt.Sprintf("node %s: %s in %s", a.Node, res.Message, res.Duration.Round(time.Second)))
@@ -295,10 +325,43 @@ func (a *Agent) finish(ctx context.Context, ap *v1alpha1.AuditPolicy, revision i
 	default:
 		a.event(ap, corev1.EventTypeWarning, ReasonRolloutFailed, fmt.Sprintf("node %s: %s", a.Node, res.Message))
 	}
+	return reported
 }
 
+func terminalFailure(p v1alpha1.NodePhase) bool {
+	return p == v1alpha1.NodeFailed || p == v1alpha1.NodeRolledBack
+}
+
+// terminalReportAttempts bounds reportWithRetry: attempts are a.Retry apart, well inside the
+// lease's duration.
+const terminalReportAttempts = 5
+
+func (a *Agent) reportWithRetry(ctx context.Context, phase v1alpha1.NodePhase, msg string) bool {
+	for i := 1; ; i++ {
+		err := a.report(ctx, phase, msg)
+		if err == nil {
+			return true
+		}
+		if i == terminalReportAttempts || ctx.Err() != nil {
+			logr.FromContextOrDiscard(ctx).Info("cannot report the rollout's failure", "attempts", i, "err", err)
+			return false
+		}
+		select {
+		case <-ctx.Done():
+			return false
+		case <-a.Clock.After(a.Retry):
+		}
+	}
+}
+
+// badRevisionError is a revision the agent must never write: its policy does not match its
+// hash, or the apiserver's loader rejects it.
+type badRevisionError struct{ msg string }
+
+func (e *badRevisionError) Error() string { return e.msg }
+
 func (a *Agent) fail(ctx context.Context, ap *v1alpha1.AuditPolicy, msg string) {
-	a.report(ctx, v1alpha1.NodeFailed, msg)
+	_ = a.report(ctx, v1alpha1.NodeFailed, msg)
 	a.event(ap, corev1.EventTypeWarning, ReasonRolloutFailed, fmt.Sprintf("node %s: %s", a.Node, msg))
 }
 
@@ -315,6 +378,20 @@ func (a *Agent) target(ctx context.Context, ap *v1alpha1.AuditPolicy) (Target, e
 	}
 	if h := ap.Status.DesiredPolicyHash; h != "" && h != rev.Hash {
 		return Target{}, fmt.Errorf("revision %d: ConfigMap hash %s differs from status.desiredPolicyHash %s", n, rev.Hash, h)
+	}
+	// The bytes must be what the manager hashed: never write a policy that differs from its
+	// revision (a hand-edited or corrupted ConfigMap).
+	name := a.Namespace + "/" + revision.Name(n)
+	got, err := policy.HashOf(rev.Policy)
+	if err != nil {
+		return Target{}, &badRevisionError{fmt.Sprintf("revision %d: ConfigMap %s: policy.yaml: %v; not written", n, name, err)}
+	}
+	if got != rev.Hash {
+		return Target{}, &badRevisionError{fmt.Sprintf("revision %d: ConfigMap %s: policy.yaml hashes to %s but annotation %s says %s; not written",
+			n, name, got, revision.AnnotationPolicySHA256, rev.Hash)}
+	}
+	if _, err := policy.Load(rev.Policy); err != nil {
+		return Target{}, &badRevisionError{fmt.Sprintf("revision %d: ConfigMap %s: policy rejected by the apiserver's loader: %v; not written", n, name, err)}
 	}
 	t := Target{Revision: rev.Number, Hash: rev.Hash, Policy: rev.Policy, Generation: ap.Generation}
 	if ap.Spec.ManageAPIServerFlags {
@@ -339,8 +416,10 @@ func (a *Agent) haltedBy(ap *v1alpha1.AuditPolicy) (string, string) {
 	return "", ""
 }
 
-// report writes this node's status entry when it changed.
-func (a *Agent) report(ctx context.Context, phase v1alpha1.NodePhase, msg string) {
+// report writes this node's entry in the singleton's status unless the entry there already
+// says the same. It compares with the singleton as it is now, not with the last write, so an
+// entry that was dropped (by the manager, or with a recreated singleton) is written again.
+func (a *Agent) report(ctx context.Context, phase v1alpha1.NodePhase, msg string) error {
 	st, err := a.Rollout.Node.LoadState()
 	if err != nil {
 		logr.FromContextOrDiscard(ctx).Info("cannot read the agent's state", "err", err)
@@ -355,14 +434,19 @@ func (a *Agent) report(ctx context.Context, phase v1alpha1.NodePhase, msg string
 	if st.LastRolloutSeconds > 0 {
 		e.LastRolloutSeconds = ptr.To(st.LastRolloutSeconds)
 	}
-	if a.reported != nil && equality.Semantic.DeepEqual(*a.reported, e) {
-		return
+	cur := &v1alpha1.AuditPolicy{}
+	if err := a.Client.Get(ctx, client.ObjectKey{Name: v1alpha1.SingletonName}, cur); err == nil {
+		for _, n := range cur.Status.Nodes {
+			if n.Name == a.Node && equality.Semantic.DeepEqual(n, e) {
+				return nil
+			}
+		}
 	}
 	if err := a.Status.Apply(ctx, e); err != nil {
 		logr.FromContextOrDiscard(ctx).Info("cannot write the node's status; retrying at the next pass", "err", err)
-		return
+		return err
 	}
-	a.reported = &e
+	return nil
 }
 
 func (a *Agent) event(ap *v1alpha1.AuditPolicy, eventType, reason, msg string) {

@@ -42,7 +42,11 @@ func (h *APIServerHealth) Wait(ctx context.Context, annotation string, since tim
 	}
 	deadline := h.Clock.Now().Add(timeout)
 	for {
-		last := h.check(ctx, annotation, since)
+		// Each check ends by the overall deadline (at least one interval): an API call to an
+		// apiserver that accepts connections but never answers must not outlast the timeout.
+		cctx, cancel := context.WithTimeout(ctx, max(deadline.Sub(h.Clock.Now()), interval))
+		last := h.check(cctx, annotation, since)
+		cancel()
 		if last == nil {
 			return nil
 		}

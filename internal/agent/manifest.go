@@ -193,13 +193,15 @@ func setFlag(c *corev1.Container, flag, value string) {
 }
 
 func addMount(p *corev1.Pod, c *corev1.Container, name, dir string, readOnly bool) {
-	if mountFor(c, dir) == nil {
-		c.VolumeMounts = append(c.VolumeMounts, corev1.VolumeMount{Name: name, MountPath: dir, ReadOnly: readOnly})
+	volume, exists := hostPathVolume(p, dir)
+	if !exists {
+		volume = name
 	}
-	for _, v := range p.Spec.Volumes {
-		if v.HostPath != nil && path.Clean(v.HostPath.Path) == dir {
-			return
-		}
+	if mountFor(c, dir) == nil {
+		c.VolumeMounts = append(c.VolumeMounts, corev1.VolumeMount{Name: volume, MountPath: dir, ReadOnly: readOnly})
+	}
+	if exists {
+		return
 	}
 	t := corev1.HostPathDirectoryOrCreate
 	p.Spec.Volumes = append(p.Spec.Volumes, corev1.Volume{Name: name, VolumeSource: corev1.VolumeSource{HostPath: &corev1.HostPathVolumeSource{Path: dir, Type: &t}}})
@@ -294,7 +296,8 @@ func nodeHasFlags(list *yaml.Node) bool {
 }
 
 // ensureHostPathMount mounts host directory dir at the same path in the apiserver container,
-// unless a mount of that path and a hostPath volume of that directory already exist.
+// unless a mount of that path already exists. An existing hostPath volume of that directory is
+// mounted under its own name; otherwise a volume called name is added.
 func ensureHostPathMount(src []byte, name, dir string, readOnly bool) ([]byte, error) {
 	pod, err := ParsePod(src)
 	if err != nil {
@@ -304,29 +307,45 @@ func ensureHostPathMount(src []byte, name, dir string, readOnly bool) ([]byte, e
 	if c == nil {
 		return nil, fmt.Errorf("the manifest has no container named %s", APIServerContainer)
 	}
-	if m := mountFor(c, dir); m == nil {
-		for _, v := range c.VolumeMounts {
+	volume, exists := hostPathVolume(pod, dir)
+	if !exists {
+		for _, v := range pod.Spec.Volumes {
 			if v.Name == name {
-				return nil, fmt.Errorf("the volume mount name %s is already used for %s", name, v.MountPath)
+				return nil, fmt.Errorf("the volume name %s is already used for another volume", name)
+			}
+		}
+		volume = name
+	}
+	if m := mountFor(c, dir); m == nil {
+		if !exists {
+			for _, v := range c.VolumeMounts {
+				if v.Name == name {
+					return nil, fmt.Errorf("the volume mount name %s is already used for %s", name, v.MountPath)
+				}
 			}
 		}
 		ro := ""
 		if readOnly {
 			ro = "readOnly: true\n"
 		}
-		if src, err = appendItem(src, "volumeMounts", true, "mountPath: "+scalar(dir)+"\nname: "+name+"\n"+ro); err != nil {
+		if src, err = appendItem(src, "volumeMounts", true, "mountPath: "+scalar(dir)+"\nname: "+scalar(volume)+"\n"+ro); err != nil {
 			return nil, err
 		}
 	}
-	for _, v := range pod.Spec.Volumes {
-		if v.HostPath != nil && path.Clean(v.HostPath.Path) == dir {
-			return src, nil
-		}
-		if v.Name == name {
-			return nil, fmt.Errorf("the volume name %s is already used for another volume", name)
-		}
+	if exists {
+		return src, nil
 	}
 	return appendItem(src, "volumes", false, "hostPath:\n  path: "+scalar(dir)+"\n  type: DirectoryOrCreate\nname: "+name+"\n")
+}
+
+// hostPathVolume names the pod's hostPath volume of directory dir.
+func hostPathVolume(p *corev1.Pod, dir string) (string, bool) {
+	for _, v := range p.Spec.Volumes {
+		if v.HostPath != nil && path.Clean(v.HostPath.Path) == dir {
+			return v.Name, true
+		}
+	}
+	return "", false
 }
 
 // appendItem appends a mapping, given as block YAML at indentation 0, to the sequence under key
@@ -453,6 +472,28 @@ func verifyEdit(original, edited []byte, change func(*corev1.Pod) error) error {
 	}
 	if !equality.Semantic.DeepEqual(want, got) {
 		return fmt.Errorf("edited manifest differs from the intended change: the manifest's layout is not supported")
+	}
+	if orig, err := ParsePod(original); err == nil && mountsResolve(orig) != nil {
+		return nil // already broken before the edit: not the edit's doing (a rollback must still work)
+	}
+	return mountsResolve(got)
+}
+
+// mountsResolve checks that every volume mount names a volume of the pod: kubelet rejects a
+// static pod that mounts a volume it does not define, and the apiserver would never start.
+func mountsResolve(p *corev1.Pod) error {
+	volumes := map[string]bool{}
+	for _, v := range p.Spec.Volumes {
+		volumes[v.Name] = true
+	}
+	for _, cs := range [][]corev1.Container{p.Spec.InitContainers, p.Spec.Containers} {
+		for _, c := range cs {
+			for _, m := range c.VolumeMounts {
+				if !volumes[m.Name] {
+					return fmt.Errorf("edited manifest: container %s mounts volume %q at %s, but the pod has no volume of that name", c.Name, m.Name, m.MountPath)
+				}
+			}
+		}
 	}
 	return nil
 }

@@ -3,6 +3,7 @@ package agent
 import (
 	"bytes"
 	"flag"
+	corev1 "k8s.io/api/core/v1"
 	"os"
 	"path/filepath"
 	"strings"
@@ -280,5 +281,59 @@ spec:
 	out, err = SetAnnotation(out, AnnotationPolicyHash, "def")
 	if err != nil || !bytes.Contains(out, []byte("policy-hash: def\n")) {
 		t.Errorf("replace: %v\n%s", err, out)
+	}
+}
+
+// A hostPath volume of the log directory that is mounted elsewhere, or not at all, is mounted
+// under its own name: a mount naming a volume the pod lacks makes kubelet reject the pod.
+func TestEnsureFlagsMountsAnExistingLogVolumeUnderItsOwnName(t *testing.T) {
+	in := readTestdata(t, "kubeadm-v1.33.yaml")
+	withVolume, err := appendItem(in, "volumes", false, "hostPath:\n  path: /var/log/kubernetes/audit\n  type: DirectoryOrCreate\nname: audit-logs\n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	elsewhere, err := appendItem(withVolume, "volumeMounts", true, "mountPath: /logs\nname: audit-logs\n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, manifest := range map[string][]byte{"not mounted": withVolume, "mounted elsewhere": elsewhere} {
+		t.Run(name, func(t *testing.T) {
+			out, err := EnsureFlags(manifest, managed)
+			if err != nil {
+				t.Fatal(err)
+			}
+			pod, err := ParsePod(out)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := mountsResolve(pod); err != nil {
+				t.Fatal(err)
+			}
+			m := mountFor(apiserverContainer(pod), "/var/log/kubernetes/audit")
+			if m == nil || m.Name != "audit-logs" {
+				t.Errorf("log directory mount = %+v, want the existing volume audit-logs", m)
+			}
+			for _, v := range pod.Spec.Volumes {
+				if v.Name == VolumeLog {
+					t.Errorf("a second volume %s was added for the same directory", VolumeLog)
+				}
+			}
+		})
+	}
+}
+
+func TestVerifyEditRejectsAMountWithoutAVolume(t *testing.T) {
+	in := readTestdata(t, "kubeadm-v1.33.yaml")
+	out, err := appendItem(in, "volumeMounts", true, "mountPath: /x\nname: nowhere\n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = verifyEdit(in, out, func(p *corev1.Pod) error {
+		c := apiserverContainer(p)
+		c.VolumeMounts = append(c.VolumeMounts, corev1.VolumeMount{Name: "nowhere", MountPath: "/x"})
+		return nil
+	})
+	if err == nil || !strings.Contains(err.Error(), `"nowhere"`) {
+		t.Errorf("verifyEdit() = %v, want an error naming the volume", err)
 	}
 }

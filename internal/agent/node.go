@@ -82,6 +82,9 @@ type Target struct {
 	// Generation is the singleton's spec generation that asked for this target. A failed target
 	// is retried once the spec changes (e.g. a longer rollout.healthTimeout).
 	Generation int64
+	// HealthTimeout is the rollout's health timeout (spec.rollout.healthTimeout), recorded in
+	// the journal so that a restarted agent waits as long even when it cannot read the spec.
+	HealthTimeout time.Duration
 }
 
 // Key identifies what a node runs: the policy hash and the managed flags. A failed key is not
@@ -110,6 +113,8 @@ type Journal struct {
 	// Key is the target's Key.
 	Key        string `json:"key"`
 	Generation int64  `json:"generation,omitempty"`
+	// HealthTimeout is the health timeout the rollout started with; Resume uses it.
+	HealthTimeout time.Duration `json:"healthTimeout,omitempty"`
 	// Annotation is the value of the policy-hash annotation that starts the new apiserver.
 	Annotation string `json:"annotation"`
 	// PolicyFile is the host path of the policy file being replaced.
@@ -274,8 +279,10 @@ func (n *Node) UpToDate(t Target) (bool, error) {
 	if string(b) == string(t.Policy) {
 		return true, nil
 	}
-	st, err := n.LoadState()
-	return err == nil && st.Hash == t.Hash, err
+	// Only the file's own content counts: state.json says what the agent last wrote, not what
+	// the file holds now (edited by hand, restored from a backup).
+	h, err := policy.HashOf(b)
+	return err == nil && h == t.Hash, nil
 }
 
 // Adopt records an up-to-date node as running t's revision, and rewrites the policy file when
@@ -288,6 +295,15 @@ func (n *Node) Adopt(t Target) error {
 	if b, _, err := readOptional(n.FS, n.Paths.local(file)); err != nil {
 		return err
 	} else if string(b) != string(t.Policy) {
+		if _, err := policy.Load(t.Policy); err != nil {
+			return fmt.Errorf("policy rejected by the apiserver's loader: %w", err)
+		}
+		if h, err := policy.HashOf(t.Policy); err != nil || h != t.Hash {
+			return fmt.Errorf("the policy's hash %s differs from the revision's %s (%v): not written", h, t.Hash, err)
+		}
+		if h, err := policy.HashOf(b); err != nil || h != t.Hash {
+			return fmt.Errorf("%s differs from the revision's policy in more than comments: it needs a rollout, not a rewrite", file)
+		}
 		if err := WriteAtomic(n.FS, n.Paths.local(file), "", t.Policy, 0o644); err != nil {
 			return err
 		}
@@ -380,6 +396,7 @@ func (n *Node) Begin(t Target) (*Journal, error) {
 		Hash:               t.Hash,
 		Key:                t.Key(),
 		Generation:         t.Generation,
+		HealthTimeout:      t.HealthTimeout,
 		Annotation:         ann,
 		PolicyFile:         file,
 		PreviousRevision:   st.Revision,
@@ -539,6 +556,8 @@ func (n *Node) FinishRollback(j *Journal, message string, healthy bool) error {
 	if err != nil {
 		return err
 	}
+	// The node runs the previous revision again, whatever an interrupted Commit recorded.
+	st.Revision, st.Hash = j.PreviousRevision, j.PreviousHash
 	st.Annotation = j.RollbackAnnotation
 	st.LastRestartTime = j.RollbackAt
 	st.Restarts++

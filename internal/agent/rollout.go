@@ -48,6 +48,9 @@ func (r *Rollout) progress(ctx context.Context, phase v1alpha1.NodePhase, msg st
 // included, is a Result.
 func (r *Rollout) Apply(ctx context.Context, t Target, timeout time.Duration) (Result, error) {
 	start := r.Clock.Now()
+	if t.HealthTimeout <= 0 {
+		t.HealthTimeout = timeout
+	}
 	j, err := r.Node.Begin(t)
 	if err != nil {
 		return r.done(start, Result{Phase: v1alpha1.NodeFailed, Message: err.Error()}), nil
@@ -71,12 +74,16 @@ func (r *Rollout) Apply(ctx context.Context, t Target, timeout time.Duration) (R
 }
 
 // Resume finishes a rollout that a killed agent left (see Node.Recover). It returns nil when
-// there was none.
+// there was none. It waits for the health timeout recorded in the journal, or timeout for a
+// journal that has none.
 func (r *Rollout) Resume(ctx context.Context, timeout time.Duration) (*Result, error) {
 	start := r.Clock.Now()
 	j, rec, err := r.Node.Recover()
 	if err != nil {
 		return nil, fmt.Errorf("recovering the unfinished rollout: %w", err)
+	}
+	if j != nil && j.HealthTimeout > 0 {
+		timeout = j.HealthTimeout
 	}
 	var res Result
 	switch rec {
@@ -116,11 +123,12 @@ func (r *Rollout) waitNew(ctx context.Context, j *Journal, timeout time.Duration
 			Message: fmt.Sprintf("revision %d applied", j.Revision)}, nil
 	}
 	reason := fmt.Sprintf("revision %d: %v", j.Revision, err)
-	r.progress(ctx, v1alpha1.NodeRollingOut, reason+"; rolling back")
+	// Files first, report after: the report may wait for an unreachable API.
 	if err := r.Node.Restore(j, reason); err != nil {
 		return Result{Phase: v1alpha1.NodeFailed, Revision: j.Revision, Hash: j.Hash, Restarted: true, RestartTime: j.ChangedAt, HealthWait: wait,
 			Message: fmt.Sprintf("%s; restoring the previous policy and manifest failed: %v", reason, err)}, nil
 	}
+	r.progress(ctx, v1alpha1.NodeRollingOut, reason+"; rolling back: the previous policy and manifest are restored, waiting for kube-apiserver to restart on them")
 	res, err := r.waitRollback(ctx, j, timeout)
 	res.HealthWait += wait
 	return res, err

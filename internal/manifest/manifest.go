@@ -243,7 +243,6 @@ func decodeDefaulted(raw []byte, kind string, into any) error {
 	return yaml.UnmarshalStrict(b, into)
 }
 
-
 func stripComments(b []byte) []byte {
 	var out [][]byte
 	for _, line := range bytes.Split(b, []byte("\n")) {

@@ -12,9 +12,9 @@ import (
 	"testing"
 
 	auditv1 "k8s.io/apiserver/pkg/apis/audit/v1"
+	auditpolicy "k8s.io/apiserver/pkg/audit/policy"
 	"k8s.io/apiserver/pkg/authentication/user"
 	"k8s.io/apiserver/pkg/authorization/authorizer"
-	auditpolicy "k8s.io/apiserver/pkg/audit/policy"
 
 	"github.com/kaudit/kaudit/api/v1alpha1"
 )

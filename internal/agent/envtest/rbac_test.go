@@ -95,5 +95,13 @@ var _ = Describe("The agent's RBAC from config/agent", func() {
 		Expect(apierrors.IsForbidden(agentClient.Get(ctx, client.ObjectKey{Namespace: "kube-system", Name: "x"}, &corev1.Secret{}))).To(BeTrue())
 		Expect(apierrors.IsForbidden(agentClient.Delete(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: "kaudit-policy-1"}}))).To(BeTrue())
 		Expect(apierrors.IsForbidden(agentClient.List(ctx, &v1alpha1.AuditPolicyModuleList{}))).To(BeTrue())
+		// Pods only in kube-system (mirror pods), events only in default (the singleton's).
+		Expect(apierrors.IsForbidden(agentClient.Get(ctx, client.ObjectKey{Namespace: namespace, Name: "x"}, &corev1.Pod{}))).To(BeTrue(), "pods outside kube-system")
+		ev := &corev1.Event{
+			ObjectMeta:     metav1.ObjectMeta{Namespace: namespace, GenerateName: "x."},
+			InvolvedObject: corev1.ObjectReference{Kind: "Pod", Name: "x", Namespace: namespace},
+			Reason:         "Test", Message: "test", Type: corev1.EventTypeNormal,
+		}
+		Expect(apierrors.IsForbidden(agentClient.Create(ctx, ev))).To(BeTrue(), "events outside default")
 	})
 })

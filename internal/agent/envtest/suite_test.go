@@ -5,11 +5,12 @@ package envtest_test
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -30,6 +31,7 @@ import (
 
 	"github.com/kaudit/kaudit/api/v1alpha1"
 	"github.com/kaudit/kaudit/internal/agent"
+	"github.com/kaudit/kaudit/internal/policy"
 	"github.com/kaudit/kaudit/internal/revision"
 )
 
@@ -110,21 +112,29 @@ func policyOf(n int64) []byte {
 	return fmt.Appendf(nil, "apiVersion: audit.k8s.io/v1\nkind: Policy\nrules:\n# module test, rule 0\n- level: RequestResponse\n  namespaces: [ns-%d]\n- level: Metadata\n", n)
 }
 
+// hashOf is revision n's policy hash, as the manager computes it.
 func hashOf(n int64) string {
-	sum := sha256.Sum256(policyOf(n))
-	return hex.EncodeToString(sum[:])
+	h, err := policy.HashOf(policyOf(n))
+	Expect(err).NotTo(HaveOccurred())
+	return h
 }
 
 // publish plays the manager: it stores revision n and makes it the desired one.
 func publish(n int64) {
-	cm, err := revision.ToConfigMap(namespace, revision.Revision{Number: n, Hash: hashOf(n), Policy: policyOf(n)})
+	publishRevision(n, policyOf(n), hashOf(n))
+}
+
+// publishRevision stores revision n with the given policy bytes and hash (which a test may make
+// disagree) and makes it the desired one.
+func publishRevision(n int64, p []byte, hash string) {
+	cm, err := revision.ToConfigMap(namespace, revision.Revision{Number: n, Hash: hash, Policy: p})
 	Expect(err).NotTo(HaveOccurred())
 	cm.TypeMeta = metav1.TypeMeta{}
 	Expect(client.IgnoreAlreadyExists(k8s.Create(ctx, cm))).To(Succeed())
 	u := &unstructured.Unstructured{Object: map[string]any{
 		"apiVersion": v1alpha1.GroupVersion.String(), "kind": "AuditPolicy",
 		"metadata": map[string]any{"name": v1alpha1.SingletonName},
-		"status":   map[string]any{"latestRevision": n, "desiredRevision": n, "desiredPolicyHash": hashOf(n)},
+		"status":   map[string]any{"latestRevision": n, "desiredRevision": n, "desiredPolicyHash": hash},
 	}}
 	Expect(k8s.Status().Apply(ctx, client.ApplyConfigurationFromUnstructured(u), client.FieldOwner("kaudit-manager"), client.ForceOwnership)).To(Succeed())
 }
@@ -216,6 +226,11 @@ func startAgent(name string, all *restarts, restartTime time.Duration, bad func(
 
 // startAgentAs runs an agent whose API calls go through c, on a new node root.
 func startAgentAs(c client.WithWatch, name string, all *restarts, restartTime time.Duration, bad func(string) bool) *testAgent {
+	return runAgent(c, name, newNodeRoot(), all, restartTime, bad)
+}
+
+// newNodeRoot lays out a control-plane node with kind's manifest under a temporary root.
+func newNodeRoot() agent.Paths {
 	root := GinkgoT().TempDir()
 	for _, d := range []string{"etc/kubernetes/manifests", "etc/kubernetes/kaudit", "etc/kubernetes/audit"} {
 		Expect(os.MkdirAll(filepath.Join(root, d), 0o755)).To(Succeed())
@@ -224,11 +239,45 @@ func startAgentAs(c client.WithWatch, name string, all *restarts, restartTime ti
 	Expect(err).NotTo(HaveOccurred())
 	paths := agent.DefaultPaths(root)
 	Expect(os.WriteFile(filepath.Join(root, paths.Manifest), manifest, 0o600)).To(Succeed())
-	return runAgent(c, name, paths, all, restartTime, bad)
+	return paths
 }
 
 // runAgent runs an agent on an existing node root (a restarted agent when the root was used).
 func runAgent(c client.WithWatch, name string, paths agent.Paths, all *restarts, restartTime time.Duration, bad func(string) bool) *testAgent {
+	return runAgentWithStatus(c, c, name, paths, all, restartTime, bad)
+}
+
+// failingStatus makes every status apply whose content contains one of the phases fail, as if
+// the API were unreachable just then.
+type failingStatus struct {
+	client.WithWatch
+	phases []string
+}
+
+func (f failingStatus) Status() client.SubResourceWriter {
+	return failingStatusWriter{f.WithWatch.Status(), f.phases}
+}
+
+type failingStatusWriter struct {
+	client.SubResourceWriter
+	phases []string
+}
+
+func (w failingStatusWriter) Apply(ctx context.Context, obj runtime.ApplyConfiguration, opts ...client.SubResourceApplyOption) error {
+	b, err := json.Marshal(obj)
+	if err != nil {
+		return err
+	}
+	for _, p := range w.phases {
+		if strings.Contains(string(b), `"phase":"`+p+`"`) {
+			return errors.New("injected failure: the API is unreachable")
+		}
+	}
+	return w.SubResourceWriter.Apply(ctx, obj, opts...)
+}
+
+// runAgentWithStatus runs an agent whose status writes go through sc.
+func runAgentWithStatus(c client.WithWatch, sc client.Client, name string, paths agent.Paths, all *restarts, restartTime time.Duration, bad func(string) bool) *testAgent {
 	root := paths.Root
 	node := agent.NewNode(paths)
 	ta := &testAgent{name: name, paths: paths, recorder: record.NewFakeRecorder(1000), done: make(chan struct{})}
@@ -239,7 +288,7 @@ func runAgent(c client.WithWatch, name string, paths agent.Paths, all *restarts,
 		Rollout: &agent.Rollout{Node: node, Clock: clock.RealClock{},
 			Health: &simKubelet{manifest: filepath.Join(root, paths.Manifest), restartTime: restartTime, bad: bad, all: all}},
 		Lease:    &agent.Lease{Client: c, Namespace: namespace, Name: agent.LeaseName, Identity: name, Clock: clock.RealClock{}},
-		Status:   &agent.StatusWriter{Client: c, Node: name},
+		Status:   &agent.StatusWriter{Client: sc, Node: name},
 		Recorder: ta.recorder,
 		Clock:    clock.RealClock{},
 		Resync:   2 * time.Second,

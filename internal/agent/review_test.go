@@ -1,0 +1,174 @@
+package agent
+
+import (
+	"context"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/utils/clock"
+
+	"github.com/kaudit/kaudit/api/v1alpha1"
+	"github.com/kaudit/kaudit/internal/policy"
+)
+
+// hashedTarget is tn's target with the policy's real canonical hash.
+func hashedTarget(t *testing.T, tn *testNode) Target {
+	t.Helper()
+	tg := tn.target()
+	h, err := policy.HashOf(tg.Policy)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tg.Hash = h
+	return tg
+}
+
+func TestUpToDateComparesThePolicyFileNotTheRecordedHash(t *testing.T) {
+	tn := newTestNode(t, "kubeadm-v1.33.yaml", true)
+	tg := hashedTarget(t, tn)
+	r := &Rollout{Node: tn.node(OSFS{}), Health: &fakeKubelet{tn: tn}, Clock: clock.RealClock{}}
+	if res, err := r.Apply(context.Background(), tg, time.Second); err != nil || res.Phase != v1alpha1.NodeApplied {
+		t.Fatalf("Apply() = %+v, %v", res, err)
+	}
+	// Someone puts another policy in the file; state.json still records the target's hash.
+	if err := os.WriteFile(tn.local(tn.policyFile), []byte(oldPolicy), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if ok, err := r.Node.UpToDate(tg); err != nil || ok {
+		t.Errorf("UpToDate() with a different policy in the file = %v, %v; want false", ok, err)
+	}
+	// Comments only: up to date, and Adopt refreshes the file without a restart.
+	if err := os.WriteFile(tn.local(tn.policyFile), []byte("# renamed module\n"+newPolicy), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if ok, err := r.Node.UpToDate(tg); err != nil || !ok {
+		t.Fatalf("UpToDate() with only comments changed = %v, %v; want true", ok, err)
+	}
+	if err := r.Node.Adopt(tg); err != nil {
+		t.Fatal(err)
+	}
+	if got := tn.read(t, tn.policyFile); got != newPolicy {
+		t.Errorf("policy file after Adopt = %q", got)
+	}
+}
+
+func TestAdoptNeverWritesAPolicyThatFailsValidationOrItsHash(t *testing.T) {
+	invalid := "apiVersion: audit.k8s.io/v1\nkind: Policy\nrules:\n- level: Loud\n"
+	for name, tc := range map[string]struct {
+		policy string
+		hash   func(tg Target) string
+	}{
+		"rejected by the loader": {invalid, func(Target) string { h, _ := policy.HashOf([]byte(invalid)); return h }},
+		"hash of other bytes":    {oldPolicy, func(tg Target) string { return tg.Hash }},
+	} {
+		t.Run(name, func(t *testing.T) {
+			tn := newTestNode(t, "kubeadm-v1.33.yaml", true)
+			tg := hashedTarget(t, tn)
+			r := &Rollout{Node: tn.node(OSFS{}), Health: &fakeKubelet{tn: tn}, Clock: clock.RealClock{}}
+			if res, err := r.Apply(context.Background(), tg, time.Second); err != nil || res.Phase != v1alpha1.NodeApplied {
+				t.Fatalf("Apply() = %+v, %v", res, err)
+			}
+			// The file differs only in comments, so Adopt would rewrite it with tg.Policy.
+			if err := os.WriteFile(tn.local(tn.policyFile), []byte("# x\n"+newPolicy), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			bad := tg
+			bad.Policy, bad.Hash = []byte(tc.policy), tc.hash(tg)
+			if err := r.Node.Adopt(bad); err == nil {
+				t.Error("Adopt() = nil, want an error")
+			}
+			if got := tn.read(t, tn.policyFile); got != "# x\n"+newPolicy {
+				t.Errorf("policy file was written: %q", got)
+			}
+		})
+	}
+}
+
+// A Commit cut between saving the state and removing the journal leaves the new revision in
+// state.json; a rollback found at the next start must record the previous one again.
+func TestFinishRollbackRecordsThePreviousRevision(t *testing.T) {
+	tn := newTestNode(t, "kubeadm-v1.33.yaml", true)
+	n := tn.node(OSFS{})
+	if err := n.saveState(State{Revision: 1, Hash: "1111"}); err != nil {
+		t.Fatal(err)
+	}
+	tg := tn.target()
+	j, err := n.Begin(tg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := n.WritePolicy(j, tg); err != nil {
+		t.Fatal(err)
+	}
+	if err := n.BumpManifest(j, tg); err != nil {
+		t.Fatal(err)
+	}
+	st, _ := n.LoadState()
+	st.Revision, st.Hash = j.Revision, j.Hash // Commit's first half
+	if err := n.saveState(st); err != nil {
+		t.Fatal(err)
+	}
+	r := &Rollout{Node: n, Health: &fakeKubelet{tn: tn, bad: badNew}, Clock: clock.RealClock{}}
+	res, err := r.Resume(context.Background(), time.Second)
+	if err != nil || res == nil || res.Phase != v1alpha1.NodeRolledBack {
+		t.Fatalf("Resume() = %+v, %v", res, err)
+	}
+	if st, _ := n.LoadState(); st.Revision != 1 || st.Hash != "1111" {
+		t.Errorf("state after the rollback = revision %d hash %q, want revision 1 hash 1111", st.Revision, st.Hash)
+	}
+}
+
+// timeoutRecorder is a Health that records the timeout it was given and fails.
+type timeoutRecorder struct{ got time.Duration }
+
+func (h *timeoutRecorder) Wait(_ context.Context, _ string, _ time.Time, timeout time.Duration) error {
+	h.got = timeout
+	return context.DeadlineExceeded
+}
+
+func TestResumeWaitsForTheHealthTimeoutRecordedAtBegin(t *testing.T) {
+	tn := newTestNode(t, "kubeadm-v1.33.yaml", true)
+	n := tn.node(OSFS{})
+	tg := tn.target()
+	tg.HealthTimeout = time.Hour
+	j, err := n.Begin(tg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := n.WritePolicy(j, tg); err != nil {
+		t.Fatal(err)
+	}
+	if err := n.BumpManifest(j, tg); err != nil {
+		t.Fatal(err)
+	}
+	h := &timeoutRecorder{}
+	r := &Rollout{Node: n, Health: h, Clock: clock.RealClock{}}
+	// The agent restarted and cannot read the singleton: it passes the default.
+	if _, err := r.Resume(context.Background(), v1alpha1.DefaultHealthTimeout); err != nil {
+		t.Fatal(err)
+	}
+	if h.got < 59*time.Minute {
+		t.Errorf("Resume waited up to %s, want the recorded 1h", h.got)
+	}
+}
+
+func TestHealthWaitEndsAnAPICallThatNeverAnswersAtTheDeadline(t *testing.T) {
+	h := &APIServerHealth{
+		MirrorPod: func(ctx context.Context) (*corev1.Pod, error) { <-ctx.Done(); return nil, ctx.Err() },
+		Readyz:    func(context.Context) error { return nil },
+		Clock:     clock.RealClock{}, Interval: 10 * time.Millisecond,
+	}
+	done := make(chan error, 1)
+	go func() { done <- h.Wait(context.Background(), "abc", time.Now(), 200*time.Millisecond) }()
+	select {
+	case err := <-done:
+		if err == nil || !strings.Contains(err.Error(), "mirror pod") {
+			t.Errorf("Wait() = %v, want the mirror pod's error", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Wait() did not return after its 200ms timeout: an API call without deadline blocks it")
+	}
+}
