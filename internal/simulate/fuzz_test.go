@@ -67,22 +67,6 @@ func FuzzScanEvent(f *testing.F) {
 	})
 }
 
-// requestOf is the request the fast path evaluates for a scanned event.
-func requestOf(ev *rawEvent) policy.Request {
-	var ref *policy.ObjectRef
-	if ev.hasObjectRef {
-		ref = &policy.ObjectRef{
-			APIGroup: ev.str(ev.group), APIVersion: ev.str(ev.version), Resource: ev.str(ev.resource),
-			Subresource: ev.str(ev.subresource), Namespace: ev.str(ev.namespace), Name: ev.str(ev.name),
-		}
-	}
-	var groups []string
-	for _, g := range ev.groups {
-		groups = append(groups, ev.str(g))
-	}
-	return policy.RequestFromFields(ev.str(ev.username), groups, ev.str(ev.verb), ev.str(ev.requestURI), ref)
-}
-
 // Whole streams of arbitrary bytes, plain or looking like gzip, never crash the pipeline.
 func FuzzReader(f *testing.F) {
 	seedLines(f)

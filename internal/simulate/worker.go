@@ -236,18 +236,7 @@ func (w *worker) lookup(ev *rawEvent) *entry {
 	if len(w.cache) >= w.cacheSize {
 		w.flush()
 	}
-	var ref *policy.ObjectRef
-	if ev.hasObjectRef {
-		ref = &policy.ObjectRef{
-			APIGroup: ev.str(ev.group), APIVersion: ev.str(ev.version), Resource: ev.str(ev.resource),
-			Subresource: ev.str(ev.subresource), Namespace: ev.str(ev.namespace), Name: ev.str(ev.name),
-		}
-	}
-	var groups []string
-	for _, g := range ev.groups {
-		groups = append(groups, ev.str(g))
-	}
-	req := policy.RequestFromFields(ev.str(ev.username), groups, ev.str(ev.verb), ev.str(ev.requestURI), ref)
+	req := requestOf(ev)
 	e := w.newEntry(req)
 	w.cache[string(k)] = e
 	return e
@@ -416,4 +405,20 @@ func boolString(b bool) string {
 		return "r"
 	}
 	return "n"
+}
+
+// requestOf is the request the fast path evaluates for a scanned event.
+func requestOf(ev *rawEvent) policy.Request {
+	var ref *policy.ObjectRef
+	if ev.hasObjectRef {
+		ref = &policy.ObjectRef{
+			APIGroup: ev.str(ev.group), APIVersion: ev.str(ev.version), Resource: ev.str(ev.resource),
+			Subresource: ev.str(ev.subresource), Namespace: ev.str(ev.namespace), Name: ev.str(ev.name),
+		}
+	}
+	var groups []string
+	for _, g := range ev.groups {
+		groups = append(groups, ev.str(g))
+	}
+	return policy.RequestFromFields(ev.str(ev.username), groups, ev.str(ev.verb), ev.str(ev.requestURI), ref)
 }
