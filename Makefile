@@ -1,5 +1,7 @@
 # Image used by config/, kind load and dist/install.yaml.
 IMG ?= kaudit.local/kaudit:dev
+# kind cluster of kind-up, kind-load and kind-down (the e2e suite names its own).
+KIND_CLUSTER ?= kaudit-e2e
 # Kubernetes version of the envtest control plane (kube-apiserver, etcd, kubectl).
 ENVTEST_K8S_VERSION ?= 1.37.2
 # Modules that `make demo` applies.
@@ -79,6 +81,28 @@ run: manifests generate ## Run the manager against the cluster in ~/.kube/config
 demo: envtest-assets ## Start a local control plane, run the manager on the sample modules, print the result.
 	KUBEBUILDER_ASSETS="$$(K8S_VERSION=$(ENVTEST_K8S_VERSION) hack/envtest-assets.sh)" \
 		go run ./hack/demo --modules=$(DEMO_MODULES)
+
+.PHONY: docker-build
+docker-build: ## Build the image $(IMG): the static binary in a FROM scratch image (nothing is pulled).
+	hack/kind/image.sh $(IMG)
+
+##@ End-to-end (kind)
+
+.PHONY: test-e2e
+test-e2e: ## Run the e2e suite on kind: real kubelet, real kube-apiserver restarts, the real audit log.
+	IMG=$(IMG) go test -tags e2e ./test/e2e -count=1 -timeout 80m -v -ginkgo.v -ginkgo.timeout=75m
+
+.PHONY: kind-up
+kind-up: ## Create kind cluster $(KIND_CLUSTER) with audit flags (offline node image and host fixes as needed).
+	KIND_CLUSTER=$(KIND_CLUSTER) hack/kind/cluster.sh up
+
+.PHONY: kind-load
+kind-load: docker-build ## Load $(IMG) into kind cluster $(KIND_CLUSTER).
+	"$$(hack/kind/kind-binary.sh)" load docker-image $(IMG) --name $(KIND_CLUSTER)
+
+.PHONY: kind-down
+kind-down: ## Delete kind cluster $(KIND_CLUSTER); the caches in ~/.cache/kaudit stay.
+	KIND_CLUSTER=$(KIND_CLUSTER) hack/kind/cluster.sh down
 
 ##@ Deployment
 

@@ -14,13 +14,13 @@
 # env:  prints shell assignments (KIND, KUBECONFIG, KIND_CLUSTER, node name,
 #       host-side audit directories) for scripts and the e2e suite.
 #
-# Host-side state lives in $KAUDIT_E2E_DIR (default /tmp/kaudit-e2e/<cluster>).
+# Host-side state lives in $KAUDIT_E2E_DIR (default /tmp/kaudit-e2e/clusters/<cluster>).
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 CMD="${1:-up}"
 MODE="${2:-${KAUDIT_E2E_MODE:-audit}}"
 KIND_CLUSTER="${KIND_CLUSTER:-kaudit-e2e}"
-E2E_DIR="${KAUDIT_E2E_DIR:-/tmp/kaudit-e2e/${KIND_CLUSTER}}"
+E2E_DIR="${KAUDIT_E2E_DIR:-/tmp/kaudit-e2e/clusters/${KIND_CLUSTER}}"
 POLICY_DIR="${E2E_DIR}/audit-policy"   # -> node:/etc/kubernetes/audit
 LOG_DIR="${E2E_DIR}/audit-log"         # -> node:/var/log/kubernetes/audit
 KUBECONFIG_FILE="${E2E_DIR}/kubeconfig"
@@ -139,7 +139,8 @@ down() {
 }
 
 KIND_BIN="$("${KIND_DIR}/kind-binary.sh")"
-export PATH="$("${KIND_DIR}/k8s-binaries.sh"):${PATH}" # kubectl
+K8S_BIN="$("${KIND_DIR}/k8s-binaries.sh")"
+export PATH="${K8S_BIN}:${PATH}" # kubectl
 case "${CMD}" in
   up) up ;;
   down) down ;;

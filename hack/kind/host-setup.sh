@@ -70,7 +70,9 @@ missing_caps() {
 # 3. The runc wrapper, built once per recipe into the cache.
 build_wrapper() {
   local src="${KIND_DIR}/src"
-  local dir="${CACHE_ROOT}/host/runc-wrapper-$(recipe_hash "${src}/runc-wrapper" "${src}/go.mod")"
+  local dir hash
+  hash="$(recipe_hash "${src}/runc-wrapper" "${src}/go.mod")"
+  dir="${CACHE_ROOT}/host/runc-wrapper-${hash}"
   if [[ ! -x "${dir}/runc-wrapper" ]]; then
     local p
     p="$(start_partial "${dir}")"

@@ -1,5 +1,6 @@
 # shellcheck shell=bash
 # Shared helpers for hack/kind/*.sh. Source it; do not run it.
+# shellcheck disable=SC2034 # variables for the scripts that source this file
 #
 # Everything expensive is cached outside the clone under
 #   $KAUDIT_CACHE/<thing>/<version>-<recipe hash>

@@ -8,7 +8,7 @@
 #   1. Debian bookworm rootfs from debootstrap with systemd, containerd, runc,
 #      CNI plugins, iptables, ... (rootfs.sh), imported into Docker;
 #   2. kubelet/kubeadm/kubectl and the control-plane binaries built from the Go
-#      module proxy (k8s-binaries.sh) and a small static pause (src/pause);
+#      module proxy (k8s-binaries.sh), crictl, and a small static pause (src/pause);
 #   3. FROM-scratch images of pause, etcd, kube-apiserver,
 #      kube-controller-manager, kube-scheduler, and kube-proxy on a small
 #      iptables rootfs, tagged with the names kubeadm v<K8S_VERSION> expects;
@@ -35,7 +35,18 @@ if [[ ! -x "${PAUSE_DIR}/pause" ]]; then
   publish "${PAUSE_DIR}"
 fi
 
-HASH="$(recipe_hash "${BASH_SOURCE[0]}" "${KIND_DIR}/node" -- "${NODE_ROOTFS}" "${PROXY_ROOTFS}" "${BIN}" "${PAUSE_DIR}")"
+# crictl: kind's `export logs` and people debugging a node use it.
+CRICTL_VERSION="${CRICTL_VERSION:-1.36.0}"
+CRICTL_DIR="${CACHE_ROOT}/crictl/v${CRICTL_VERSION}"
+if [[ ! -x "${CRICTL_DIR}/crictl" ]]; then
+  p="$(start_partial "${CRICTL_DIR}")"
+  log "building crictl v${CRICTL_VERSION}"
+  GOBIN="${p}" GOWORK=off GOFLAGS= CGO_ENABLED=0 "${NICE[@]}" \
+    go install -trimpath -ldflags "-s -w" "sigs.k8s.io/cri-tools/cmd/crictl@v${CRICTL_VERSION}"
+  publish "${CRICTL_DIR}"
+fi
+
+HASH="$(recipe_hash "${BASH_SOURCE[0]}" "${KIND_DIR}/node" -- "${NODE_ROOTFS}" "${PROXY_ROOTFS}" "${BIN}" "${PAUSE_DIR}" "${CRICTL_DIR}")"
 IMAGE="kaudit.local/kind-node:v${K8S_VERSION}-${HASH}"
 SAVED="${CACHE_ROOT}/node-image/v${K8S_VERSION}-${HASH}/image.tar"
 
@@ -55,6 +66,8 @@ build_container=""
 quiet() { "$@" > "${work}/quiet.log" 2>&1 || { cat "${work}/quiet.log" >&2; return 1; }; }
 cleanup() {
   [[ -n "${build_container}" ]] && docker rm -f -v "${build_container}" >/dev/null 2>&1 || true
+  # Untag the intermediate image (its layers live on in the node image).
+  docker rmi "${IMAGE}-stage" >/dev/null 2>&1 || true
   rm -rf "${work}"
 }
 trap cleanup EXIT
@@ -93,14 +106,14 @@ DOCKERFILE
   local ctx="${work}/node"
   mkdir -p "${ctx}/bin"
   cp -a "${KIND_DIR}/node/files" "${ctx}/files"
-  cp "${BIN}/kubelet" "${BIN}/kubeadm" "${BIN}/kubectl" "${ctx}/bin/"
+  cp "${BIN}/kubelet" "${BIN}/kubeadm" "${BIN}/kubectl" "${CRICTL_DIR}/crictl" "${ctx}/bin/"
   sed -i "s#@PAUSE_IMAGE@#${pause_ref}#" "${ctx}/files/etc/containerd/config.toml"
   cat > "${ctx}/Dockerfile" <<DOCKERFILE
 FROM ${NODE_ROOTFS}
 COPY files/ /
 COPY bin/ /usr/bin/
 RUN set -eu; \\
-    chmod 755 /usr/local/bin/entrypoint /usr/bin/kubelet /usr/bin/kubeadm /usr/bin/kubectl; \\
+    chmod 755 /usr/local/bin/entrypoint /usr/bin/kubelet /usr/bin/kubeadm /usr/bin/kubectl /usr/bin/crictl; \\
     echo "v${K8S_VERSION}" > /kind/version; \\
     mkdir -p /etc/kubernetes/manifests /opt/cni /var/lib/kubelet; \\
     ln -sfn /usr/lib/cni /opt/cni/bin; \\
@@ -143,7 +156,6 @@ DOCKERFILE
     --change 'ENTRYPOINT ["/usr/local/bin/entrypoint", "/sbin/init"]' \
     --change 'CMD []' \
     "${build_container}" "${IMAGE}" >/dev/null
-  docker rmi "${IMAGE}-stage" >/dev/null 2>&1 || true
   log "built ${IMAGE}"
 
   # Keep a copy in the cache so a fresh Docker data directory only loads it.
