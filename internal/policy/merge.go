@@ -61,8 +61,9 @@ func Sort(modules []Module) {
 
 // Merge builds the policy from modules: enabled modules in order (spec.order, then name), each
 // module's omitStages and omitManagedFields pushed down into its rules, the policy-level settings,
-// and a final catch-all rule at the default level. It validates every module and the result
-// with kube-apiserver's loader, so a Merged is always a policy the apiserver accepts.
+// and a final catch-all rule at the default level. It validates the result with kube-apiserver's
+// loader, so a Merged is always a policy the apiserver accepts; when the loader rejects it, the
+// error names the first module in merge order that it rejects on its own.
 // The same modules and settings always give the same Merged, whatever the input order.
 func Merge(modules []Module, settings Settings) (*Merged, error) {
 	if err := ValidateSettings(settings); err != nil {
@@ -81,8 +82,8 @@ func Merge(modules []Module, settings Settings) (*Merged, error) {
 		if mod.Spec.Disabled {
 			continue
 		}
-		if err := ValidateModule(mod); err != nil {
-			return nil, err
+		if len(mod.Spec.Rules) == 0 {
+			return nil, errNoRules(mod.Name)
 		}
 		for j, rule := range ModuleRules(mod.Spec) {
 			m.Policy.Rules = append(m.Policy.Rules, rule)
@@ -94,8 +95,17 @@ func Merge(modules []Module, settings Settings) (*Merged, error) {
 	m.Sources = append(m.Sources, RuleSource{})
 
 	// The loader is the final gate: what it rejects would stop kube-apiserver from starting.
+	// Modules are validated one by one only when it fails, to name the guilty one precisely:
+	// loading each module on every merge would parse every rule twice.
 	m.rendered = m.render()
 	if _, err := Load(m.rendered); err != nil {
+		for _, mod := range sorted {
+			if !mod.Spec.Disabled {
+				if modErr := ValidateModule(mod); modErr != nil {
+					return nil, modErr
+				}
+			}
+		}
 		return nil, m.blame(err)
 	}
 	return m, nil

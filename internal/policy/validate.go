@@ -84,7 +84,7 @@ func (e *SettingsError) Error() string {
 // modules are checked too: enabling one must not be the moment it turns out to be broken.
 func ValidateModule(m Module) error {
 	if len(m.Spec.Rules) == 0 {
-		return &ModuleError{Module: m.Name, Problems: []Problem{{Rule: -1, Field: "spec.rules", Detail: "Required value: a module needs at least one rule"}}}
+		return errNoRules(m.Name)
 	}
 	doc := auditv1.Policy{OmitStages: toUpstreamStages(m.Spec.OmitStages)}
 	for _, r := range m.Spec.Rules {
@@ -95,6 +95,10 @@ func ValidateModule(m Module) error {
 		return nil
 	}
 	return &ModuleError{Module: m.Name, Problems: problems(err, "spec.")}
+}
+
+func errNoRules(module string) error {
+	return &ModuleError{Module: module, Problems: []Problem{{Rule: -1, Field: "spec.rules", Detail: "Required value: a module needs at least one rule"}}}
 }
 
 // ValidateSettings checks the singleton's policy-level settings with kube-apiserver's loader.
