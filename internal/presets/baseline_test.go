@@ -199,7 +199,7 @@ func TestBaselineDecidesRepresentativeRequests(t *testing.T) {
 			if !slices.Equal(got.omitStages, wantStages) {
 				t.Errorf("%s: omitStages %v, want %v", c.req, got.omitStages, wantStages)
 			}
-			if levelRank(got.level) >= levelRank(Request) && !got.omitManagedFields {
+			if got.level.GreaterOrEqual(Request) && !got.omitManagedFields {
 				t.Errorf("%s: %s logs a body with managedFields; every body-logging baseline module omits them", c.req, got.level)
 			}
 		})

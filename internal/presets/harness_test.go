@@ -228,21 +228,6 @@ func baseline(t *testing.T) *evaluated {
 	return e
 }
 
-// levelRank orders levels by how much they record.
-func levelRank(l auditinternal.Level) int {
-	switch l {
-	case auditinternal.LevelNone:
-		return 0
-	case auditinternal.LevelMetadata:
-		return 1
-	case auditinternal.LevelRequest:
-		return 2
-	case auditinternal.LevelRequestResponse:
-		return 3
-	}
-	return -1
-}
-
 // Shorthands for expectations.
 const (
 	None            = auditinternal.LevelNone

@@ -108,7 +108,7 @@ func TestPrivilegeChangesAreKeptWithBodiesWhoeverMakesThem(t *testing.T) {
 func TestWritesByNonComponentsAreKept(t *testing.T) {
 	e := baseline(t)
 	each(nonComponents, writeVerbs, slices.Concat(resources, workloadResources, sensitive, privilege), func(r request) {
-		if got := e.decide(r); levelRank(got.level) < levelRank(Metadata) {
+		if got := e.decide(r); got.level.Less(Metadata) {
 			t.Errorf("%s: dropped by %s", r, got.source)
 		}
 	})
@@ -117,7 +117,7 @@ func TestWritesByNonComponentsAreKept(t *testing.T) {
 func TestInteractiveAccessToPodsIsKeptForEveryone(t *testing.T) {
 	e := baseline(t)
 	each(everyone, allVerbs, interactive, func(r request) {
-		if got := e.decide(r); levelRank(got.level) < levelRank(Metadata) {
+		if got := e.decide(r); got.level.Less(Metadata) {
 			t.Errorf("%s: dropped by %s", r, got.source)
 		}
 	})
@@ -150,7 +150,7 @@ func TestComponentsNeverLogBodiesExceptPrivilegeChangesAndPodBinding(t *testing.
 	e := baseline(t)
 	each(components, allVerbs, slices.Concat(resources, workloadResources, interactive, sensitive), func(r request) {
 		got := e.decide(r)
-		if levelRank(got.level) > levelRank(Metadata) && !(r.who.name == scheduler.name && r.resource == "pods/binding") {
+		if Metadata.Less(got.level) && !(r.who.name == scheduler.name && r.resource == "pods/binding") {
 			t.Errorf("%s: %s by %s; components' bodies are not logged", r, got.level, got.source)
 		}
 	})
@@ -198,7 +198,7 @@ func TestDisablingANoiseModuleNeverLowersALevel(t *testing.T) {
 				t.Fatal(err)
 			}
 			for _, r := range requests {
-				if with, wo := base.level(r), e.level(r); levelRank(wo) < levelRank(with) {
+				if with, wo := base.level(r), e.level(r); wo.Less(with) {
 					t.Errorf("%s: %s with %s (%s), %s without it (%s)", r, with, off, base.decide(r).source, wo, e.decide(r).source)
 				}
 			}

@@ -49,7 +49,7 @@ func TestManagedCloudExampleDecidesRepresentativeRequests(t *testing.T) {
 	}
 	// Same guarantee as the baseline: no secret body, whoever asks.
 	each(everyone, allVerbs, []groupResource{{"", "secrets"}, {"", "serviceaccounts/token"}, {"authentication.k8s.io", "tokenreviews"}}, func(r request) {
-		if got := e.decide(r); levelRank(got.level) > levelRank(Metadata) {
+		if got := e.decide(r); Metadata.Less(got.level) {
 			t.Errorf("%s: %s by %s logs a secret body", r, got.level, got.source)
 		}
 	})
