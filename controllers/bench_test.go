@@ -5,20 +5,17 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
-	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
 	"github.com/kaudit/kaudit/api/v1alpha1"
-	"github.com/kaudit/kaudit/cmd"
+	"github.com/kaudit/kaudit/internal/testenv"
 )
 
 // BenchmarkModuleChangeToRevision measures the time from a module change to the revision that
@@ -29,32 +26,23 @@ func BenchmarkModuleChangeToRevision(b *testing.B) {
 	if os.Getenv("KUBEBUILDER_ASSETS") == "" {
 		b.Skip("KUBEBUILDER_ASSETS is not set: run `make bench`")
 	}
-	env := &envtest.Environment{CRDDirectoryPaths: []string{filepath.Join("..", "config", "crd", "bases")}, ErrorIfCRDPathMissing: true}
-	cfg, err := env.Start()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	env, err := testenv.Start(ctx)
 	if err != nil {
 		b.Fatal(err)
 	}
 	defer func() { _ = env.Stop() }()
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	c, err := client.New(cfg, client.Options{Scheme: cmd.Scheme()})
-	if err != nil {
-		b.Fatal(err)
-	}
-	if err := c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: namespace}}); err != nil {
-		b.Fatal(err)
-	}
+	c := env.Client
 	if err := c.Create(ctx, &v1alpha1.AuditPolicy{
 		ObjectMeta: metav1.ObjectMeta{Name: v1alpha1.SingletonName},
 		Spec:       v1alpha1.AuditPolicySpec{Rollout: v1alpha1.RolloutSpec{Debounce: &metav1.Duration{}}},
 	}); err != nil {
 		b.Fatal(err)
 	}
-	mgr, err := cmd.NewManager(cfg, cmd.ManagerOptions{Namespace: namespace, HistoryLimit: 10, MetricsAddress: "0", HealthProbeAddress: "0"})
-	if err != nil {
+	if _, err := env.StartManager(ctx, 10); err != nil {
 		b.Fatal(err)
 	}
-	go func() { _ = mgr.Start(ctx) }()
 
 	latest := func() int64 {
 		var ap v1alpha1.AuditPolicy

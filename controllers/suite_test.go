@@ -2,35 +2,28 @@ package controllers_test
 
 import (
 	"context"
-	"os"
-	"path/filepath"
 	"testing"
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
-	corev1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/envtest"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 
-	"github.com/kaudit/kaudit/cmd"
+	"github.com/kaudit/kaudit/internal/testenv"
 )
 
 const (
-	namespace    = "kaudit-system"
+	namespace    = testenv.Namespace
 	historyLimit = 4
 )
 
 var (
-	cfg       *rest.Config
-	k8s       client.Client
-	testEnv   *envtest.Environment
+	k8s       client.WithWatch
+	testEnv   *testenv.Env
 	ctx       context.Context
 	cancel    context.CancelFunc
-	managerUp chan error
+	managerUp <-chan error
 )
 
 func TestControllers(t *testing.T) {
@@ -39,40 +32,24 @@ func TestControllers(t *testing.T) {
 }
 
 var _ = BeforeSuite(func() {
-	if os.Getenv("KUBEBUILDER_ASSETS") == "" {
-		Fail("KUBEBUILDER_ASSETS is not set: run `make test`, or export KUBEBUILDER_ASSETS=$(hack/envtest-assets.sh)")
-	}
 	logf.SetLogger(zap.New(zap.WriteTo(GinkgoWriter), zap.UseDevMode(true)))
 	ctx, cancel = context.WithCancel(context.Background())
-
-	testEnv = &envtest.Environment{
-		CRDDirectoryPaths:     []string{filepath.Join("..", "config", "crd", "bases")},
-		ErrorIfCRDPathMissing: true,
-	}
 	var err error
-	cfg, err = testEnv.Start()
+	testEnv, err = testenv.Start(ctx)
 	Expect(err).NotTo(HaveOccurred())
-
-	k8s, err = client.New(cfg, client.Options{Scheme: cmd.Scheme()})
+	k8s = testEnv.Client
+	managerUp, err = testEnv.StartManager(ctx, historyLimit)
 	Expect(err).NotTo(HaveOccurred())
-	Expect(k8s.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: namespace}})).To(Succeed())
-
-	mgr, err := cmd.NewManager(cfg, cmd.ManagerOptions{
-		Namespace: namespace, HistoryLimit: historyLimit,
-		MetricsAddress: "0", HealthProbeAddress: "0",
-	})
-	Expect(err).NotTo(HaveOccurred())
-	managerUp = make(chan error, 1)
-	go func() {
-		defer GinkgoRecover()
-		managerUp <- mgr.Start(ctx)
-	}()
 })
 
 var _ = AfterSuite(func() {
-	cancel()
+	if cancel != nil {
+		cancel()
+	}
 	if managerUp != nil {
 		Eventually(managerUp, "30s").Should(Receive(BeNil()))
 	}
-	Expect(testEnv.Stop()).To(Succeed())
+	if testEnv != nil {
+		Expect(testEnv.Stop()).To(Succeed())
+	}
 })

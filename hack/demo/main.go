@@ -17,19 +17,16 @@ import (
 	"strings"
 	"time"
 
-	corev1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/envtest"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 
 	"github.com/kaudit/kaudit/api/v1alpha1"
-	"github.com/kaudit/kaudit/cmd"
+	"github.com/kaudit/kaudit/internal/testenv"
 )
 
-const namespace = "kaudit-system"
+const namespace = testenv.Namespace
 
 // brokenModule is applied after the samples to show what happens to a module that
 // kube-apiserver would reject: it is reported, and the policy in force does not change.
@@ -64,18 +61,16 @@ func run(modules string, keep bool) error {
 	}
 	ctrl.SetLogger(zap.New(zap.WriteTo(discard{})))
 	step("Starting a local control plane (kube-apiserver + etcd from %s)", assets)
-	env := &envtest.Environment{CRDDirectoryPaths: []string{"config/crd/bases"}, ErrorIfCRDPathMissing: true}
-	cfg, err := env.Start()
-	if err != nil {
-		return fmt.Errorf("starting the control plane: %w", err)
-	}
-	defer func() { _ = env.Stop() }()
-
-	user, err := env.AddUser(envtest.User{Name: "demo-admin", Groups: []string{"system:masters"}}, nil)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	env, err := testenv.Start(ctx)
 	if err != nil {
 		return err
 	}
-	kubeconfig, err := user.KubeConfig()
+	defer func() { _ = env.Stop() }()
+	k8s := env.Client
+
+	kubeconfig, err := env.AddUser("demo-admin", "system:masters")
 	if err != nil {
 		return err
 	}
@@ -98,23 +93,11 @@ func run(modules string, keep bool) error {
 		return string(out), nil
 	}
 
-	k8s, err := client.New(cfg, client.Options{Scheme: cmd.Scheme()})
-	if err != nil {
-		return err
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	if err := k8s.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: namespace}}); err != nil {
-		return err
-	}
-
 	step("Starting the kaudit manager")
-	mgr, err := cmd.NewManager(cfg, cmd.ManagerOptions{Namespace: namespace, HistoryLimit: 10, MetricsAddress: "0", HealthProbeAddress: "0"})
+	mgrDone, err := env.StartManager(ctx, 10)
 	if err != nil {
 		return err
 	}
-	mgrDone := make(chan error, 1)
-	go func() { mgrDone <- mgr.Start(ctx) }()
 
 	step("kubectl apply -k %s", modules)
 	out, err := kubectl("", "apply", "--server-side", "-k", modules)
