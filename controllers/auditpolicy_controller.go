@@ -215,6 +215,7 @@ func (r *PolicyReconciler) makeRevision(ctx context.Context, ap *v1alpha1.AuditP
 	if err := r.Create(ctx, cm); err != nil {
 		return ctrl.Result{}, fmt.Errorf("creating revision %d: %w", next, err)
 	}
+	r.revisions.created(next)
 	r.resetPending()
 	st.created = &storedRevision{Revision: &rev, ConfigMap: cm}
 	log.FromContext(ctx).Info("created revision", "revision", next, "policyHash", policy.ShortHash(hash), "modules", len(inForce), "rules", len(merged.Policy.Rules))
@@ -367,7 +368,7 @@ type Options struct {
 
 // Setup registers the kaudit controllers with a manager.
 func Setup(mgr ctrl.Manager, opts Options) error {
-	revisions := newRevisionStore(mgr.GetClient(), opts.Namespace)
+	revisions := newRevisionStore(mgr.GetClient(), mgr.GetAPIReader(), opts.Namespace)
 	verdicts := newVerdictCache()
 	if err := (&ModuleReconciler{Client: mgr.GetClient(), Recorder: mgr.GetEventRecorder("kaudit-manager")}).SetupWithManager(mgr, revisions, verdicts); err != nil {
 		return err

@@ -3,6 +3,7 @@ package controllers
 import (
 	"cmp"
 	"context"
+	"fmt"
 	"slices"
 	"sync"
 
@@ -22,31 +23,59 @@ type storedRevision struct {
 
 // revisionStore lists revision ConfigMaps from the cache and keeps them decoded: revisions are
 // immutable, so each is decompressed once, not on every reconcile of every module.
+//
+// The cache can lag behind the revisions this process created: a new revision makes the agent
+// restart kube-apiserver at once, which can cut the watch before the cache sees the create.
+// Deciding from such a view would publish an older revision as desired and roll the nodes
+// back. So the store remembers the newest revision it created and, while the cache has not
+// caught up, lists from the API server instead.
 type revisionStore struct {
-	reader    client.Reader
+	cached    client.Reader
+	live      client.Reader
 	namespace string
 
 	mu      sync.Mutex
 	decoded map[types.UID]*revision.Revision
+	// newestCreated is the newest revision number this process created.
+	newestCreated int64
 }
 
-func newRevisionStore(reader client.Reader, namespace string) *revisionStore {
-	return &revisionStore{reader: reader, namespace: namespace, decoded: map[types.UID]*revision.Revision{}}
+func newRevisionStore(cached, live client.Reader, namespace string) *revisionStore {
+	return &revisionStore{cached: cached, live: live, namespace: namespace, decoded: map[types.UID]*revision.Revision{}}
 }
 
-// list returns every valid revision, oldest first. ConfigMaps that do not decode are skipped
-// and logged: a hand-edited revision must not stop the controller.
+// created records a revision this process has just written.
+func (s *revisionStore) created(number int64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.newestCreated = max(s.newestCreated, number)
+}
+
+// list returns every valid revision, oldest first, including every revision this process
+// created that still exists. ConfigMaps that do not decode are skipped and logged: a
+// hand-edited revision must not stop the controller.
 func (s *revisionStore) list(ctx context.Context) ([]storedRevision, error) {
-	var cms corev1.ConfigMapList
-	if err := s.reader.List(ctx, &cms, client.InNamespace(s.namespace), client.MatchingLabelsSelector{Selector: revision.Selector()}); err != nil {
+	cms, err := s.listFrom(ctx, s.cached)
+	if err != nil {
 		return nil, err
 	}
 	s.mu.Lock()
+	expected := s.newestCreated
+	s.mu.Unlock()
+	if newestNumber(cms) < expected {
+		if cms, err = s.listFrom(ctx, s.live); err != nil {
+			return nil, fmt.Errorf("the cache has not seen revision %d yet, and listing revisions from the API server failed: %w", expected, err)
+		}
+	}
+	s.mu.Lock()
 	defer s.mu.Unlock()
-	seen := make(map[types.UID]bool, len(cms.Items))
-	out := make([]storedRevision, 0, len(cms.Items))
-	for i := range cms.Items {
-		cm := &cms.Items[i]
+	if newest := newestNumber(cms); newest < s.newestCreated && expected == s.newestCreated {
+		// Deleted by hand since: stop waiting for the cache to show it.
+		s.newestCreated = newest
+	}
+	seen := make(map[types.UID]bool, len(cms))
+	out := make([]storedRevision, 0, len(cms))
+	for _, cm := range cms {
 		seen[cm.UID] = true
 		rev, ok := s.decoded[cm.UID]
 		if !ok {
@@ -66,6 +95,29 @@ func (s *revisionStore) list(ctx context.Context) ([]storedRevision, error) {
 	}
 	slices.SortFunc(out, func(a, b storedRevision) int { return cmp.Compare(a.Number, b.Number) })
 	return out, nil
+}
+
+func (s *revisionStore) listFrom(ctx context.Context, reader client.Reader) ([]*corev1.ConfigMap, error) {
+	var list corev1.ConfigMapList
+	if err := reader.List(ctx, &list, client.InNamespace(s.namespace), client.MatchingLabelsSelector{Selector: revision.Selector()}); err != nil {
+		return nil, err
+	}
+	out := make([]*corev1.ConfigMap, len(list.Items))
+	for i := range list.Items {
+		out[i] = &list.Items[i]
+	}
+	return out, nil
+}
+
+// newestNumber is the highest revision number among the ConfigMaps, 0 when there is none.
+func newestNumber(cms []*corev1.ConfigMap) int64 {
+	var newest int64
+	for _, cm := range cms {
+		if n, err := revision.Number(cm); err == nil {
+			newest = max(newest, n)
+		}
+	}
+	return newest
 }
 
 // latest returns the newest revision, or nil when there is none.
