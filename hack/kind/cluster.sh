@@ -8,6 +8,9 @@
 #           kubeadmConfigPatches plus extraMounts of the policy's *directory*
 #           (nothing can be renamed onto a bind-mounted file).
 #         bare: no audit flags; kaudit is expected to add them.
+#       KIND_WORKERS=N adds N worker nodes. KAUDIT_START_POLICY=FILE replaces
+#       the starting policy of the audit mode (Metadata for everything), and
+#       KAUDIT_AUDIT_LOG_MAXBACKUP how many rotated 100 MB logs are kept (2).
 #       Both modes mount the audit log directory from the host so tests and
 #       artifacts read the file the apiserver writes.
 # down: deletes the cluster (caches stay).
@@ -60,6 +63,10 @@ YAML
     containerPath: /etc/kubernetes/audit
 YAML
   fi
+  local i
+  for ((i = 0; i < ${KIND_WORKERS:-0}; i++)); do
+    echo "- role: worker" >> "${cfg}"
+  done
   cat >> "${cfg}" <<YAML
 kubeadmConfigPatches:
 - |
@@ -80,7 +87,7 @@ YAML
     - name: audit-log-maxsize
       value: "100"
     - name: audit-log-maxbackup
-      value: "2"
+      value: "${KAUDIT_AUDIT_LOG_MAXBACKUP:-2}"
     extraVolumes:
     - name: audit-policy
       hostPath: /etc/kubernetes/audit
@@ -108,14 +115,18 @@ up() {
   rm -rf "${E2E_DIR}"
   mkdir -p "${POLICY_DIR}" "${LOG_DIR}"
   if [[ "${MODE}" == audit ]]; then
-    # A starting policy, as a kind user would have before installing kaudit.
-    cat > "${POLICY_DIR}/policy.yaml" <<'YAML'
+    if [[ -n "${KAUDIT_START_POLICY:-}" ]]; then
+      cp "${KAUDIT_START_POLICY}" "${POLICY_DIR}/policy.yaml"
+    else
+      # A starting policy, as a kind user would have before installing kaudit.
+      cat > "${POLICY_DIR}/policy.yaml" <<'YAML'
 apiVersion: audit.k8s.io/v1
 kind: Policy
 omitStages: [RequestReceived]
 rules:
 - level: Metadata
 YAML
+    fi
   fi
   write_config "${E2E_DIR}/kind-config.yaml"
   create() {

@@ -6,6 +6,10 @@
 // loader and feed representative requests through the apiserver's own rule evaluator
 // (k8s.io/apiserver/pkg/audit/policy). Nothing here re-implements rule matching.
 //
+// They also replay audit logs recorded on kind clusters (testdata/auditlogs) through
+// internal/simulate and the same evaluator, to measure kept bytes against the Kubernetes
+// documentation's example policy and to check that every security-relevant request is kept.
+//
 // docs/modules.md explains the modules and the definition of "security-relevant" that the tests
 // hold them to.
 package presets
