@@ -164,8 +164,7 @@ func (a *Agent) Pass(ctx context.Context) time.Duration {
 	}
 	desired := ap.Status.DesiredRevision
 	if desired == nil {
-		_ = a.report(ctx, v1alpha1.NodePending, "waiting for the manager to choose a revision")
-		return a.Resync
+		return a.reportThen(ctx, v1alpha1.NodePending, "waiting for the manager to choose a revision", a.Resync)
 	}
 	target, err := a.target(ctx, ap)
 	var bad *badRevisionError
@@ -188,8 +187,7 @@ func (a *Agent) Pass(ctx context.Context) time.Duration {
 			a.fail(ctx, ap, fmt.Sprintf("revision %d: %v", target.Revision, err))
 			return a.Retry
 		}
-		_ = a.report(ctx, v1alpha1.NodeApplied, fmt.Sprintf("revision %d applied", target.Revision))
-		return a.Resync
+		return a.reportThen(ctx, v1alpha1.NodeApplied, fmt.Sprintf("revision %d applied", target.Revision), a.Resync)
 	}
 	st, err := node.LoadState()
 	if err != nil {
@@ -201,14 +199,12 @@ func (a *Agent) Pass(ctx context.Context) time.Duration {
 		if st.Failed.RolledBack {
 			phase = v1alpha1.NodeRolledBack
 		}
-		_ = a.report(ctx, phase, st.Failed.Message)
-		return a.Resync
+		return a.reportThen(ctx, phase, st.Failed.Message, a.Resync)
 	}
 	if other, msg := a.haltedBy(ap); other != "" {
 		m := fmt.Sprintf("revision %d waits: the rollout is halted because node %s failed: %s", target.Revision, other, msg)
-		_ = a.report(ctx, v1alpha1.NodePending, m)
 		a.event(ap, corev1.EventTypeWarning, ReasonRolloutHalted, m)
-		return a.Resync
+		return a.reportThen(ctx, v1alpha1.NodePending, m, a.Resync)
 	}
 	if interval := ap.Spec.Rollout.MinRestartIntervalOrDefault(); interval > 0 && !st.LastRestartTime.IsZero() {
 		if wait := st.LastRestartTime.Add(interval).Sub(a.Clock.Now()); wait > 0 {
@@ -414,6 +410,16 @@ func (a *Agent) haltedBy(ap *v1alpha1.AuditPolicy) (string, string) {
 		}
 	}
 	return "", ""
+}
+
+// reportThen reports and returns next, or Retry when the status could not be written: right
+// after a restart the apiserver answers on localhost before its Service address works, and a
+// node that waits a whole Resync to say it is done holds up the singleton's Available.
+func (a *Agent) reportThen(ctx context.Context, phase v1alpha1.NodePhase, msg string, next time.Duration) time.Duration {
+	if a.report(ctx, phase, msg) != nil {
+		return a.Retry
+	}
+	return next
 }
 
 // report writes this node's entry in the singleton's status unless the entry there already

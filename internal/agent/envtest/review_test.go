@@ -2,6 +2,7 @@ package envtest_test
 
 import (
 	"strings"
+	"sync/atomic"
 	"time"
 
 	. "github.com/onsi/ginkgo/v2"
@@ -83,13 +84,24 @@ var _ = Describe("Agents facing a damaged API", func() {
 		Eventually(applied("cp-1", 1)).WithTimeout(20 * time.Second).WithPolling(100 * time.Millisecond).Should(Succeed())
 	})
 
+	It("write Applied again after the retry delay, not the resync, when the API refuses it after the restart", func() {
+		createSingleton("5s", "0s", true)
+		failures := &atomic.Int32{}
+		failures.Store(3)
+		sc := failingStatus{WithWatch: k8s, phases: []string{string(v1alpha1.NodeApplied)}, failures: failures}
+		agents = append(agents, runAgentWithStatus(k8s, sc, "cp-1", newNodeRoot(), all, 100*time.Millisecond, nil, time.Hour))
+		publish(1)
+		Eventually(applied("cp-1", 1)).WithTimeout(30 * time.Second).WithPolling(100 * time.Millisecond).Should(Succeed())
+		Expect(failures.Load()).To(BeNumerically("<", 0), "the refused writes were retried")
+	})
+
 	It("keep the lease when a rollback cannot be reported, so no other node rolls the bad revision out", func() {
 		createSingleton("1s", "0s", true)
 		bad := policy.ShortHash(hashOf(2))
 		isBad := func(a string) bool { return strings.HasPrefix(a, bad) }
 		sc := failingStatus{WithWatch: k8s, phases: []string{string(v1alpha1.NodeRolledBack), string(v1alpha1.NodeFailed)}}
 		for _, name := range []string{"cp-1", "cp-2"} {
-			agents = append(agents, runAgentWithStatus(k8s, sc, name, newNodeRoot(), all, 100*time.Millisecond, isBad))
+			agents = append(agents, runAgentWithStatus(k8s, sc, name, newNodeRoot(), all, 100*time.Millisecond, isBad, 2*time.Second))
 		}
 		publish(1)
 		for _, name := range []string{"cp-1", "cp-2"} {

@@ -244,23 +244,25 @@ func newNodeRoot() agent.Paths {
 
 // runAgent runs an agent on an existing node root (a restarted agent when the root was used).
 func runAgent(c client.WithWatch, name string, paths agent.Paths, all *restarts, restartTime time.Duration, bad func(string) bool) *testAgent {
-	return runAgentWithStatus(c, c, name, paths, all, restartTime, bad)
+	return runAgentWithStatus(c, c, name, paths, all, restartTime, bad, 2*time.Second)
 }
 
 // failingStatus makes every status apply whose content contains one of the phases fail, as if
-// the API were unreachable just then.
+// the API were unreachable just then; with failures set, only that many of them.
 type failingStatus struct {
 	client.WithWatch
-	phases []string
+	phases   []string
+	failures *atomic.Int32
 }
 
 func (f failingStatus) Status() client.SubResourceWriter {
-	return failingStatusWriter{f.WithWatch.Status(), f.phases}
+	return failingStatusWriter{f.WithWatch.Status(), f.phases, f.failures}
 }
 
 type failingStatusWriter struct {
 	client.SubResourceWriter
-	phases []string
+	phases   []string
+	failures *atomic.Int32
 }
 
 func (w failingStatusWriter) Apply(ctx context.Context, obj runtime.ApplyConfiguration, opts ...client.SubResourceApplyOption) error {
@@ -269,15 +271,16 @@ func (w failingStatusWriter) Apply(ctx context.Context, obj runtime.ApplyConfigu
 		return err
 	}
 	for _, p := range w.phases {
-		if strings.Contains(string(b), `"phase":"`+p+`"`) {
+		if strings.Contains(string(b), `"phase":"`+p+`"`) && (w.failures == nil || w.failures.Add(-1) >= 0) {
 			return errors.New("injected failure: the API is unreachable")
 		}
 	}
 	return w.SubResourceWriter.Apply(ctx, obj, opts...)
 }
 
-// runAgentWithStatus runs an agent whose status writes go through sc.
-func runAgentWithStatus(c client.WithWatch, sc client.Client, name string, paths agent.Paths, all *restarts, restartTime time.Duration, bad func(string) bool) *testAgent {
+// runAgentWithStatus runs an agent whose status writes go through sc, passing at least every
+// resync.
+func runAgentWithStatus(c client.WithWatch, sc client.Client, name string, paths agent.Paths, all *restarts, restartTime time.Duration, bad func(string) bool, resync time.Duration) *testAgent {
 	root := paths.Root
 	node := agent.NewNode(paths)
 	ta := &testAgent{name: name, paths: paths, recorder: record.NewFakeRecorder(1000), done: make(chan struct{})}
@@ -291,7 +294,7 @@ func runAgentWithStatus(c client.WithWatch, sc client.Client, name string, paths
 		Status:   &agent.StatusWriter{Client: sc, Node: name},
 		Recorder: ta.recorder,
 		Clock:    clock.RealClock{},
-		Resync:   2 * time.Second,
+		Resync:   resync,
 		Retry:    100 * time.Millisecond,
 	}
 	actx, stop := context.WithCancel(ctx)
