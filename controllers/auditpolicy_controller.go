@@ -350,6 +350,7 @@ func (r *PolicyReconciler) SetupWithManager(mgr ctrl.Manager, revisions *revisio
 	start <- event.GenericEvent{Object: &v1alpha1.AuditPolicy{ObjectMeta: metav1.ObjectMeta{Name: v1alpha1.SingletonName}}}
 	return ctrl.NewControllerManagedBy(mgr).
 		Named("auditpolicy").
+		WithOptions(controllerOptions()).
 		For(&v1alpha1.AuditPolicy{}, builder.WithPredicates(specOrNodesChanged)).
 		Watches(&v1alpha1.AuditPolicyModule{}, toSingleton, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
 		Watches(&corev1.ConfigMap{}, toSingleton, builder.WithPredicates(isRevision)).

@@ -121,6 +121,7 @@ func (r *ModuleReconciler) SetupWithManager(mgr ctrl.Manager, revisions *revisio
 	})
 	return ctrl.NewControllerManagedBy(mgr).
 		Named("auditpolicymodule").
+		WithOptions(controllerOptions()).
 		For(&v1alpha1.AuditPolicyModule{}, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
 		Watches(&corev1.ConfigMap{}, allModules, builder.WithPredicates(isRevision)).
 		Complete(r)
