@@ -10,6 +10,7 @@ import (
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	auditv1 "k8s.io/apiserver/pkg/apis/audit/v1"
 )
@@ -216,7 +217,7 @@ spec:
 				Eventually(func(g Gomega) {
 					m, err := kc.module("e2e-invalid")
 					g.Expect(err).NotTo(HaveOccurred())
-					c := findCondition(m.Status.Conditions, "Accepted")
+					c := meta.FindStatusCondition(m.Status.Conditions, "Accepted")
 					g.Expect(c).NotTo(BeNil())
 					g.Expect(c.Status).To(Equal(metav1.ConditionFalse))
 					g.Expect(c.Message).To(ContainSubstring("nonResourceURLs"))
@@ -326,15 +327,6 @@ func distinctStarts(seen []apiserverStart) int {
 		starts[s.Started.Unix()] = true
 	}
 	return len(starts)
-}
-
-func findCondition(cs []metav1.Condition, t string) *metav1.Condition {
-	for i := range cs {
-		if cs[i].Type == t {
-			return &cs[i]
-		}
-	}
-	return nil
 }
 
 var _ = Describe("kaudit on a fresh kind cluster without audit flags", Ordered, func() {
