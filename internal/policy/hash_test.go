@@ -8,14 +8,7 @@ import (
 )
 
 func TestHashOfRenderedPolicyEqualsMergedHash(t *testing.T) {
-	secrets := mod("secrets-metadata-only", 100, v1alpha1.PolicyRule{Level: v1alpha1.LevelMetadata,
-		Resources: []v1alpha1.GroupResources{{Group: "", Resources: []string{"secrets", "configmaps"}}, {Group: "authentication.k8s.io", Resources: []string{"tokenreviews"}}}})
-	secrets.Spec.OmitStages = []v1alpha1.Stage{v1alpha1.StageRequestReceived}
-	secrets.Spec.OmitManagedFields = ptr(true)
-	rbac := mod("rbac", 200, v1alpha1.PolicyRule{Level: v1alpha1.LevelRequestResponse,
-		Resources: res("rbac.authorization.k8s.io", "roles", "rolebindings", "clusterroles", "clusterrolebindings"),
-		Verbs:     []string{"create", "update", "patch", "delete", "escalate", "bind"}})
-	health := mod("health", 10, v1alpha1.PolicyRule{Level: v1alpha1.LevelNone, NonResourceURLs: []string{"/healthz*", "/readyz*", "/livez*"}})
+	secrets, rbac, health := goldenModules()
 	users := mod("users", 20, v1alpha1.PolicyRule{Level: v1alpha1.LevelNone, Users: []string{"system:kube-proxy"},
 		UserGroups: []string{"system:nodes"}, Namespaces: []string{"kube-system", ""},
 		Resources: []v1alpha1.GroupResources{{Group: "", Resources: []string{"pods/log"}, ResourceNames: []string{"a"}}}})

@@ -27,6 +27,20 @@ func mod(name string, order int32, rules ...v1alpha1.PolicyRule) Module {
 	return Module{Name: name, Spec: v1alpha1.AuditPolicyModuleSpec{Order: order, Rules: rules}}
 }
 
+// goldenModules are the modules of the "three-modules" golden file: module-level omitStages and
+// omitManagedFields, several groups, verbs, and non-resource URLs.
+func goldenModules() (secrets, rbac, health Module) {
+	secrets = mod("secrets-metadata-only", 100, v1alpha1.PolicyRule{Level: v1alpha1.LevelMetadata,
+		Resources: []v1alpha1.GroupResources{{Group: "", Resources: []string{"secrets", "configmaps"}}, {Group: "authentication.k8s.io", Resources: []string{"tokenreviews"}}}})
+	secrets.Spec.OmitStages = []v1alpha1.Stage{v1alpha1.StageRequestReceived}
+	secrets.Spec.OmitManagedFields = ptr(true)
+	rbac = mod("rbac", 200, v1alpha1.PolicyRule{Level: v1alpha1.LevelRequestResponse,
+		Resources: res("rbac.authorization.k8s.io", "roles", "rolebindings", "clusterroles", "clusterrolebindings"),
+		Verbs:     []string{"create", "update", "patch", "delete", "escalate", "bind"}})
+	health = mod("health", 10, v1alpha1.PolicyRule{Level: v1alpha1.LevelNone, NonResourceURLs: []string{"/healthz*", "/readyz*", "/livez*"}})
+	return secrets, rbac, health
+}
+
 func res(group string, resources ...string) []v1alpha1.GroupResources {
 	return []v1alpha1.GroupResources{{Group: group, Resources: resources}}
 }
@@ -207,14 +221,7 @@ func TestRenderedPolicyDecidesLikeTheApiserver(t *testing.T) {
 }
 
 func TestRenderGolden(t *testing.T) {
-	secrets := mod("secrets-metadata-only", 100, v1alpha1.PolicyRule{Level: v1alpha1.LevelMetadata,
-		Resources: []v1alpha1.GroupResources{{Group: "", Resources: []string{"secrets", "configmaps"}}, {Group: "authentication.k8s.io", Resources: []string{"tokenreviews"}}}})
-	secrets.Spec.OmitStages = []v1alpha1.Stage{v1alpha1.StageRequestReceived}
-	secrets.Spec.OmitManagedFields = ptr(true)
-	rbac := mod("rbac", 200, v1alpha1.PolicyRule{Level: v1alpha1.LevelRequestResponse,
-		Resources: res("rbac.authorization.k8s.io", "roles", "rolebindings", "clusterroles", "clusterrolebindings"),
-		Verbs:     []string{"create", "update", "patch", "delete", "escalate", "bind"}})
-	health := mod("health", 10, v1alpha1.PolicyRule{Level: v1alpha1.LevelNone, NonResourceURLs: []string{"/healthz*", "/readyz*", "/livez*"}})
+	secrets, rbac, health := goldenModules()
 	for name, tc := range map[string]struct {
 		modules  []Module
 		settings Settings
