@@ -87,15 +87,10 @@ func TestAdoptNeverWritesAPolicyThatFailsValidationOrItsHash(t *testing.T) {
 	}
 }
 
-// A Commit cut between saving the state and removing the journal leaves the new revision in
-// state.json; a rollback found at the next start must record the previous one again.
-func TestFinishRollbackRecordsThePreviousRevision(t *testing.T) {
-	tn := newTestNode(t, "kubeadm-v1.33.yaml", true)
-	n := tn.node(OSFS{})
-	if err := n.saveState(State{Revision: 1, Hash: "1111"}); err != nil {
-		t.Fatal(err)
-	}
-	tg := tn.target()
+// changeFiles runs a rollout of tg up to the restart: journal, policy file, manifest. What
+// follows is up to the test, as after an agent that died there.
+func changeFiles(t *testing.T, n *Node, tg Target) *Journal {
+	t.Helper()
 	j, err := n.Begin(tg)
 	if err != nil {
 		t.Fatal(err)
@@ -106,6 +101,18 @@ func TestFinishRollbackRecordsThePreviousRevision(t *testing.T) {
 	if err := n.BumpManifest(j, tg); err != nil {
 		t.Fatal(err)
 	}
+	return j
+}
+
+// A Commit cut between saving the state and removing the journal leaves the new revision in
+// state.json; a rollback found at the next start must record the previous one again.
+func TestFinishRollbackRecordsThePreviousRevision(t *testing.T) {
+	tn := newTestNode(t, "kubeadm-v1.33.yaml", true)
+	n := tn.node(OSFS{})
+	if err := n.saveState(State{Revision: 1, Hash: "1111"}); err != nil {
+		t.Fatal(err)
+	}
+	j := changeFiles(t, n, tn.target())
 	st, _ := n.LoadState()
 	st.Revision, st.Hash = j.Revision, j.Hash // Commit's first half
 	if err := n.saveState(st); err != nil {
@@ -134,16 +141,7 @@ func TestResumeWaitsForTheHealthTimeoutRecordedAtBegin(t *testing.T) {
 	n := tn.node(OSFS{})
 	tg := tn.target()
 	tg.HealthTimeout = time.Hour
-	j, err := n.Begin(tg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := n.WritePolicy(j, tg); err != nil {
-		t.Fatal(err)
-	}
-	if err := n.BumpManifest(j, tg); err != nil {
-		t.Fatal(err)
-	}
+	changeFiles(t, n, tg)
 	h := &timeoutRecorder{}
 	r := &Rollout{Node: n, Health: h, Clock: clock.RealClock{}}
 	// The agent restarted and cannot read the singleton: it passes the default.
