@@ -136,10 +136,12 @@ type logCoverage struct {
 	markedEvents int
 }
 
-// requestSeen is what the relevance check remembers of one audit ID.
+// requestSeen is what the relevance check remembers of one audit ID. A decision depends on the
+// request only, so each policy decides it once, not once per stage.
 type requestSeen struct {
-	need requirement
-	kept []bool // per target: some stage of the request was written at the required level
+	need      requirement
+	decisions []policy.Decision // per target
+	kept      []bool            // per target: some stage of the request was written at the required level
 }
 
 // measureLog runs simulate for the bytes and one decoding pass for relevance and secret data.
@@ -185,14 +187,16 @@ func measureLog(t *testing.T, path string, targets []simulate.Target) ([]measure
 		if bytes.Contains(sc.Bytes(), []byte(redacted)) {
 			cov.markedEvents++
 		}
-		req := policy.RequestFromEvent(&ev)
 		seen := requests[string(ev.AuditID)]
 		if seen == nil {
 			seen = &requestSeen{need: classify(&ev, components), kept: make([]bool, len(targets))}
+			req := policy.RequestFromEvent(&ev)
+			for _, e := range evaluators {
+				seen.decisions = append(seen.decisions, e.Decide(req))
+			}
 			requests[string(ev.AuditID)] = seen
 		}
-		for i, e := range evaluators {
-			d := e.Decide(req)
+		for i, d := range seen.decisions {
 			if d.Level == auditv1.LevelNone || d.Omits(ev.Stage) {
 				continue
 			}
