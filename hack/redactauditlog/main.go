@@ -23,6 +23,7 @@ import (
 	"os"
 	"regexp"
 	"slices"
+	"strings"
 	"time"
 )
 
@@ -54,33 +55,42 @@ func run(inputs []string, out, since, until string) error {
 		return err
 	}
 	var w io.Writer = os.Stdout
+	var closers []io.Closer // in closing order: the gzip footer before the file
 	if out != "-" {
 		f, err := os.Create(out)
 		if err != nil {
 			return err
 		}
-		defer f.Close()
-		w = f
-		if len(out) > 3 && out[len(out)-3:] == ".gz" {
+		w, closers = f, []io.Closer{f}
+		if strings.HasSuffix(out, ".gz") {
 			gz, err := gzip.NewWriterLevel(f, gzip.BestCompression)
 			if err != nil {
+				f.Close()
 				return err
 			}
-			defer gz.Close()
-			w = gz
+			w, closers = gz, []io.Closer{gz, f}
 		}
 	}
 	bw := bufio.NewWriterSize(w, 1<<20)
 	var kept, total int
 	for _, name := range inputs {
-		k, n, err := redactFile(name, bw, window)
-		if err != nil {
-			return err
+		k, n, rerr := redactFile(name, bw, window)
+		if err = rerr; err != nil {
+			break
 		}
 		kept, total = kept+k, total+n
 	}
-	fmt.Fprintf(os.Stderr, "kept %d of %d events\n", kept, total)
-	return bw.Flush()
+	if err == nil {
+		fmt.Fprintf(os.Stderr, "kept %d of %d events\n", kept, total)
+		err = bw.Flush()
+	}
+	// A failed close loses the end of the sample: it is an error like any failed write.
+	for _, c := range closers {
+		if cerr := c.Close(); err == nil {
+			err = cerr
+		}
+	}
+	return err
 }
 
 type timeWindow struct{ from, to time.Time }
