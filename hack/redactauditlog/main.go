@@ -229,8 +229,14 @@ func overwrite(line []byte, s string) ([]byte, error) {
 		if len(inner) == 0 {
 			continue
 		}
-		for i := bytes.Index(line, encoded); i >= 0; i = bytes.Index(line, encoded) {
-			copy(line[i+1:], fill(len(inner)))
+		// Search on after each replacement: a value that already reads as the marker stays the same.
+		for at := 0; ; {
+			i := bytes.Index(line[at:], encoded)
+			if i < 0 {
+				break
+			}
+			copy(line[at+i+1:], fill(len(inner)))
+			at += i + len(encoded)
 			found = true
 		}
 	}

@@ -70,3 +70,18 @@ func TestRedactOverwritesSecretsInPlace(t *testing.T) {
 		})
 	}
 }
+
+func TestRedactingARedactedLineChangesNothing(t *testing.T) {
+	line := `{"kind":"Event","objectRef":{"resource":"secrets"},"requestObject":{"kind":"Secret","data":{"a":"aHVudGVyMg==","b":"aHVudGVyMg=="}},"stageTimestamp":"2026-11-25T10:00:00Z"}`
+	once, err := Redact([]byte(line))
+	if err != nil {
+		t.Fatal(err)
+	}
+	twice, err := Redact(once)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(twice) != string(once) {
+		t.Errorf("second redaction changed the line:\n%s\n%s", once, twice)
+	}
+}
