@@ -227,6 +227,16 @@ func durationOr(d *metav1.Duration, fallback time.Duration) time.Duration {
 	return d.Duration
 }
 
+// Node is the entry of the node called name in Nodes, or nil.
+func (s *AuditPolicyStatus) Node(name string) *NodeStatus {
+	for i := range s.Nodes {
+		if s.Nodes[i].Name == name {
+			return &s.Nodes[i]
+		}
+	}
+	return nil
+}
+
 // HealthTimeoutOrDefault is HealthTimeout, or its default when unset.
 func (r RolloutSpec) HealthTimeoutOrDefault() time.Duration {
 	return durationOr(r.HealthTimeout, DefaultHealthTimeout)

@@ -442,10 +442,8 @@ func (a *Agent) report(ctx context.Context, phase v1alpha1.NodePhase, msg string
 	}
 	cur := &v1alpha1.AuditPolicy{}
 	if err := a.Client.Get(ctx, client.ObjectKey{Name: v1alpha1.SingletonName}, cur); err == nil {
-		for _, n := range cur.Status.Nodes {
-			if n.Name == a.Node && equality.Semantic.DeepEqual(n, e) {
-				return nil
-			}
+		if n := cur.Status.Node(a.Node); n != nil && equality.Semantic.DeepEqual(*n, e) {
+			return nil
 		}
 	}
 	if err := a.Status.Apply(ctx, e); err != nil {

@@ -302,7 +302,7 @@ spec:
 				g.Expect(c).NotTo(BeNil())
 				g.Expect(c.Status).To(Equal(metav1.ConditionTrue))
 				g.Expect(c.Message).NotTo(BeEmpty())
-				n := nodeEntry(ap, kc.node())
+				n := ap.Status.Node(kc.node())
 				g.Expect(n).NotTo(BeNil())
 				g.Expect(string(n.Phase)).To(BeElementOf("RolledBack", "Failed"))
 				g.Expect(latest(ap)).To(BeNumerically(">", before))

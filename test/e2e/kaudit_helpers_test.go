@@ -104,15 +104,6 @@ func (k *cluster) latestRevision() int64 {
 	return latest(ap)
 }
 
-func nodeEntry(ap *v1alpha1.AuditPolicy, node string) *v1alpha1.NodeStatus {
-	for i := range ap.Status.Nodes {
-		if ap.Status.Nodes[i].Name == node {
-			return &ap.Status.Nodes[i]
-		}
-	}
-	return nil
-}
-
 func condition(ap *v1alpha1.AuditPolicy, t string) *metav1.Condition {
 	return meta.FindStatusCondition(ap.Status.Conditions, t)
 }
@@ -137,7 +128,7 @@ func (k *cluster) rolledOut(atLeast int64) (inEffect, error) {
 		return inEffect{}, fmt.Errorf("desiredRevision %v, want >= %d", ap.Status.DesiredRevision, atLeast)
 	}
 	want := *ap.Status.DesiredRevision
-	n := nodeEntry(ap, k.node())
+	n := ap.Status.Node(k.node())
 	if n == nil || n.AppliedRevision == nil || *n.AppliedRevision != want {
 		return inEffect{}, fmt.Errorf("node entry %+v, want appliedRevision %d", n, want)
 	}

@@ -131,7 +131,7 @@ var _ = Describe("Node status", func() {
 		ap := singleton()
 		Expect(ap.Status.Nodes).To(HaveLen(nodes))
 		for i := 0; i < nodes; i++ {
-			e := nodeEntry(ap, fmt.Sprintf("cp-%d", i))
+			e := ap.Status.Node(fmt.Sprintf("cp-%d", i))
 			Expect(e).NotTo(BeNil())
 			Expect(*e.AppliedRevision).To(Equal(int64(writes)))
 			Expect(e.Message).To(Equal(fmt.Sprintf("revision %d applied", writes)))
@@ -171,7 +171,7 @@ var _ = Describe("Agents", func() {
 			ap := &v1alpha1.AuditPolicy{}
 			g.Expect(k8s.Get(ctx, client.ObjectKey{Name: v1alpha1.SingletonName}, ap)).To(Succeed())
 			for _, name := range names {
-				e := nodeEntry(ap, name)
+				e := ap.Status.Node(name)
 				g.Expect(e).NotTo(BeNil(), name)
 				g.Expect(e.Phase).To(Equal(v1alpha1.NodeApplied), "%s: %s", name, e.Message)
 				g.Expect(e.AppliedRevision).To(HaveValue(Equal(rev)), name)
@@ -183,7 +183,7 @@ var _ = Describe("Agents", func() {
 			ap := &v1alpha1.AuditPolicy{}
 			g.Expect(k8s.Get(ctx, client.ObjectKey{Name: v1alpha1.SingletonName}, ap)).To(Succeed())
 			for _, a := range agents {
-				e := nodeEntry(ap, a.name)
+				e := ap.Status.Node(a.name)
 				g.Expect(e).NotTo(BeNil(), a.name)
 				g.Expect(e.Phase).To(Equal(v1alpha1.NodeApplied), "%s: %s", a.name, e.Message)
 				g.Expect(e.AppliedRevision).To(HaveValue(Equal(rev)), a.name)
@@ -240,7 +240,7 @@ var _ = Describe("Agents", func() {
 		first := agents[0].state().LastRestartTime
 		publish(2)
 		Eventually(func(g Gomega) {
-			e := nodeEntry(singleton(), "cp-1")
+			e := singleton().Status.Node("cp-1")
 			g.Expect(e.Phase).To(Equal(v1alpha1.NodePending))
 			g.Expect(e.Message).To(ContainSubstring("minRestartInterval"))
 		}).WithTimeout(10 * time.Second).WithPolling(50 * time.Millisecond).Should(Succeed())
@@ -254,7 +254,7 @@ var _ = Describe("Agents", func() {
 		agents = append(agents, slow)
 		publish(1)
 		Eventually(func(g Gomega) {
-			e := nodeEntry(singleton(), "cp-1")
+			e := singleton().Status.Node("cp-1")
 			g.Expect(e).NotTo(BeNil())
 			g.Expect(e.Message).To(ContainSubstring("waiting for kube-apiserver to restart"))
 		}).WithTimeout(30 * time.Second).WithPolling(50 * time.Millisecond).Should(Succeed())
@@ -267,7 +267,7 @@ var _ = Describe("Agents", func() {
 		other := startAgent("cp-2", all, 100*time.Millisecond, nil)
 		agents = append(agents, other)
 		Eventually(func(g Gomega) {
-			e := nodeEntry(singleton(), "cp-2")
+			e := singleton().Status.Node("cp-2")
 			g.Expect(e).NotTo(BeNil())
 			g.Expect(e.Message).To(ContainSubstring("waits for node cp-1"))
 		}).WithTimeout(30 * time.Second).WithPolling(50 * time.Millisecond).Should(Succeed())
@@ -295,7 +295,7 @@ var _ = Describe("Agents", func() {
 			ap := singleton()
 			var rolledBack, halted int
 			for _, a := range agents {
-				e := nodeEntry(ap, a.name)
+				e := ap.Status.Node(a.name)
 				switch {
 				case e.Phase == v1alpha1.NodeRolledBack:
 					rolledBack++

@@ -74,7 +74,7 @@ var _ = Describe("An agent with the real health checks", func() {
 		cp.badPrefix.Store(policy.ShortHash(hashOf(2)))
 		publish(2)
 		Eventually(nodePhase(nodeName, v1alpha1.NodeRolledBack, 1)).WithTimeout(30 * time.Second).WithPolling(50 * time.Millisecond).Should(Succeed())
-		Expect(nodeEntry(singleton(), nodeName).Message).To(ContainSubstring("admission-initializer"))
+		Expect(singleton().Status.Node(nodeName).Message).To(ContainSubstring("admission-initializer"))
 		b, err := os.ReadFile(filepath.Join(cp.root, managedPolicyFile))
 		Expect(err).NotTo(HaveOccurred())
 		Expect(string(b)).To(Equal(string(policyOf(1))))
@@ -131,7 +131,7 @@ var _ = Describe("The kaudit agent binary", func() {
 		}()
 		phase := func(want v1alpha1.NodePhase, rev int64) func(g Gomega) { return nodePhase(nodeName, want, rev) }
 		Eventually(func(g Gomega) {
-			g.Expect(nodeEntry(singleton(), nodeName)).NotTo(BeNil())
+			g.Expect(singleton().Status.Node(nodeName)).NotTo(BeNil())
 		}).WithTimeout(30 * time.Second).Should(Succeed())
 		idleBefore := rssKiB(cmd.Process.Pid)
 		peak.Store(0)
@@ -225,7 +225,7 @@ func (b *syncBuffer) String() string {
 
 func nodePhase(nodeName string, want v1alpha1.NodePhase, rev int64) func(g Gomega) {
 	return func(g Gomega) {
-		e := nodeEntry(singleton(), nodeName)
+		e := singleton().Status.Node(nodeName)
 		g.Expect(e).NotTo(BeNil())
 		g.Expect(e.Phase).To(Equal(want), e.Message)
 		g.Expect(e.AppliedRevision).To(HaveValue(Equal(rev)))

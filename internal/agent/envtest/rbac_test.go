@@ -66,7 +66,7 @@ var _ = Describe("The agent's RBAC from config/agent", func() {
 		DeferCleanup(a.shutdown)
 		publish(1)
 		Eventually(func(g Gomega) {
-			e := nodeEntry(singleton(), "cp-rbac")
+			e := singleton().Status.Node("cp-rbac")
 			g.Expect(e).NotTo(BeNil())
 			g.Expect(e.Phase).To(Equal(v1alpha1.NodeApplied), e.Message)
 		}).WithTimeout(30 * time.Second).WithPolling(100 * time.Millisecond).Should(Succeed())

@@ -35,7 +35,7 @@ var _ = Describe("Agents facing a damaged API", func() {
 		return func(g Gomega) {
 			ap := &v1alpha1.AuditPolicy{}
 			g.Expect(k8s.Get(ctx, client.ObjectKey{Name: v1alpha1.SingletonName}, ap)).To(Succeed())
-			e := nodeEntry(ap, name)
+			e := ap.Status.Node(name)
 			g.Expect(e).NotTo(BeNil(), name)
 			g.Expect(e.Phase).To(Equal(v1alpha1.NodeApplied), "%s: %s", name, e.Message)
 			g.Expect(e.AppliedRevision).To(HaveValue(Equal(rev)), name)
@@ -52,7 +52,7 @@ var _ = Describe("Agents facing a damaged API", func() {
 		// Revision 2's ConfigMap carries other bytes than the ones its hash was computed from.
 		publishRevision(2, policyOf(3), hashOf(2))
 		Eventually(func(g Gomega) {
-			e := nodeEntry(singleton(), "cp-1")
+			e := singleton().Status.Node("cp-1")
 			g.Expect(e.Phase).To(Equal(v1alpha1.NodeFailed))
 			g.Expect(e.Message).To(ContainSubstring(revision.AnnotationPolicySHA256))
 			g.Expect(e.Message).To(ContainSubstring("not written"))
@@ -80,7 +80,7 @@ var _ = Describe("Agents facing a damaged API", func() {
 			ap.Status.Nodes = kept
 			return k8s.Status().Update(ctx, ap)
 		}).WithTimeout(10 * time.Second).Should(Succeed())
-		Expect(nodeEntry(singleton(), "cp-1")).To(BeNil())
+		Expect(singleton().Status.Node("cp-1")).To(BeNil())
 		Eventually(applied("cp-1", 1)).WithTimeout(20 * time.Second).WithPolling(100 * time.Millisecond).Should(Succeed())
 	})
 

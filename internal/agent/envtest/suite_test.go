@@ -145,15 +145,6 @@ func singleton() *v1alpha1.AuditPolicy {
 	return ap
 }
 
-func nodeEntry(ap *v1alpha1.AuditPolicy, name string) *v1alpha1.NodeStatus {
-	for i := range ap.Status.Nodes {
-		if ap.Status.Nodes[i].Name == name {
-			return &ap.Status.Nodes[i]
-		}
-	}
-	return nil
-}
-
 // restarts counts, across all simulated kubelets, apiserver restarts in progress.
 type restarts struct {
 	active, max atomic.Int32
