@@ -29,28 +29,6 @@ import (
 	"github.com/kaudit/kaudit/internal/revision"
 )
 
-// Condition types and reasons of the AuditPolicy singleton.
-const (
-	ConditionAvailable   = "Available"
-	ConditionProgressing = "Progressing"
-	ConditionDegraded    = "Degraded"
-
-	ReasonNoModules           = "NoModules"
-	ReasonDebouncing          = "Debouncing"
-	ReasonRollingOut          = "RollingOut"
-	ReasonRolloutComplete     = "RolloutComplete"
-	ReasonRolloutHalted       = "RolloutHalted"
-	ReasonNoControlPlaneNodes = "NoControlPlaneNodes"
-	ReasonAsExpected          = "AsExpected"
-	ReasonInvalidSettings     = "InvalidSettings"
-	ReasonMergeFailed         = "MergeFailed"
-	ReasonPinnedNotFound      = "PinnedRevisionNotFound"
-	ReasonNodeFailed          = "NodeFailed"
-
-	// ControlPlaneLabel marks the nodes whose kube-apiserver the agents restart.
-	ControlPlaneLabel = "node-role.kubernetes.io/control-plane"
-)
-
 // PolicyReconciler merges the modules into revisions and reports the rollout on the
 // AuditPolicy singleton. It creates the singleton when it is missing.
 type PolicyReconciler struct {
@@ -129,7 +107,7 @@ func (r *PolicyReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctr
 	}
 	var controlPlane []metav1.PartialObjectMetadata
 	for _, n := range nodes.Items {
-		if _, ok := n.Labels[ControlPlaneLabel]; ok {
+		if _, ok := n.Labels[v1alpha1.ControlPlaneLabel]; ok {
 			controlPlane = append(controlPlane, n)
 		}
 	}
@@ -153,7 +131,7 @@ func (r *PolicyReconciler) createSingleton(ctx context.Context) error {
 		return fmt.Errorf("creating AuditPolicy %s: %w", v1alpha1.SingletonName, err)
 	}
 	log.FromContext(ctx).Info("created the AuditPolicy singleton", "name", v1alpha1.SingletonName)
-	r.Recorder.Eventf(ap, nil, corev1.EventTypeNormal, "Created", "Create", "Created the AuditPolicy singleton with default settings")
+	r.Recorder.Eventf(ap, nil, corev1.EventTypeNormal, v1alpha1.EventCreated, "Create", "Created the AuditPolicy singleton with default settings")
 	return nil
 }
 
@@ -162,8 +140,8 @@ func (r *PolicyReconciler) createSingleton(ctx context.Context) error {
 func (r *PolicyReconciler) makeRevision(ctx context.Context, ap *v1alpha1.AuditPolicy, modules []v1alpha1.AuditPolicyModule, latest *revision.Revision, st *statusBuilder) (ctrl.Result, error) {
 	settings := policy.SettingsFrom(ap.Spec)
 	if err := policy.ValidateSettings(settings); err != nil {
-		st.degraded(ReasonInvalidSettings, err.Error()+". No new revision is made until this is fixed; the current one stays in force.")
-		r.event(ap, corev1.EventTypeWarning, ReasonInvalidSettings, err.Error())
+		st.degraded(v1alpha1.ReasonInvalidSettings, err.Error()+". No new revision is made until this is fixed; the current one stays in force.")
+		r.event(ap, corev1.EventTypeWarning, v1alpha1.ReasonInvalidSettings, err.Error())
 		return ctrl.Result{}, nil
 	}
 	next := int64(1)
@@ -176,14 +154,14 @@ func (r *PolicyReconciler) makeRevision(ctx context.Context, ap *v1alpha1.AuditP
 	}
 	inForce, records := modulesInForce(r.verdicts.judge(modules), latest, next)
 	if len(inForce) == 0 && latest == nil {
-		st.progressing(metav1.ConditionFalse, ReasonNoModules, "No accepted AuditPolicyModule yet: no revision is made, and nodes keep the policy they have.")
+		st.progressing(metav1.ConditionFalse, v1alpha1.ReasonNoModules, "No accepted AuditPolicyModule yet: no revision is made, and nodes keep the policy they have.")
 		r.resetPending()
 		return ctrl.Result{}, nil
 	}
 	merged, err := policy.Merge(inForce, settings)
 	if err != nil {
-		st.degraded(ReasonMergeFailed, err.Error())
-		r.event(ap, corev1.EventTypeWarning, ReasonMergeFailed, err.Error())
+		st.degraded(v1alpha1.ReasonMergeFailed, err.Error())
+		r.event(ap, corev1.EventTypeWarning, v1alpha1.ReasonMergeFailed, err.Error())
 		return ctrl.Result{}, nil
 	}
 	hash := merged.Hash()
@@ -201,15 +179,15 @@ func (r *PolicyReconciler) makeRevision(ctx context.Context, ap *v1alpha1.AuditP
 	}
 	wait := min(ap.Spec.Rollout.DebounceOrDefault()-now.Sub(r.lastChange), ap.Spec.Rollout.MaxWaitOrDefault()-now.Sub(r.pendingSince))
 	if wait > 0 {
-		st.progressing(metav1.ConditionTrue, ReasonDebouncing, fmt.Sprintf("Modules changed; waiting for %s without changes before making revision %d.", ap.Spec.Rollout.DebounceOrDefault(), next))
+		st.progressing(metav1.ConditionTrue, v1alpha1.ReasonDebouncing, fmt.Sprintf("Modules changed; waiting for %s without changes before making revision %d.", ap.Spec.Rollout.DebounceOrDefault(), next))
 		return ctrl.Result{RequeueAfter: wait}, nil
 	}
 
 	rev := revision.Revision{Number: next, Hash: hash, Policy: merged.Render(), Modules: records}
 	cm, err := revision.ToConfigMap(r.Namespace, rev)
 	if err != nil {
-		st.degraded(ReasonMergeFailed, err.Error())
-		r.event(ap, corev1.EventTypeWarning, ReasonMergeFailed, err.Error())
+		st.degraded(v1alpha1.ReasonMergeFailed, err.Error())
+		r.event(ap, corev1.EventTypeWarning, v1alpha1.ReasonMergeFailed, err.Error())
 		return ctrl.Result{}, nil
 	}
 	if err := r.Create(ctx, cm); err != nil {
@@ -219,7 +197,7 @@ func (r *PolicyReconciler) makeRevision(ctx context.Context, ap *v1alpha1.AuditP
 	r.resetPending()
 	st.created = &storedRevision{Revision: &rev, ConfigMap: cm}
 	log.FromContext(ctx).Info("created revision", "revision", next, "policyHash", policy.ShortHash(hash), "modules", len(inForce), "rules", len(merged.Policy.Rules))
-	r.event(ap, corev1.EventTypeNormal, "RevisionCreated", fmt.Sprintf("Revision %d (policy %s) from %d modules, %d rules", next, policy.ShortHash(hash), len(merged.Modules), len(merged.Policy.Rules)))
+	r.event(ap, corev1.EventTypeNormal, v1alpha1.EventRevisionCreated, fmt.Sprintf("Revision %d (policy %s) from %d modules, %d rules", next, policy.ShortHash(hash), len(merged.Modules), len(merged.Policy.Rules)))
 	return ctrl.Result{}, nil
 }
 
@@ -242,7 +220,7 @@ func (r *PolicyReconciler) desiredRevision(ap *v1alpha1.AuditPolicy, revs []stor
 		if rv := find(*pin); rv != nil {
 			return rv
 		}
-		st.degraded(ReasonPinnedNotFound, fmt.Sprintf("spec.pinnedRevision: revision %d does not exist (ConfigMap %s/%s); nodes stay on the revision they run", *pin, r.Namespace, revision.Name(*pin)))
+		st.degraded(v1alpha1.ReasonPinnedNotFound, fmt.Sprintf("spec.pinnedRevision: revision %d does not exist (ConfigMap %s/%s); nodes stay on the revision they run", *pin, r.Namespace, revision.Name(*pin)))
 		if old := ap.Status.DesiredRevision; old != nil {
 			return find(*old)
 		}
@@ -288,7 +266,7 @@ func (r *PolicyReconciler) prune(ctx context.Context, ap *v1alpha1.AuditPolicy, 
 		excess--
 	}
 	if len(pruned) > 0 {
-		r.event(ap, corev1.EventTypeNormal, "RevisionsPruned", fmt.Sprintf("Deleted revisions %s (history limit %d)", strings.Join(pruned, ", "), r.HistoryLimit))
+		r.event(ap, corev1.EventTypeNormal, v1alpha1.EventRevisionsPruned, fmt.Sprintf("Deleted revisions %s (history limit %d)", strings.Join(pruned, ", "), r.HistoryLimit))
 	}
 	return nil
 }
@@ -311,7 +289,7 @@ func (r *PolicyReconciler) dropGoneNodes(ctx context.Context, ap *v1alpha1.Audit
 		if err := r.Status().Patch(ctx, ap, client.RawPatch(types.JSONPatchType, []byte(patch))); err != nil {
 			return fmt.Errorf("removing the status entry of gone node %s: %w", name, err)
 		}
-		r.event(ap, corev1.EventTypeNormal, "NodeRemoved", fmt.Sprintf("Node %s is gone or no longer a control-plane node; its rollout entry was removed", name))
+		r.event(ap, corev1.EventTypeNormal, v1alpha1.EventNodeRemoved, fmt.Sprintf("Node %s is gone or no longer a control-plane node; its rollout entry was removed", name))
 	}
 	return nil
 }

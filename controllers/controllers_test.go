@@ -18,7 +18,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/kaudit/kaudit/api/v1alpha1"
-	"github.com/kaudit/kaudit/controllers"
 	"github.com/kaudit/kaudit/internal/policy"
 	"github.com/kaudit/kaudit/internal/revision"
 )
@@ -85,7 +84,7 @@ func getModule(name string) *v1alpha1.AuditPolicyModule {
 }
 
 func accepted(name string) *metav1.Condition {
-	return meta.FindStatusCondition(getModule(name).Status.Conditions, controllers.ConditionAccepted)
+	return meta.FindStatusCondition(getModule(name).Status.Conditions, v1alpha1.ConditionAccepted)
 }
 
 func singleton() *v1alpha1.AuditPolicy {
@@ -126,12 +125,12 @@ var _ = Describe("kaudit manager", Ordered, func() {
 
 		It("reports that there is nothing to roll out before any module is accepted", func() {
 			Eventually(func() string {
-				c := meta.FindStatusCondition(singleton().Status.Conditions, controllers.ConditionProgressing)
+				c := meta.FindStatusCondition(singleton().Status.Conditions, v1alpha1.ConditionProgressing)
 				if c == nil {
 					return ""
 				}
 				return c.Reason
-			}, timeout).Should(Equal(controllers.ReasonNoModules))
+			}, timeout).Should(Equal(v1alpha1.ReasonNoModules))
 			Expect(listRevisions()).To(BeEmpty())
 		})
 
@@ -187,7 +186,7 @@ var _ = Describe("kaudit manager", Ordered, func() {
 			Expect(*m.Status.IncludedInRevision).To(Equal(first))
 			Expect(m.Status.ObservedGeneration).To(Equal(m.Generation))
 			Expect(accepted("alpha").Status).To(Equal(metav1.ConditionTrue))
-			Expect(accepted("alpha").Reason).To(Equal(controllers.ReasonValid))
+			Expect(accepted("alpha").Reason).To(Equal(v1alpha1.ReasonValid))
 
 			Eventually(func() *int64 { return singleton().Status.LatestRevision }, timeout).Should(HaveValue(Equal(first)))
 			Expect(*singleton().Status.DesiredRevision).To(Equal(first))
@@ -236,7 +235,7 @@ var _ = Describe("kaudit manager", Ordered, func() {
 				c := accepted("alpha")
 				g.Expect(c).NotTo(BeNil())
 				g.Expect(c.Status).To(Equal(metav1.ConditionFalse))
-				g.Expect(c.Reason).To(Equal(controllers.ReasonInvalid))
+				g.Expect(c.Reason).To(Equal(v1alpha1.ReasonInvalid))
 				g.Expect(c.Message).To(ContainSubstring("rule 0: resources.group"))
 				g.Expect(c.Message).To(ContainSubstring(`"Apps/v1"`))
 			}, timeout).Should(Succeed())
@@ -279,7 +278,7 @@ var _ = Describe("kaudit manager", Ordered, func() {
 			})
 			Eventually(latestNumber, timeout).Should(Equal(before + 1))
 			Expect(string(latestRevision().Policy)).NotTo(ContainSubstring("# module first"))
-			Eventually(func() string { return accepted("first").Reason }, timeout).Should(Equal(controllers.ReasonDisabled))
+			Eventually(func() string { return accepted("first").Reason }, timeout).Should(Equal(v1alpha1.ReasonDisabled))
 			Expect(accepted("first").Status).To(Equal(metav1.ConditionTrue))
 			Expect(getModule("first").Status.IncludedInRevision).To(BeNil())
 		})
@@ -331,13 +330,13 @@ var _ = Describe("kaudit manager", Ordered, func() {
 			desired := *singleton().Status.DesiredRevision
 			Expect(k8s.Patch(ctx, singleton(), client.RawPatch(types.MergePatchType, []byte(`{"spec":{"pinnedRevision":99999}}`)))).To(Succeed())
 			Eventually(func() string {
-				c := meta.FindStatusCondition(singleton().Status.Conditions, controllers.ConditionDegraded)
+				c := meta.FindStatusCondition(singleton().Status.Conditions, v1alpha1.ConditionDegraded)
 				return c.Reason
-			}, timeout).Should(Equal(controllers.ReasonPinnedNotFound))
+			}, timeout).Should(Equal(v1alpha1.ReasonPinnedNotFound))
 			Expect(*singleton().Status.DesiredRevision).To(Equal(desired))
 			Expect(k8s.Patch(ctx, singleton(), client.RawPatch(types.JSONPatchType, []byte(`[{"op":"remove","path":"/spec/pinnedRevision"}]`)))).To(Succeed())
 			Eventually(func() metav1.ConditionStatus {
-				return meta.FindStatusCondition(singleton().Status.Conditions, controllers.ConditionDegraded).Status
+				return meta.FindStatusCondition(singleton().Status.Conditions, v1alpha1.ConditionDegraded).Status
 			}, timeout).Should(Equal(metav1.ConditionFalse))
 		})
 

@@ -21,15 +21,6 @@ import (
 	"github.com/kaudit/kaudit/internal/policy"
 )
 
-// Condition types and reasons of AuditPolicyModule.
-const (
-	ConditionAccepted = "Accepted"
-
-	ReasonValid    = "Valid"
-	ReasonDisabled = "Disabled"
-	ReasonInvalid  = "Invalid"
-)
-
 // ModuleReconciler validates each AuditPolicyModule with kube-apiserver's loader and reports
 // the verdict and the revision that holds the module in its status.
 type ModuleReconciler struct {
@@ -62,7 +53,7 @@ func (r *ModuleReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctr
 		RuleCount:          int32(len(m.Spec.Rules)),
 		IncludedInRevision: includedIn(m, verdict == nil, latest),
 	}
-	previous := meta.FindStatusCondition(m.Status.Conditions, ConditionAccepted)
+	previous := meta.FindStatusCondition(m.Status.Conditions, v1alpha1.ConditionAccepted)
 	meta.SetStatusCondition(&status.Conditions, accepted)
 	if equality.Semantic.DeepEqual(status, m.Status) {
 		return ctrl.Result{}, nil
@@ -77,28 +68,28 @@ func (r *ModuleReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctr
 	}
 	if previous == nil || previous.Status != accepted.Status || previous.Message != accepted.Message {
 		if accepted.Status == metav1.ConditionFalse {
-			r.Recorder.Eventf(&m, nil, corev1.EventTypeWarning, "Rejected", "Validate", "%s", accepted.Message)
+			r.Recorder.Eventf(&m, nil, corev1.EventTypeWarning, v1alpha1.EventModuleRejected, "Validate", "%s", accepted.Message)
 		} else {
-			r.Recorder.Eventf(&m, nil, corev1.EventTypeNormal, "Accepted", "Validate", "%s", accepted.Message)
+			r.Recorder.Eventf(&m, nil, corev1.EventTypeNormal, v1alpha1.EventModuleAccepted, "Validate", "%s", accepted.Message)
 		}
 	}
 	return ctrl.Result{}, nil
 }
 
 func acceptedCondition(m v1alpha1.AuditPolicyModule, verdict error) metav1.Condition {
-	c := metav1.Condition{Type: ConditionAccepted, ObservedGeneration: m.Generation}
+	c := metav1.Condition{Type: v1alpha1.ConditionAccepted, ObservedGeneration: m.Generation}
 	var modErr *policy.ModuleError
 	switch {
 	case verdict != nil && errors.As(verdict, &modErr):
-		c.Status, c.Reason = metav1.ConditionFalse, ReasonInvalid
+		c.Status, c.Reason = metav1.ConditionFalse, v1alpha1.ReasonInvalid
 		c.Message = "kube-apiserver would reject this module: " + modErr.Summary() + ". The last accepted version, if any, stays in force."
 	case verdict != nil:
-		c.Status, c.Reason, c.Message = metav1.ConditionFalse, ReasonInvalid, verdict.Error()
+		c.Status, c.Reason, c.Message = metav1.ConditionFalse, v1alpha1.ReasonInvalid, verdict.Error()
 	case m.Spec.Disabled:
-		c.Status, c.Reason = metav1.ConditionTrue, ReasonDisabled
+		c.Status, c.Reason = metav1.ConditionTrue, v1alpha1.ReasonDisabled
 		c.Message = "The module is valid and disabled: it contributes no rules."
 	default:
-		c.Status, c.Reason = metav1.ConditionTrue, ReasonValid
+		c.Status, c.Reason = metav1.ConditionTrue, v1alpha1.ReasonValid
 		c.Message = "The module is valid and part of the merged policy."
 	}
 	return c

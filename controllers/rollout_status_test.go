@@ -13,7 +13,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/kaudit/kaudit/api/v1alpha1"
-	"github.com/kaudit/kaudit/controllers"
 )
 
 // reportNode writes one node's rollout entry as that node's agent does: server-side apply of
@@ -38,7 +37,7 @@ func condition(t string) metav1.Condition {
 }
 
 func controlPlaneNode(name string) *corev1.Node {
-	return &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: name, Labels: map[string]string{controllers.ControlPlaneLabel: ""}}}
+	return &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: name, Labels: map[string]string{v1alpha1.ControlPlaneLabel: ""}}}
 }
 
 // rolloutStatusSpecs run inside the suite's ordered container, after the revision specs.
@@ -66,7 +65,7 @@ func rolloutStatusSpecs() {
 		})
 
 		It("is not Available while no control-plane node exists", func() {
-			Eventually(func() string { return condition(controllers.ConditionAvailable).Reason }, timeout).Should(Equal(controllers.ReasonNoControlPlaneNodes))
+			Eventually(func() string { return condition(v1alpha1.ConditionAvailable).Reason }, timeout).Should(Equal(v1alpha1.ReasonNoControlPlaneNodes))
 		})
 
 		It("counts control-plane nodes and the agents' entries", func() {
@@ -80,23 +79,23 @@ func rolloutStatusSpecs() {
 
 			reportNode("cp-1", desired, v1alpha1.NodeApplied, "")
 			Eventually(func() string { return singleton().Status.UpdatedNodes }, timeout).Should(Equal("1/2"))
-			Expect(condition(controllers.ConditionAvailable).Status).To(Equal(metav1.ConditionFalse))
-			Expect(condition(controllers.ConditionProgressing).Status).To(Equal(metav1.ConditionTrue))
-			Expect(condition(controllers.ConditionProgressing).Message).To(ContainSubstring("cp-2"))
+			Expect(condition(v1alpha1.ConditionAvailable).Status).To(Equal(metav1.ConditionFalse))
+			Expect(condition(v1alpha1.ConditionProgressing).Status).To(Equal(metav1.ConditionTrue))
+			Expect(condition(v1alpha1.ConditionProgressing).Message).To(ContainSubstring("cp-2"))
 
 			reportNode("cp-2", desired, v1alpha1.NodeApplied, "")
-			Eventually(func() metav1.ConditionStatus { return condition(controllers.ConditionAvailable).Status }, timeout).Should(Equal(metav1.ConditionTrue))
+			Eventually(func() metav1.ConditionStatus { return condition(v1alpha1.ConditionAvailable).Status }, timeout).Should(Equal(metav1.ConditionTrue))
 			Expect(singleton().Status.UpdatedNodes).To(Equal("2/2"))
-			Expect(condition(controllers.ConditionProgressing).Status).To(Equal(metav1.ConditionFalse))
+			Expect(condition(v1alpha1.ConditionProgressing).Status).To(Equal(metav1.ConditionFalse))
 			Expect(singleton().Status.Nodes).To(HaveLen(2), "the manager's status write keeps the agents' entries")
 		})
 
 		It("is Degraded, naming the node and reason, when a node rolled back", func() {
 			reportNode("cp-2", desired-1, v1alpha1.NodeRolledBack, "kube-apiserver not ready within 2m0s")
-			Eventually(func() metav1.ConditionStatus { return condition(controllers.ConditionDegraded).Status }, timeout).Should(Equal(metav1.ConditionTrue))
-			Expect(condition(controllers.ConditionDegraded).Message).To(ContainSubstring(fmt.Sprintf("node cp-2 %s: kube-apiserver not ready within 2m0s", v1alpha1.NodeRolledBack)))
-			Expect(condition(controllers.ConditionProgressing).Reason).To(Equal(controllers.ReasonRolloutHalted))
-			Expect(condition(controllers.ConditionAvailable).Status).To(Equal(metav1.ConditionFalse))
+			Eventually(func() metav1.ConditionStatus { return condition(v1alpha1.ConditionDegraded).Status }, timeout).Should(Equal(metav1.ConditionTrue))
+			Expect(condition(v1alpha1.ConditionDegraded).Message).To(ContainSubstring(fmt.Sprintf("node cp-2 %s: kube-apiserver not ready within 2m0s", v1alpha1.NodeRolledBack)))
+			Expect(condition(v1alpha1.ConditionProgressing).Reason).To(Equal(v1alpha1.ReasonRolloutHalted))
+			Expect(condition(v1alpha1.ConditionAvailable).Status).To(Equal(metav1.ConditionFalse))
 		})
 
 		It("drops the entry of a node that is gone", func() {
@@ -104,7 +103,7 @@ func rolloutStatusSpecs() {
 			Eventually(func() []v1alpha1.NodeStatus { return singleton().Status.Nodes }, timeout).Should(HaveLen(1))
 			Expect(singleton().Status.Nodes[0].Name).To(Equal("cp-1"))
 			Eventually(func() string { return singleton().Status.UpdatedNodes }, timeout).Should(Equal("1/1"))
-			Eventually(func() metav1.ConditionStatus { return condition(controllers.ConditionDegraded).Status }, timeout).Should(Equal(metav1.ConditionFalse))
+			Eventually(func() metav1.ConditionStatus { return condition(v1alpha1.ConditionDegraded).Status }, timeout).Should(Equal(metav1.ConditionFalse))
 		})
 
 		It("drops the entry of a node that is no longer a control-plane node", func() {
@@ -112,7 +111,7 @@ func rolloutStatusSpecs() {
 				client.RawPatch(types.JSONPatchType, []byte(`[{"op":"remove","path":"/metadata/labels/node-role.kubernetes.io~1control-plane"}]`)))).To(Succeed())
 			Eventually(func() []v1alpha1.NodeStatus { return singleton().Status.Nodes }, timeout).Should(BeEmpty())
 			// The entry is removed before the status of the same reconcile is written.
-			Eventually(func() string { return condition(controllers.ConditionAvailable).Reason }, timeout).Should(Equal(controllers.ReasonNoControlPlaneNodes))
+			Eventually(func() string { return condition(v1alpha1.ConditionAvailable).Reason }, timeout).Should(Equal(v1alpha1.ReasonNoControlPlaneNodes))
 		})
 	})
 }

@@ -37,20 +37,20 @@ func (b *statusBuilder) set(c metav1.Condition) {
 }
 
 func (b *statusBuilder) degraded(reason, message string) {
-	b.set(metav1.Condition{Type: ConditionDegraded, Status: metav1.ConditionTrue, Reason: reason, Message: message})
+	b.set(metav1.Condition{Type: v1alpha1.ConditionDegraded, Status: metav1.ConditionTrue, Reason: reason, Message: message})
 }
 
 func (b *statusBuilder) progressing(status metav1.ConditionStatus, reason, message string) {
-	b.set(metav1.Condition{Type: ConditionProgressing, Status: status, Reason: reason, Message: message})
+	b.set(metav1.Condition{Type: v1alpha1.ConditionProgressing, Status: status, Reason: reason, Message: message})
 }
 
 // rollout summarises the agents' node entries against the desired revision.
 func (b *statusBuilder) rollout(desired *revision.Revision, nodes []metav1.PartialObjectMetadata, entries []v1alpha1.NodeStatus) {
 	b.desired = desired
 	if desired == nil {
-		b.set(metav1.Condition{Type: ConditionAvailable, Status: metav1.ConditionFalse, Reason: ReasonNoModules, Message: "There is no revision to roll out yet."})
-		b.progressing(metav1.ConditionFalse, ReasonNoModules, "There is no revision to roll out yet.")
-		b.set(metav1.Condition{Type: ConditionDegraded, Status: metav1.ConditionFalse, Reason: ReasonAsExpected})
+		b.set(metav1.Condition{Type: v1alpha1.ConditionAvailable, Status: metav1.ConditionFalse, Reason: v1alpha1.ReasonNoModules, Message: "There is no revision to roll out yet."})
+		b.progressing(metav1.ConditionFalse, v1alpha1.ReasonNoModules, "There is no revision to roll out yet.")
+		b.set(metav1.Condition{Type: v1alpha1.ConditionDegraded, Status: metav1.ConditionFalse, Reason: v1alpha1.ReasonAsExpected})
 		return
 	}
 	byName := map[string]v1alpha1.NodeStatus{}
@@ -77,25 +77,25 @@ func (b *statusBuilder) rollout(desired *revision.Revision, nodes []metav1.Parti
 
 	switch {
 	case total == 0:
-		b.set(metav1.Condition{Type: ConditionAvailable, Status: metav1.ConditionFalse, Reason: ReasonNoControlPlaneNodes,
-			Message: fmt.Sprintf("No node has the label %s, so no kube-apiserver runs revision %d.", ControlPlaneLabel, desired.Number)})
+		b.set(metav1.Condition{Type: v1alpha1.ConditionAvailable, Status: metav1.ConditionFalse, Reason: v1alpha1.ReasonNoControlPlaneNodes,
+			Message: fmt.Sprintf("No node has the label %s, so no kube-apiserver runs revision %d.", v1alpha1.ControlPlaneLabel, desired.Number)})
 	case updated == total:
-		b.set(metav1.Condition{Type: ConditionAvailable, Status: metav1.ConditionTrue, Reason: ReasonRolloutComplete,
+		b.set(metav1.Condition{Type: v1alpha1.ConditionAvailable, Status: metav1.ConditionTrue, Reason: v1alpha1.ReasonRolloutComplete,
 			Message: fmt.Sprintf("Every control-plane node (%d) runs revision %d.", total, desired.Number)})
 	default:
-		b.set(metav1.Condition{Type: ConditionAvailable, Status: metav1.ConditionFalse, Reason: ReasonRollingOut,
+		b.set(metav1.Condition{Type: v1alpha1.ConditionAvailable, Status: metav1.ConditionFalse, Reason: v1alpha1.ReasonRollingOut,
 			Message: fmt.Sprintf("%d of %d control-plane nodes run revision %d.", updated, total, desired.Number)})
 	}
 	switch {
 	case len(failed) > 0:
-		b.degraded(ReasonNodeFailed, strings.Join(failed, "; ")+". The rollout is halted until the desired revision changes.")
-		b.progressing(metav1.ConditionFalse, ReasonRolloutHalted, "A node failed; other nodes wait.")
+		b.degraded(v1alpha1.ReasonNodeFailed, strings.Join(failed, "; ")+". The rollout is halted until the desired revision changes.")
+		b.progressing(metav1.ConditionFalse, v1alpha1.ReasonRolloutHalted, "A node failed; other nodes wait.")
 	case total > 0 && updated < total:
-		b.progressing(metav1.ConditionTrue, ReasonRollingOut, fmt.Sprintf("Rolling out revision %d; waiting for %s.", desired.Number, strings.Join(waiting, ", ")))
+		b.progressing(metav1.ConditionTrue, v1alpha1.ReasonRollingOut, fmt.Sprintf("Rolling out revision %d; waiting for %s.", desired.Number, strings.Join(waiting, ", ")))
 	default:
-		b.progressing(metav1.ConditionFalse, ReasonRolloutComplete, fmt.Sprintf("Revision %d is the desired revision.", desired.Number))
+		b.progressing(metav1.ConditionFalse, v1alpha1.ReasonRolloutComplete, fmt.Sprintf("Revision %d is the desired revision.", desired.Number))
 	}
-	b.set(metav1.Condition{Type: ConditionDegraded, Status: metav1.ConditionFalse, Reason: ReasonAsExpected})
+	b.set(metav1.Condition{Type: v1alpha1.ConditionDegraded, Status: metav1.ConditionFalse, Reason: v1alpha1.ReasonAsExpected})
 }
 
 // build returns the status to apply, keeping lastTransitionTime of unchanged conditions.

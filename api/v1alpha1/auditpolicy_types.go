@@ -220,6 +220,14 @@ const (
 	DefaultMaxWait       = 30 * time.Second
 )
 
+// The audit log defaults, also declared in the schema (AuditLogSpec).
+const (
+	DefaultAuditLogPath      = "/var/log/kubernetes/audit/audit.log"
+	DefaultAuditLogMaxAge    = 7
+	DefaultAuditLogMaxBackup = 10
+	DefaultAuditLogMaxSize   = 100
+)
+
 func durationOr(d *metav1.Duration, fallback time.Duration) time.Duration {
 	if d == nil {
 		return fallback
@@ -254,3 +262,29 @@ func (r RolloutSpec) DebounceOrDefault() time.Duration {
 
 // MaxWaitOrDefault is MaxWait, or its default when unset.
 func (r RolloutSpec) MaxWaitOrDefault() time.Duration { return durationOr(r.MaxWait, DefaultMaxWait) }
+
+// PathOrDefault is Path, or its default when unset.
+func (l AuditLogSpec) PathOrDefault() string {
+	if l.Path == "" {
+		return DefaultAuditLogPath
+	}
+	return l.Path
+}
+
+// MaxAgeOrDefault is MaxAge, or its default when unset.
+func (l AuditLogSpec) MaxAgeOrDefault() int32 { return int32Or(l.MaxAge, DefaultAuditLogMaxAge) }
+
+// MaxBackupOrDefault is MaxBackup, or its default when unset.
+func (l AuditLogSpec) MaxBackupOrDefault() int32 {
+	return int32Or(l.MaxBackup, DefaultAuditLogMaxBackup)
+}
+
+// MaxSizeOrDefault is MaxSize, or its default when unset.
+func (l AuditLogSpec) MaxSizeOrDefault() int32 { return int32Or(l.MaxSize, DefaultAuditLogMaxSize) }
+
+func int32Or(v *int32, fallback int32) int32 {
+	if v == nil {
+		return fallback
+	}
+	return *v
+}

@@ -22,16 +22,6 @@ import (
 	"github.com/kaudit/kaudit/internal/revision"
 )
 
-// Event reasons on the AuditPolicy singleton.
-const (
-	ReasonRolloutStarted = "RolloutStarted"
-	ReasonNodeUpdated    = "NodeUpdated"
-	ReasonRolledBack     = "RolledBack"
-	ReasonRolloutFailed  = "RolloutFailed"
-	ReasonRolloutHalted  = "RolloutHalted"
-	ReasonRecovered      = "RolloutRecovered"
-)
-
 // Recorder records Kubernetes events (client-go's record.EventRecorder).
 type Recorder interface {
 	Event(object runtime.Object, eventtype, reason, message string)
@@ -203,7 +193,7 @@ func (a *Agent) Pass(ctx context.Context) time.Duration {
 	}
 	if other, msg := a.haltedBy(ap); other != "" {
 		m := fmt.Sprintf("revision %d waits: the rollout is halted because node %s failed: %s", target.Revision, other, msg)
-		a.event(ap, corev1.EventTypeWarning, ReasonRolloutHalted, m)
+		a.event(ap, corev1.EventTypeWarning, v1alpha1.ReasonRolloutHalted, m)
 		return a.reportThen(ctx, v1alpha1.NodePending, m, a.Resync)
 	}
 	if interval := ap.Spec.Rollout.MinRestartIntervalOrDefault(); interval > 0 && !st.LastRestartTime.IsZero() {
@@ -244,7 +234,7 @@ func (a *Agent) Pass(ctx context.Context) time.Duration {
 		return 0
 	}
 	stopRenew := a.renew(ctx, duration)
-	a.event(ap, corev1.EventTypeNormal, ReasonRolloutStarted, fmt.Sprintf("node %s: rolling out revision %d", a.Node, target.Revision))
+	a.event(ap, corev1.EventTypeNormal, v1alpha1.EventRolloutStarted, fmt.Sprintf("node %s: rolling out revision %d", a.Node, target.Revision))
 	res, err := a.Rollout.Apply(ctx, target, timeout)
 	stopRenew()
 	if err != nil {
@@ -313,13 +303,13 @@ func (a *Agent) finish(ctx context.Context, ap *v1alpha1.AuditPolicy, revision i
 	}
 	switch res.Phase {
 	case v1alpha1.NodeApplied:
-		a.event(ap, corev1.EventTypeNormal, ReasonNodeUpdated, fmt.Sprintf("node %s: %s in %s", a.Node, res.Message, res.Duration.Round(time.Second)))
+		a.event(ap, corev1.EventTypeNormal, v1alpha1.EventNodeUpdated, fmt.Sprintf("node %s: %s in %s", a.Node, res.Message, res.Duration.Round(time.Second)))
 	case v1alpha1.NodeRolledBack:
-		a.event(ap, corev1.EventTypeWarning, ReasonRolledBack, fmt.Sprintf("node %s: %s", a.Node, res.Message))
+		a.event(ap, corev1.EventTypeWarning, v1alpha1.EventRolledBack, fmt.Sprintf("node %s: %s", a.Node, res.Message))
 	case v1alpha1.NodePending:
-		a.event(ap, corev1.EventTypeNormal, ReasonRecovered, fmt.Sprintf("node %s: %s", a.Node, res.Message))
+		a.event(ap, corev1.EventTypeNormal, v1alpha1.EventRolloutRecovered, fmt.Sprintf("node %s: %s", a.Node, res.Message))
 	default:
-		a.event(ap, corev1.EventTypeWarning, ReasonRolloutFailed, fmt.Sprintf("node %s: %s", a.Node, res.Message))
+		a.event(ap, corev1.EventTypeWarning, v1alpha1.EventRolloutFailed, fmt.Sprintf("node %s: %s", a.Node, res.Message))
 	}
 	return reported
 }
@@ -358,7 +348,7 @@ func (e *badRevisionError) Error() string { return e.msg }
 
 func (a *Agent) fail(ctx context.Context, ap *v1alpha1.AuditPolicy, msg string) {
 	_ = a.report(ctx, v1alpha1.NodeFailed, msg)
-	a.event(ap, corev1.EventTypeWarning, ReasonRolloutFailed, fmt.Sprintf("node %s: %s", a.Node, msg))
+	a.event(ap, corev1.EventTypeWarning, v1alpha1.EventRolloutFailed, fmt.Sprintf("node %s: %s", a.Node, msg))
 }
 
 // target reads the desired revision and the managed flags.
@@ -392,11 +382,8 @@ func (a *Agent) target(ctx context.Context, ap *v1alpha1.AuditPolicy) (Target, e
 	t := Target{Revision: rev.Number, Hash: rev.Hash, Policy: rev.Policy, Generation: ap.Generation}
 	if ap.Spec.ManageAPIServerFlags {
 		l := ap.Spec.AuditLog
-		t.Flags = &FlagSettings{PolicyFile: a.Rollout.Node.Paths.PolicyFile, LogPath: l.Path,
-			MaxAge: ptr.Deref(l.MaxAge, 7), MaxBackup: ptr.Deref(l.MaxBackup, 10), MaxSize: ptr.Deref(l.MaxSize, 100)}
-		if t.Flags.LogPath == "" {
-			t.Flags.LogPath = "/var/log/kubernetes/audit/audit.log"
-		}
+		t.Flags = &FlagSettings{PolicyFile: a.Rollout.Node.Paths.PolicyFile, LogPath: l.PathOrDefault(),
+			MaxAge: l.MaxAgeOrDefault(), MaxBackup: l.MaxBackupOrDefault(), MaxSize: l.MaxSizeOrDefault()}
 	}
 	return t, nil
 }

@@ -23,7 +23,6 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/kaudit/kaudit/api/v1alpha1"
-	"github.com/kaudit/kaudit/controllers"
 	"github.com/kaudit/kaudit/internal/revision"
 )
 
@@ -90,9 +89,9 @@ func waitReconciled(objs []*unstructured.Unstructured) {
 			eventually(o.GetKind(), o.GetName(), func(g Gomega, u *unstructured.Unstructured) {
 				m := asModule(u)
 				g.Expect(m.Status.ObservedGeneration).To(Equal(m.Generation))
-				c := condition(m.Status.Conditions, controllers.ConditionAccepted)
+				c := condition(m.Status.Conditions, v1alpha1.ConditionAccepted)
 				g.Expect(c.Status).To(Equal(metav1.ConditionTrue))
-				if c.Reason == controllers.ReasonValid {
+				if c.Reason == v1alpha1.ReasonValid {
 					g.Expect(m.Status.IncludedInRevision).NotTo(BeNil())
 				}
 			})
@@ -100,7 +99,7 @@ func waitReconciled(objs []*unstructured.Unstructured) {
 			eventually(o.GetKind(), o.GetName(), func(g Gomega, u *unstructured.Unstructured) {
 				p := asPolicy(u)
 				g.Expect(p.Status.ObservedGeneration).To(Equal(p.Generation))
-				g.Expect(condition(p.Status.Conditions, controllers.ConditionProgressing).Reason).NotTo(Equal(controllers.ReasonDebouncing))
+				g.Expect(condition(p.Status.Conditions, v1alpha1.ConditionProgressing).Reason).NotTo(Equal(v1alpha1.ReasonDebouncing))
 			})
 		}
 	}

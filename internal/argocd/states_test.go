@@ -19,7 +19,6 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/kaudit/kaudit/api/v1alpha1"
-	"github.com/kaudit/kaudit/controllers"
 )
 
 const (
@@ -138,7 +137,7 @@ func healthSpecs() {
 
 		It("singleton with no accepted module is Healthy: nothing to roll out", func() {
 			u := eventually("AuditPolicy", v1alpha1.SingletonName, func(g Gomega, u *unstructured.Unstructured) {
-				g.Expect(condition(asPolicy(u).Status.Conditions, controllers.ConditionProgressing).Reason).To(Equal(controllers.ReasonNoModules))
+				g.Expect(condition(asPolicy(u).Status.Conditions, v1alpha1.ConditionProgressing).Reason).To(Equal(v1alpha1.ReasonNoModules))
 			})
 			h := health("no-modules", u)
 			Expect(h.Status).To(Equal(Healthy))
@@ -157,7 +156,7 @@ func healthSpecs() {
 		It("accepted module waiting for the debounce is Healthy, and the singleton is Progressing", func() {
 			u := eventually("AuditPolicyModule", module, func(g Gomega, u *unstructured.Unstructured) {
 				m := asModule(u)
-				g.Expect(condition(m.Status.Conditions, controllers.ConditionAccepted).Status).To(Equal(metav1.ConditionTrue))
+				g.Expect(condition(m.Status.Conditions, v1alpha1.ConditionAccepted).Status).To(Equal(metav1.ConditionTrue))
 				g.Expect(m.Status.IncludedInRevision).To(BeNil())
 			})
 			h := health("accepted-pending", u)
@@ -165,7 +164,7 @@ func healthSpecs() {
 			Expect(h.Message).To(ContainSubstring("Not in a revision yet"))
 
 			u = eventually("AuditPolicy", v1alpha1.SingletonName, func(g Gomega, u *unstructured.Unstructured) {
-				g.Expect(condition(asPolicy(u).Status.Conditions, controllers.ConditionProgressing).Reason).To(Equal(controllers.ReasonDebouncing))
+				g.Expect(condition(asPolicy(u).Status.Conditions, v1alpha1.ConditionProgressing).Reason).To(Equal(v1alpha1.ReasonDebouncing))
 			})
 			h = health("debouncing", u)
 			Expect(h.Status).To(Equal(Progressing))
@@ -185,13 +184,13 @@ func healthSpecs() {
 			u := eventually("AuditPolicy", v1alpha1.SingletonName, func(g Gomega, u *unstructured.Unstructured) {
 				p := asPolicy(u)
 				g.Expect(p.Status.DesiredRevision).NotTo(BeNil())
-				g.Expect(condition(p.Status.Conditions, controllers.ConditionAvailable).Reason).To(Equal(controllers.ReasonNoControlPlaneNodes))
+				g.Expect(condition(p.Status.Conditions, v1alpha1.ConditionAvailable).Reason).To(Equal(v1alpha1.ReasonNoControlPlaneNodes))
 			})
 			p := asPolicy(u)
 			desired, desiredHash = *p.Status.DesiredRevision, p.Status.DesiredPolicyHash
 			h := health("no-control-plane-nodes", u)
 			Expect(h.Status).To(Equal(Degraded))
-			Expect(h.Message).To(ContainSubstring(controllers.ControlPlaneLabel))
+			Expect(h.Message).To(ContainSubstring(v1alpha1.ControlPlaneLabel))
 		})
 
 		It("module whose new generation is not yet validated is Progressing, then Degraded when rejected", func() {
@@ -214,7 +213,7 @@ func healthSpecs() {
 			u := eventually("AuditPolicyModule", module, func(g Gomega, u *unstructured.Unstructured) {
 				m := asModule(u)
 				g.Expect(m.Status.ObservedGeneration).To(BeEquivalentTo(2))
-				g.Expect(condition(m.Status.Conditions, controllers.ConditionAccepted).Status).To(Equal(metav1.ConditionFalse))
+				g.Expect(condition(m.Status.Conditions, v1alpha1.ConditionAccepted).Status).To(Equal(metav1.ConditionFalse))
 			})
 			h = health("rejected", u)
 			Expect(h.Status).To(Equal(Degraded))
@@ -226,7 +225,7 @@ func healthSpecs() {
 		It("disabled module is Healthy and says it is disabled", func() {
 			Expect(k8s.Create(ctx, moduleObject(disabled, true))).To(Succeed())
 			u := eventually("AuditPolicyModule", disabled, func(g Gomega, u *unstructured.Unstructured) {
-				g.Expect(condition(asModule(u).Status.Conditions, controllers.ConditionAccepted).Reason).To(Equal(controllers.ReasonDisabled))
+				g.Expect(condition(asModule(u).Status.Conditions, v1alpha1.ConditionAccepted).Reason).To(Equal(v1alpha1.ReasonDisabled))
 			})
 			h := health("disabled", u)
 			Expect(h.Status).To(Equal(Healthy))
@@ -235,14 +234,14 @@ func healthSpecs() {
 
 		It("singleton is Progressing while a node rolls out", func() {
 			Expect(k8s.Create(ctx, &corev1.Node{ObjectMeta: metav1.ObjectMeta{
-				Name: node, Labels: map[string]string{controllers.ControlPlaneLabel: ""},
+				Name: node, Labels: map[string]string{v1alpha1.ControlPlaneLabel: ""},
 			}})).To(Succeed())
 			applyNodeEntry(map[string]any{"phase": "RollingOut", "message": fmt.Sprintf("restarting kube-apiserver with revision %d", desired)})
 			u := eventually("AuditPolicy", v1alpha1.SingletonName, func(g Gomega, u *unstructured.Unstructured) {
 				p := asPolicy(u)
 				g.Expect(p.Status.Nodes).To(HaveLen(1))
 				g.Expect(p.Status.UpdatedNodes).To(Equal("0/1"))
-				g.Expect(condition(p.Status.Conditions, controllers.ConditionProgressing).Reason).To(Equal(controllers.ReasonRollingOut))
+				g.Expect(condition(p.Status.Conditions, v1alpha1.ConditionProgressing).Reason).To(Equal(v1alpha1.ReasonRollingOut))
 			})
 			h := health("rolling-out", u)
 			Expect(h.Status).To(Equal(Progressing))
@@ -254,7 +253,7 @@ func healthSpecs() {
 			reason := "kube-apiserver was not ready within 2m0s; restored the previous policy"
 			applyNodeEntry(map[string]any{"phase": "Failed", "message": reason})
 			u := eventually("AuditPolicy", v1alpha1.SingletonName, func(g Gomega, u *unstructured.Unstructured) {
-				g.Expect(condition(asPolicy(u).Status.Conditions, controllers.ConditionDegraded).Status).To(Equal(metav1.ConditionTrue))
+				g.Expect(condition(asPolicy(u).Status.Conditions, v1alpha1.ConditionDegraded).Status).To(Equal(metav1.ConditionTrue))
 			})
 			h := health("node-failed", u)
 			Expect(h.Status).To(Equal(Degraded))
@@ -265,7 +264,7 @@ func healthSpecs() {
 			reason := "mirror pod did not show the new policy hash; rolled back"
 			applyNodeEntry(map[string]any{"phase": "RolledBack", "message": reason})
 			u := eventually("AuditPolicy", v1alpha1.SingletonName, func(g Gomega, u *unstructured.Unstructured) {
-				g.Expect(condition(asPolicy(u).Status.Conditions, controllers.ConditionDegraded).Message).To(ContainSubstring("RolledBack"))
+				g.Expect(condition(asPolicy(u).Status.Conditions, v1alpha1.ConditionDegraded).Message).To(ContainSubstring("RolledBack"))
 			})
 			h := health("node-rolled-back", u)
 			Expect(h.Status).To(Equal(Degraded))
@@ -278,7 +277,7 @@ func healthSpecs() {
 				"lastRestartTime": "2026-01-01T00:00:00Z", "lastRolloutSeconds": int64(41),
 			})
 			u := eventually("AuditPolicy", v1alpha1.SingletonName, func(g Gomega, u *unstructured.Unstructured) {
-				g.Expect(condition(asPolicy(u).Status.Conditions, controllers.ConditionAvailable).Status).To(Equal(metav1.ConditionTrue))
+				g.Expect(condition(asPolicy(u).Status.Conditions, v1alpha1.ConditionAvailable).Status).To(Equal(metav1.ConditionTrue))
 			})
 			h := health("healthy", u)
 			Expect(h.Status).To(Equal(Healthy))

@@ -204,7 +204,7 @@ var _ = Describe("Agents", func() {
 		for _, a := range agents {
 			Expect(a.policy()).To(Equal(string(policyOf(2))))
 			Expect(a.state().Restarts).To(Equal(int64(2)))
-			Expect(strings.Join(a.eventList(), "\n")).To(ContainSubstring(agent.ReasonNodeUpdated))
+			Expect(strings.Join(a.eventList(), "\n")).To(ContainSubstring(v1alpha1.EventNodeUpdated))
 		}
 	})
 
@@ -312,7 +312,7 @@ var _ = Describe("Agents", func() {
 		for _, a := range agents {
 			if a.name == failed {
 				Expect(a.policy()).To(Equal(string(policyOf(1))), "rolled back to the old policy")
-				Expect(strings.Join(a.eventList(), "\n")).To(ContainSubstring(agent.ReasonRolledBack))
+				Expect(strings.Join(a.eventList(), "\n")).To(ContainSubstring(v1alpha1.EventRolledBack))
 			} else {
 				Expect(a.state().Restarts).To(Equal(int64(1)), "%s must not restart for the failed revision", a.name)
 			}

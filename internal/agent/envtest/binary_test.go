@@ -156,8 +156,8 @@ var _ = Describe("The kaudit agent binary", func() {
 		for _, e := range events.Items {
 			reasons[e.Reason] = true
 		}
-		Expect(reasons).To(HaveKey(agent.ReasonNodeUpdated))
-		Expect(reasons).To(HaveKey(agent.ReasonRolledBack))
+		Expect(reasons).To(HaveKey(v1alpha1.EventNodeUpdated))
+		Expect(reasons).To(HaveKey(v1alpha1.EventRolledBack))
 
 		overheads := finishedRollouts(logs.String())
 		Expect(overheads).NotTo(BeEmpty())

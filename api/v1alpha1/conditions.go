@@ -1,0 +1,63 @@
+package v1alpha1
+
+// The vocabulary of the two kinds' status and events: condition types, their reasons and the
+// event reasons. It lives next to the types so that the manager, the agent, the CLI and the
+// tests read one list (see docs/design.md, "Status ownership").
+
+// Condition types. AuditPolicyModule has Accepted; the AuditPolicy singleton has Available,
+// Progressing and Degraded.
+const (
+	// ConditionAccepted tells whether a module's current generation is valid and in force.
+	ConditionAccepted = "Accepted"
+	// ConditionAvailable is true when every control-plane node runs the desired revision.
+	ConditionAvailable = "Available"
+	// ConditionProgressing is true while a revision is being made or rolled out.
+	ConditionProgressing = "Progressing"
+	// ConditionDegraded is true when the settings are invalid, a pinned revision is missing,
+	// the merge failed or a node failed.
+	ConditionDegraded = "Degraded"
+)
+
+// Reasons of a module's Accepted condition.
+const (
+	ReasonValid    = "Valid"
+	ReasonDisabled = "Disabled"
+	ReasonInvalid  = "Invalid"
+)
+
+// Reasons of the singleton's conditions.
+const (
+	ReasonNoModules           = "NoModules"
+	ReasonDebouncing          = "Debouncing"
+	ReasonRollingOut          = "RollingOut"
+	ReasonRolloutComplete     = "RolloutComplete"
+	ReasonRolloutHalted       = "RolloutHalted"
+	ReasonNoControlPlaneNodes = "NoControlPlaneNodes"
+	ReasonAsExpected          = "AsExpected"
+	ReasonInvalidSettings     = "InvalidSettings"
+	ReasonMergeFailed         = "MergeFailed"
+	ReasonPinnedNotFound      = "PinnedRevisionNotFound"
+	ReasonNodeFailed          = "NodeFailed"
+)
+
+// Event reasons that are not also condition reasons. The manager's events: on the singleton
+// Created, RevisionCreated, RevisionsPruned and NodeRemoved (plus InvalidSettings and
+// MergeFailed); on a module Accepted and Rejected. The agents' events, on the singleton:
+// RolloutStarted, NodeUpdated, RolledBack, RolloutFailed, RolloutRecovered and RolloutHalted.
+const (
+	EventCreated          = "Created"
+	EventRevisionCreated  = "RevisionCreated"
+	EventRevisionsPruned  = "RevisionsPruned"
+	EventNodeRemoved      = "NodeRemoved"
+	EventModuleAccepted   = "Accepted"
+	EventModuleRejected   = "Rejected"
+	EventRolloutStarted   = "RolloutStarted"
+	EventNodeUpdated      = "NodeUpdated"
+	EventRolledBack       = "RolledBack"
+	EventRolloutFailed    = "RolloutFailed"
+	EventRolloutRecovered = "RolloutRecovered"
+)
+
+// ControlPlaneLabel marks the nodes whose kube-apiserver the agents restart; the manager counts
+// them to decide Available.
+const ControlPlaneLabel = "node-role.kubernetes.io/control-plane"
