@@ -18,7 +18,7 @@ func TestGetterDefaultsEqualTheSchemaDefaults(t *testing.T) {
 	defaulted := set.Policy.Spec
 	var empty v1alpha1.AuditPolicySpec
 	checks := []struct {
-		name          string
+		name           string
 		schema, getter any
 	}{
 		{"rollout.healthTimeout", defaulted.Rollout.HealthTimeout.Duration, empty.Rollout.HealthTimeoutOrDefault()},
