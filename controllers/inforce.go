@@ -16,11 +16,11 @@ type moduleVerdict struct {
 	Err error
 }
 
-// modulesInForce decides which spec of each module the next revision holds (SPEC Decisions):
-// an enabled module's current spec when it is valid; for a module whose current spec is
-// invalid (even if it also disables the module), the spec the previous revision held for it
-// (last known good, so a typo never lets bodies through); nothing for a module never accepted.
-// Validly disabled and deleted modules drop out.
+// modulesInForce decides which spec of each module the next revision holds (see
+// docs/design.md, "Last known good"): an enabled module's current spec when it is valid; for a
+// module whose current spec is invalid (even if it also disables the module), the spec the
+// previous revision held for it (last known good, so a typo never lets bodies through); nothing
+// for a module never accepted. Validly disabled and deleted modules drop out.
 // next is the number the revision will get; it becomes FirstRevision of changed modules.
 func modulesInForce(verdicts []moduleVerdict, previous *revision.Revision, next int64) ([]policy.Module, []revision.ModuleRecord) {
 	prev := map[string]revision.ModuleRecord{}

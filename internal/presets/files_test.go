@@ -69,7 +69,7 @@ func TestBaselineSettingsComeFromItsAuditPolicy(t *testing.T) {
 	if !merged.Sources[len(merged.Sources)-1].IsDefault() || string(last.Level) != string(auditinternal.LevelMetadata) {
 		t.Errorf("the last rule is %+v from %+v, want the Metadata catch-all from defaultLevel", last, merged.Sources[len(merged.Sources)-1])
 	}
-	// Preset modules ship no catch-all of their own (SPEC Decisions): only the default rule
+	// No preset module has a catch-all (docs/design.md, "Modules and merge"): only the default rule
 	// may match every request.
 	for i, r := range merged.Policy.Rules[:len(merged.Policy.Rules)-1] {
 		if len(r.Users) == 0 && len(r.UserGroups) == 0 && len(r.Verbs) == 0 && len(r.Resources) == 0 &&
