@@ -3,39 +3,15 @@ package cmd
 import (
 	"errors"
 	"fmt"
-	"io"
 	"strings"
 
 	"github.com/spf13/cobra"
-	auditv1 "k8s.io/apiserver/pkg/apis/audit/v1"
-	"sigs.k8s.io/yaml"
 
+	"github.com/kaudit/kaudit/internal/explain"
 	"github.com/kaudit/kaudit/internal/policy"
 )
 
 func init() { register(newExplainCommand) }
-
-// Explanation is the machine output of explain.
-type Explanation struct {
-	Request  policy.Request `json:"request"`
-	Decision ExplainedRule  `json:"decision"`
-	// OmitStages are the stages not written for the request (the rule's and the policy's).
-	OmitStages        []auditv1.Stage `json:"omitStages"`
-	OmitManagedFields bool            `json:"omitManagedFields"`
-	// Shadowed are later rules that match the request too but never decide it.
-	Shadowed []ExplainedRule `json:"shadowed"`
-}
-
-// ExplainedRule is a rule of the merged policy and where it came from.
-type ExplainedRule struct {
-	// Index is the rule's index in the merged policy; -1 when no rule matches.
-	Index  int                 `json:"index"`
-	Module string              `json:"module,omitempty"`
-	Rule   int                 `json:"rule"`
-	Source string              `json:"source"`
-	Level  auditv1.Level       `json:"level"`
-	Spec   *auditv1.PolicyRule `json:"spec,omitempty"`
-}
 
 func newExplainCommand() *cobra.Command {
 	var (
@@ -43,8 +19,8 @@ func newExplainCommand() *cobra.Command {
 		groups   []string
 		resource string
 		url      string
-		format   string
 	)
+	format := newFormatFlag("text", "json")
 	c := &cobra.Command{
 		Use:   "explain PATH... (--resource R[/SUB] | --url PATH) [flags]",
 		Short: "Tell which module and rule decide a request, and at which level",
@@ -62,6 +38,10 @@ are shadowed by the deciding one.`,
   kaudit explain /etc/kubernetes/audit/policy.yaml --user system:anonymous --url /healthz --format json`,
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			out, err := format.get()
+			if err != nil {
+				return err
+			}
 			in, err := readPolicy(cmd.InOrStdin(), args)
 			if err != nil {
 				return err
@@ -84,17 +64,14 @@ are shadowed by the deciding one.`,
 				}
 			}
 			req.Groups = groups
-			ex, err := explain(in.Merged, req)
+			ex, err := explain.Explain(in.Merged, req)
 			if err != nil {
 				return err
 			}
-			switch format {
-			case "json":
+			if out == "json" {
 				return writeJSON(cmd.OutOrStdout(), ex)
-			case "text":
-				return ex.writeText(cmd.OutOrStdout())
 			}
-			return fmt.Errorf("--format %q: must be text or json", format)
+			return ex.WriteText(cmd.OutOrStdout())
 		},
 	}
 	f := c.Flags()
@@ -107,114 +84,7 @@ are shadowed by the deciding one.`,
 	f.StringVarP(&req.Namespace, "namespace", "n", "", "namespace (empty for cluster-scoped resources)")
 	f.StringVar(&req.Name, "name", "", "name of the object")
 	f.StringVar(&url, "url", "", "path of a non-resource request, e.g. /healthz")
-	f.StringVar(&format, "format", "text", "output format: text or json")
-	_ = c.RegisterFlagCompletionFunc("format", fixedCompletion("text", "json"))
+	format.addTo(c)
 	_ = c.RegisterFlagCompletionFunc("verb", fixedCompletion("get", "list", "watch", "create", "update", "patch", "delete", "deletecollection", "impersonate", "bind", "escalate"))
 	return c
-}
-
-func explain(m *policy.Merged, req policy.Request) (*Explanation, error) {
-	eval, err := policy.NewEvaluator(m.Policy)
-	if err != nil {
-		return nil, err
-	}
-	d := eval.Decide(req)
-	ex := &Explanation{Request: req, Decision: explainedRule(m, d.Rule, true), OmitStages: d.OmitStages, OmitManagedFields: d.OmitManagedFields}
-	if ex.OmitStages == nil {
-		ex.OmitStages = []auditv1.Stage{}
-	}
-	ex.Shadowed = []ExplainedRule{}
-	for _, i := range eval.Matching(req) {
-		if i != d.Rule {
-			ex.Shadowed = append(ex.Shadowed, explainedRule(m, i, false))
-		}
-	}
-	return ex, nil
-}
-
-func explainedRule(m *policy.Merged, i int, spec bool) ExplainedRule {
-	if i < 0 {
-		return ExplainedRule{Index: -1, Rule: -1, Source: "no rule matches: kube-apiserver does not log the request", Level: auditv1.LevelNone}
-	}
-	r := ExplainedRule{Index: i, Rule: -1, Level: m.Policy.Rules[i].Level}
-	src := m.Sources[i]
-	if src.IsDefault() {
-		r.Source = "default: no module matches (AuditPolicy cluster spec.defaultLevel)"
-	} else {
-		r.Module, r.Rule = src.Module, src.Rule
-		r.Source = fmt.Sprintf("module %s, rule %d", src.Module, src.Rule)
-	}
-	if spec {
-		rule := m.Policy.Rules[i]
-		r.Spec = &rule
-	}
-	return r
-}
-
-func (ex *Explanation) writeText(w io.Writer) error {
-	r := ex.Request
-	var b strings.Builder
-	who := r.User
-	if who == "" {
-		who = "(no user)"
-	}
-	if len(r.Groups) > 0 {
-		who += " (groups " + strings.Join(r.Groups, ", ") + ")"
-	}
-	what := r.Path
-	if r.ResourceRequest {
-		what = r.Resource
-		if r.Subresource != "" {
-			what += "/" + r.Subresource
-		}
-		if r.APIGroup != "" {
-			what += " in API group " + r.APIGroup
-		}
-		switch {
-		case r.Namespace != "" && r.Name != "":
-			what += fmt.Sprintf(", %s/%s", r.Namespace, r.Name)
-		case r.Namespace != "":
-			what += ", namespace " + r.Namespace
-		case r.Name != "":
-			what += ", name " + r.Name
-		}
-	}
-	fmt.Fprintf(&b, "Request:     %s %s by %s\n", r.Verb, what, who)
-	fmt.Fprintf(&b, "Decided by:  %s", ex.Decision.Source)
-	if ex.Decision.Index >= 0 {
-		fmt.Fprintf(&b, " (rule %d of the policy)", ex.Decision.Index)
-	}
-	fmt.Fprintf(&b, "\nLevel:       %s\n", ex.Decision.Level)
-	if ex.Decision.Level != auditv1.LevelNone {
-		stages := "none"
-		if len(ex.OmitStages) > 0 {
-			var s []string
-			for _, st := range ex.OmitStages {
-				s = append(s, string(st))
-			}
-			stages = strings.Join(s, ", ")
-		}
-		fmt.Fprintf(&b, "Omitted:     %s (stages not written)\n", stages)
-		if ex.Decision.Level == auditv1.LevelRequest || ex.Decision.Level == auditv1.LevelRequestResponse {
-			fmt.Fprintf(&b, "managedFields omitted from bodies: %v\n", ex.OmitManagedFields)
-		}
-	}
-	if ex.Decision.Spec != nil {
-		y, err := yaml.Marshal(ex.Decision.Spec)
-		if err != nil {
-			return err
-		}
-		b.WriteString("Rule:\n")
-		for _, line := range strings.Split(strings.TrimSuffix(string(y), "\n"), "\n") {
-			b.WriteString("  " + line + "\n")
-		}
-	}
-	if len(ex.Shadowed) > 0 {
-		b.WriteString("Also matching, shadowed for this request by the rule above:\n")
-		for _, s := range ex.Shadowed {
-			fmt.Fprintf(&b, "  %s (rule %d of the policy): %s\n", s.Source, s.Index, s.Level)
-		}
-	}
-	_, err := io.WriteString(w, b.String())
-	return err
 }

@@ -6,9 +6,25 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
+
+	"github.com/kaudit/kaudit/internal/lint"
 )
+
+// kaudit lint --help lists every check of the catalogue, with its severity and summary.
+func TestLintHelpListsEveryCheck(t *testing.T) {
+	out, _, code := kaudit(t, "", "lint", "--help")
+	if code != 0 {
+		t.Fatalf("exit %d", code)
+	}
+	for _, c := range lint.Checks() {
+		if !regexp.MustCompile(`(?m)^  ` + regexp.QuoteMeta(c.Name) + ` +` + string(c.Severity) + ` +` + regexp.QuoteMeta(c.Summary) + `$`).MatchString(out) {
+			t.Errorf("kaudit lint --help does not list %s (%s: %s):\n%s", c.Name, c.Severity, c.Summary, out)
+		}
+	}
+}
 
 // With --kubeconfig, the cluster's custom resources are known: no unchecked-group finding.
 func TestLintReadsCustomResourcesFromDiscovery(t *testing.T) {

@@ -7,6 +7,7 @@ import (
 	"flag"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -174,13 +175,48 @@ func TestSimulateReadsStdinAndGzip(t *testing.T) {
 }
 
 func TestEveryCommandHasExamples(t *testing.T) {
-	for _, c := range NewRootCommand().Commands() {
+	root := NewRootCommand()
+	if strings.TrimSpace(root.Example) == "" {
+		t.Error("kaudit --help shows no example")
+	}
+	for _, c := range root.Commands() {
 		if c.Name() == "help" || c.Hidden {
 			continue
 		}
 		if strings.TrimSpace(c.Example) == "" {
 			t.Errorf("kaudit %s --help shows no example", c.Name())
 		}
+	}
+}
+
+// Every command that writes more than one format takes it as --format, shorthand -o.
+func TestOutputFormatIsOneFlagEverywhere(t *testing.T) {
+	var withFormat []string
+	for _, c := range NewRootCommand().Commands() {
+		if c.Flags().Lookup("output") != nil {
+			t.Errorf("kaudit %s has --output: the output format is --format", c.Name())
+		}
+		if f := c.Flags().Lookup("format"); f != nil {
+			withFormat = append(withFormat, c.Name())
+			if f.Shorthand != "o" {
+				t.Errorf("kaudit %s --format has shorthand %q, want -o", c.Name(), f.Shorthand)
+			}
+		}
+	}
+	if want := []string{"explain", "lint", "render", "simulate"}; !slices.Equal(withFormat, want) {
+		t.Errorf("commands with --format: %v, want %v", withFormat, want)
+	}
+	for _, args := range [][]string{
+		{"render", "testdata/modules", "--format", "json"},
+		{"lint", "testdata/modules", "-o", "json"},
+	} {
+		out, errOut, code := kaudit(t, "", args...)
+		if code != 0 || !json.Valid([]byte(out)) {
+			t.Errorf("%v: exit %d, %s, output %.200s", args, code, errOut, out)
+		}
+	}
+	if _, errOut, code := kaudit(t, "", "render", "testdata/modules", "-o", "xml"); code == 0 || errOut != `--format "xml": must be yaml or json` {
+		t.Errorf("an unknown format: exit %d, stderr %q", code, errOut)
 	}
 }
 

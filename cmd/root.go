@@ -23,6 +23,13 @@ func NewRootCommand() *cobra.Command {
 		Short: "Manage the Kubernetes API server's audit policy as code",
 		Long: `kaudit merges AuditPolicyModule resources into one validated audit.k8s.io/v1 Policy,
 rolls it out to control-plane nodes one at a time, and tests policies offline.`,
+		Example: `  # Offline: the policy file the modules make, its problems, and who decides a request
+  kaudit render config/modules/baseline
+  kaudit lint config/modules/baseline
+  kaudit explain config/modules/baseline --user alice --verb get --resource secrets --namespace default
+
+  # What a policy would keep of a recorded audit log
+  kaudit simulate --policy config/modules/baseline /var/log/kubernetes/audit/audit.log`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}

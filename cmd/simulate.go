@@ -18,9 +18,10 @@ func init() { register(newSimulateCommand) }
 func newSimulateCommand() *cobra.Command {
 	var (
 		policyPaths, againstPaths []string
-		format, progress, engine  string
+		progress, engine          string
 		cpus, examples            int
 	)
+	format := newFormatFlag("text", "json")
 	c := &cobra.Command{
 		Use:   "simulate --policy PATH... [LOG...]",
 		Short: "Replay recorded audit logs through a policy: volume per level and rule, drops, diff",
@@ -47,6 +48,10 @@ apiVersion are counted and the first few shown with their line numbers.`,
   # Machine-readable, from stdin, on one core
   zcat audit.log.gz | kaudit simulate --policy policy.yaml --format json --cpus 1 -`,
 		RunE: func(cmd *cobra.Command, args []string) error {
+			out, err := format.get()
+			if err != nil {
+				return err
+			}
 			if len(policyPaths) == 0 {
 				return fmt.Errorf("--policy is required")
 			}
@@ -86,9 +91,6 @@ apiVersion are counted and the first few shown with their line numbers.`,
 			default:
 				return fmt.Errorf("--progress %q: must be auto, always or never", progress)
 			}
-			if format != "text" && format != "json" {
-				return fmt.Errorf("--format %q: must be text or json", format)
-			}
 			if len(args) == 0 {
 				args = []string{"-"}
 			}
@@ -106,7 +108,7 @@ apiVersion are counted and the first few shown with their line numbers.`,
 			if err != nil {
 				return err
 			}
-			if format == "json" {
+			if out == "json" {
 				return writeJSON(cmd.OutOrStdout(), report)
 			}
 			return report.WriteText(cmd.OutOrStdout())
@@ -115,13 +117,12 @@ apiVersion are counted and the first few shown with their line numbers.`,
 	f := c.Flags()
 	f.StringSliceVarP(&policyPaths, "policy", "p", nil, "the policy to simulate: module files or directories, an AuditPolicy manifest, or an audit.k8s.io/v1 Policy (repeatable)")
 	f.StringSliceVar(&againstPaths, "against", nil, "compare with this policy instead of the recorded log (same kinds of paths as --policy)")
-	f.StringVar(&format, "format", "text", "output format: text or json")
+	format.addTo(c)
 	f.StringVar(&progress, "progress", "auto", "progress on stderr: auto (when stderr is a terminal), always or never")
 	f.IntVar(&cpus, "cpus", 0, "cores to use; 0 means all")
 	f.IntVar(&examples, "examples", 5, "how many malformed lines and security-relevant drops to show")
 	f.StringVar(&engine, "engine", "fast", "decoder: fast, or naive (encoding/json per event, no cache; the reference used by tests and make bench)")
 	_ = f.MarkHidden("engine")
-	_ = c.RegisterFlagCompletionFunc("format", fixedCompletion("text", "json"))
 	_ = c.RegisterFlagCompletionFunc("progress", fixedCompletion("auto", "always", "never"))
 	return c
 }
