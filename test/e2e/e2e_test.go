@@ -23,13 +23,6 @@ const rolloutTimeout = 5 * time.Minute
 // baseline of kaudit's rollout overhead.
 var bareRestart time.Duration
 
-func nodeHeartbeats(node string) func(*auditv1.Event) bool {
-	return func(ev *auditv1.Event) bool {
-		return ev.User.Username == "system:node:"+node && ev.ObjectRef != nil &&
-			ev.ObjectRef.Resource == "leases" && ev.ObjectRef.Namespace == "kube-node-lease"
-	}
-}
-
 var _ = Describe("kaudit on kind", Ordered, ContinueOnFailure, func() {
 
 	Context("the kind cluster alone", func() {
@@ -317,17 +310,6 @@ spec:
 		})
 	})
 })
-
-// distinctStarts counts kube-apiserver instances by container start time.
-// While kubelet replaces a static pod, the old mirror pod briefly reports the
-// new container's start, so UIDs alone would count one restart twice.
-func distinctStarts(seen []apiserverStart) int {
-	starts := map[int64]bool{}
-	for _, s := range seen {
-		starts[s.Started.Unix()] = true
-	}
-	return len(starts)
-}
 
 var _ = Describe("kaudit on a fresh kind cluster without audit flags", Ordered, func() {
 	var bc *cluster

@@ -251,6 +251,17 @@ func (w *restartWatcher) stop() []apiserverStart {
 	return append([]apiserverStart(nil), w.seen...)
 }
 
+// distinctStarts counts kube-apiserver instances by container start time.
+// While kubelet replaces a static pod, the old mirror pod briefly reports the
+// new container's start, so UIDs alone would count one restart twice.
+func distinctStarts(seen []apiserverStart) int {
+	starts := map[int64]bool{}
+	for _, s := range seen {
+		starts[s.Started.Unix()] = true
+	}
+	return len(starts)
+}
+
 // auditEvents reads every audit event in the host-mounted log directory
 // (current file and rotated backups) whose stage timestamp is after since and
 // that match accepts.
@@ -298,6 +309,14 @@ func objectEvents(resource, namespace, name string, verbs ...string) func(*audit
 			}
 		}
 		return false
+	}
+}
+
+// nodeHeartbeats matches the Lease renewals of a node's kubelet.
+func nodeHeartbeats(node string) func(*auditv1.Event) bool {
+	return func(ev *auditv1.Event) bool {
+		return ev.User.Username == "system:node:"+node && ev.ObjectRef != nil &&
+			ev.ObjectRef.Resource == "leases" && ev.ObjectRef.Namespace == "kube-node-lease"
 	}
 }
 
