@@ -225,8 +225,9 @@ var _ = Describe("kaudit manager", Ordered, func() {
 				Eventually(latestNumber, timeout).Should(Equal(pinned + int64(i) + 1))
 			}
 			Eventually(func() int { return len(listRevisions()) }, timeout).Should(Equal(historyLimit))
-			numbers := []int64{}
-			for _, r := range listRevisions() {
+			revs := listRevisions()
+			numbers := make([]int64, 0, len(revs))
+			for _, r := range revs {
 				numbers = append(numbers, r.Number)
 			}
 			Expect(numbers).To(ContainElement(pinned), "the pinned revision is kept")

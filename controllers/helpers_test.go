@@ -41,7 +41,7 @@ func newModule(name string, order int32, rules ...v1alpha1.PolicyRule) *v1alpha1
 func listRevisions() []revision.Revision {
 	var cms corev1.ConfigMapList
 	Expect(k8s.List(ctx, &cms, client.InNamespace(namespace), client.MatchingLabelsSelector{Selector: revision.Selector()})).To(Succeed())
-	var out []revision.Revision
+	out := make([]revision.Revision, 0, len(cms.Items))
 	for i := range cms.Items {
 		r, err := revision.FromConfigMap(&cms.Items[i])
 		Expect(err).NotTo(HaveOccurred())
