@@ -13,9 +13,26 @@ SHELL := /usr/bin/env bash -o pipefail
 LOCALBIN ?= $(shell pwd)/bin
 CONTROLLER_GEN ?= $(LOCALBIN)/controller-gen
 KUSTOMIZE ?= $(LOCALBIN)/kustomize
+GOLANGCI_LINT ?= $(LOCALBIN)/golangci-lint
+KUBECTL ?= kubectl
 CONTROLLER_TOOLS_VERSION ?= v0.23.0
 KUSTOMIZE_VERSION ?= v5.7.1
+GOLANGCI_LINT_VERSION ?= v2.15.0
 GO_TEST_FLAGS ?= -race
+
+# `make uninstall ignore-not-found=true` (and undeploy) ignore objects that are already gone.
+ignore-not-found ?= false
+
+# The environment of every command that starts envtest: the directory of kube-apiserver, etcd and
+# kubectl that hack/envtest-assets.sh provides (built once, then cached).
+ENVTEST_ENV = KUBEBUILDER_ASSETS="$$(K8S_VERSION=$(ENVTEST_K8S_VERSION) hack/envtest-assets.sh)"
+
+# config/default rendered for the image $(IMG). The image is set in a temporary copy of config/,
+# so the committed config/default/kustomization.yaml keeps the default image and the tree stays
+# clean.
+RENDER_DEFAULT = tmp="$$(mktemp -d)" && trap 'rm -rf "$$tmp"' EXIT && cp -R config "$$tmp/" && \
+	(cd "$$tmp/config/default" && $(KUSTOMIZE) edit set image kaudit.local/kaudit=$(IMG)) && \
+	$(KUSTOMIZE) build "$$tmp/config/default"
 
 .PHONY: all
 all: build
@@ -44,14 +61,21 @@ fmt: ## Run go fmt.
 vet: ## Run go vet.
 	go vet ./...
 
+.PHONY: lint
+lint: golangci-lint ## Run golangci-lint (.golangci.yml; the e2e suite included).
+	$(GOLANGCI_LINT) run
+
+.PHONY: lint-fix
+lint-fix: golangci-lint ## Run golangci-lint and apply the fixes it can make.
+	$(GOLANGCI_LINT) run --fix
+
 .PHONY: envtest-assets
 envtest-assets: ## Provide kube-apiserver, etcd and kubectl for envtest (cached in ~/.cache/kaudit).
 	@K8S_VERSION=$(ENVTEST_K8S_VERSION) hack/envtest-assets.sh >/dev/null
 
 .PHONY: test
 test: manifests generate vet envtest-assets ## Run all tests (unit, envtest) with the race detector.
-	KUBEBUILDER_ASSETS="$$(K8S_VERSION=$(ENVTEST_K8S_VERSION) hack/envtest-assets.sh)" \
-		go test $(GO_TEST_FLAGS) ./... -coverprofile cover.out
+	$(ENVTEST_ENV) go test $(GO_TEST_FLAGS) ./... -coverprofile cover.out
 
 .PHONY: check-generated
 check-generated: manifests generate ## Fail if generated code or manifests are not committed.
@@ -65,7 +89,7 @@ check-installer: build-installer ## Fail if dist/install.yaml is not what config
 
 .PHONY: bench
 bench: envtest-assets ## Run the benchmarks and print ratios against their baselines.
-	KUBEBUILDER_ASSETS="$$(K8S_VERSION=$(ENVTEST_K8S_VERSION) hack/envtest-assets.sh)" hack/bench.sh
+	$(ENVTEST_ENV) hack/bench.sh
 
 ##@ Build
 
@@ -79,8 +103,7 @@ run: manifests generate ## Run the manager against the cluster in ~/.kube/config
 
 .PHONY: demo
 demo: envtest-assets ## Start a local control plane, run the manager on the sample modules, print the result.
-	KUBEBUILDER_ASSETS="$$(K8S_VERSION=$(ENVTEST_K8S_VERSION) hack/envtest-assets.sh)" \
-		go run ./hack/demo --modules=$(DEMO_MODULES)
+	$(ENVTEST_ENV) go run ./hack/demo --modules=$(DEMO_MODULES)
 
 .PHONY: docker-build
 docker-build: ## Build the image $(IMG): the static binary in a FROM scratch image (nothing is pulled).
@@ -108,18 +131,24 @@ kind-down: ## Delete kind cluster $(KIND_CLUSTER); the caches in ~/.cache/kaudit
 
 .PHONY: install
 install: manifests kustomize ## Install the CRDs into the cluster in ~/.kube/config.
-	$(KUSTOMIZE) build config/crd | kubectl apply --server-side -f -
+	$(KUSTOMIZE) build config/crd | $(KUBECTL) apply --server-side -f -
+
+.PHONY: uninstall
+uninstall: manifests kustomize ## Delete the CRDs, and with them every module and the AuditPolicy, from the cluster in ~/.kube/config.
+	$(KUSTOMIZE) build config/crd | $(KUBECTL) delete --ignore-not-found=$(ignore-not-found) -f -
 
 .PHONY: deploy
-deploy: manifests kustomize ## Deploy kaudit into the cluster in ~/.kube/config.
-	cd config/default && $(KUSTOMIZE) edit set image kaudit.local/kaudit=$(IMG)
-	$(KUSTOMIZE) build config/default | kubectl apply --server-side -f -
+deploy: manifests kustomize ## Deploy kaudit for the image IMG into the cluster in ~/.kube/config.
+	$(RENDER_DEFAULT) | $(KUBECTL) apply --server-side -f -
+
+.PHONY: undeploy
+undeploy: kustomize ## Delete kaudit (config/default, CRDs included) from the cluster in ~/.kube/config.
+	$(KUSTOMIZE) build config/default | $(KUBECTL) delete --ignore-not-found=$(ignore-not-found) -f -
 
 .PHONY: build-installer
 build-installer: manifests generate kustomize ## Write dist/install.yaml (namespace, CRDs, RBAC, manager, agent) for the image IMG.
 	mkdir -p dist
-	cd config/default && $(KUSTOMIZE) edit set image kaudit.local/kaudit=$(IMG)
-	$(KUSTOMIZE) build config/default > dist/install.yaml.tmp
+	$(RENDER_DEFAULT) > dist/install.yaml.tmp
 	mv dist/install.yaml.tmp dist/install.yaml
 
 ##@ Tools
@@ -133,3 +162,8 @@ $(CONTROLLER_GEN):
 kustomize: $(KUSTOMIZE)
 $(KUSTOMIZE):
 	GOBIN=$(LOCALBIN) GOFLAGS= go install sigs.k8s.io/kustomize/kustomize/v5@$(KUSTOMIZE_VERSION)
+
+.PHONY: golangci-lint
+golangci-lint: $(GOLANGCI_LINT)
+$(GOLANGCI_LINT):
+	GOBIN=$(LOCALBIN) GOFLAGS= go install github.com/golangci/golangci-lint/v2/cmd/golangci-lint@$(GOLANGCI_LINT_VERSION)

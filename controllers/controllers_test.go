@@ -2,7 +2,6 @@ package controllers_test
 
 import (
 	"fmt"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -14,100 +13,12 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/client-go/util/retry"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/kaudit/kaudit/api/v1alpha1"
 	"github.com/kaudit/kaudit/internal/policy"
 	"github.com/kaudit/kaudit/internal/revision"
 )
-
-const timeout = 30 * time.Second
-
-func rule(level v1alpha1.Level, resources ...string) v1alpha1.PolicyRule {
-	r := v1alpha1.PolicyRule{Level: level}
-	if len(resources) > 0 {
-		r.Resources = []v1alpha1.GroupResources{{Group: "", Resources: resources}}
-	}
-	return r
-}
-
-func newModule(name string, order int32, rules ...v1alpha1.PolicyRule) *v1alpha1.AuditPolicyModule {
-	return &v1alpha1.AuditPolicyModule{
-		ObjectMeta: metav1.ObjectMeta{Name: name},
-		Spec:       v1alpha1.AuditPolicyModuleSpec{Order: order, Rules: rules},
-	}
-}
-
-func listRevisions() []revision.Revision {
-	var cms corev1.ConfigMapList
-	Expect(k8s.List(ctx, &cms, client.InNamespace(namespace), client.MatchingLabelsSelector{Selector: revision.Selector()})).To(Succeed())
-	var out []revision.Revision
-	for i := range cms.Items {
-		r, err := revision.FromConfigMap(&cms.Items[i])
-		Expect(err).NotTo(HaveOccurred())
-		out = append(out, *r)
-	}
-	slices.SortFunc(out, func(a, b revision.Revision) int { return int(a.Number - b.Number) })
-	return out
-}
-
-// latestNumber is the newest revision number, 0 when there is none.
-func latestNumber() int64 {
-	revs := listRevisions()
-	if len(revs) == 0 {
-		return 0
-	}
-	return revs[len(revs)-1].Number
-}
-
-func latestRevision() revision.Revision {
-	revs := listRevisions()
-	Expect(revs).NotTo(BeEmpty())
-	return revs[len(revs)-1]
-}
-
-// updateModule changes a module as a user would, retrying when the controller's status
-// writes make the update conflict.
-func updateModule(name string, change func(*v1alpha1.AuditPolicyModule)) {
-	Expect(retry.RetryOnConflict(retry.DefaultRetry, func() error {
-		m := getModule(name)
-		change(m)
-		return k8s.Update(ctx, m)
-	})).To(Succeed())
-}
-
-func getModule(name string) *v1alpha1.AuditPolicyModule {
-	m := &v1alpha1.AuditPolicyModule{}
-	Expect(k8s.Get(ctx, types.NamespacedName{Name: name}, m)).To(Succeed())
-	return m
-}
-
-func accepted(name string) *metav1.Condition {
-	return meta.FindStatusCondition(getModule(name).Status.Conditions, v1alpha1.ConditionAccepted)
-}
-
-func singleton() *v1alpha1.AuditPolicy {
-	ap := &v1alpha1.AuditPolicy{}
-	Expect(k8s.Get(ctx, types.NamespacedName{Name: v1alpha1.SingletonName}, ap)).To(Succeed())
-	return ap
-}
-
-// setRollout patches the user-owned spec as a user would.
-func setRollout(debounce, maxWait string) {
-	patch := fmt.Sprintf(`{"spec":{"rollout":{"debounce":%q,"maxWait":%q}}}`, debounce, maxWait)
-	Expect(k8s.Patch(ctx, &v1alpha1.AuditPolicy{ObjectMeta: metav1.ObjectMeta{Name: v1alpha1.SingletonName}},
-		client.RawPatch(types.MergePatchType, []byte(patch)))).To(Succeed())
-}
-
-func deleteAllModules() {
-	Expect(k8s.DeleteAllOf(ctx, &v1alpha1.AuditPolicyModule{})).To(Succeed())
-	Eventually(func() []v1alpha1.AuditPolicyModule {
-		var l v1alpha1.AuditPolicyModuleList
-		Expect(k8s.List(ctx, &l)).To(Succeed())
-		return l.Items
-	}, timeout).Should(BeEmpty())
-}
 
 var _ = Describe("kaudit manager", Ordered, func() {
 	Describe("the AuditPolicy singleton", func() {
@@ -314,8 +225,9 @@ var _ = Describe("kaudit manager", Ordered, func() {
 				Eventually(latestNumber, timeout).Should(Equal(pinned + int64(i) + 1))
 			}
 			Eventually(func() int { return len(listRevisions()) }, timeout).Should(Equal(historyLimit))
-			numbers := []int64{}
-			for _, r := range listRevisions() {
+			revs := listRevisions()
+			numbers := make([]int64, 0, len(revs))
+			for _, r := range revs {
 				numbers = append(numbers, r.Number)
 			}
 			Expect(numbers).To(ContainElement(pinned), "the pinned revision is kept")

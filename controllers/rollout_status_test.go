@@ -6,39 +6,12 @@ import (
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
 	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/kaudit/kaudit/api/v1alpha1"
 )
-
-// reportNode writes one node's rollout entry as that node's agent does: server-side apply of
-// the status subresource under the agent's own field manager.
-func reportNode(node string, applied int64, phase v1alpha1.NodePhase, message string) {
-	u := &unstructured.Unstructured{Object: map[string]any{
-		"apiVersion": v1alpha1.GroupVersion.String(), "kind": "AuditPolicy",
-		"metadata": map[string]any{"name": v1alpha1.SingletonName},
-		"status": map[string]any{"nodes": []any{map[string]any{
-			"name": node, "appliedRevision": applied, "phase": string(phase), "message": message,
-		}}},
-	}}
-	Expect(k8s.Status().Apply(ctx, client.ApplyConfigurationFromUnstructured(u), client.FieldOwner("kaudit-agent-"+node), client.ForceOwnership)).To(Succeed())
-}
-
-func condition(t string) metav1.Condition {
-	c := meta.FindStatusCondition(singleton().Status.Conditions, t)
-	if c == nil {
-		return metav1.Condition{}
-	}
-	return *c
-}
-
-func controlPlaneNode(name string) *corev1.Node {
-	return &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: name, Labels: map[string]string{v1alpha1.ControlPlaneLabel: ""}}}
-}
 
 // rolloutStatusSpecs run inside the suite's ordered container, after the revision specs.
 func rolloutStatusSpecs() {

@@ -4,7 +4,7 @@
 # Records a kube-apiserver audit log at RequestResponse (every stage, managedFields
 # kept) on a fresh kind cluster while hack/kind/workloads/SCRIPT.sh drives it, then
 # writes the events from the workload's start to its end, redacted by
-# hack/redactauditlog, to OUT (default internal/presets/testdata/auditlogs/SCRIPT.jsonl.gz).
+# hack/redactauditlog, to OUT (default test/presets/testdata/auditlogs/SCRIPT.jsonl.gz).
 # Any policy's log is a projection of this one, so `kaudit simulate` can compare
 # policies on it. The workload script sets the cluster's shape (WORKERS=N) and
 # defines run_workload, using the helpers below.
@@ -18,7 +18,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 SCRIPT="${1:?usage: record-auditlog.sh SCRIPT [OUT]}"
 WORKLOAD="${KIND_DIR}/workloads/${SCRIPT}.sh"
 [[ -f "${WORKLOAD}" ]] || die "no workload ${WORKLOAD}"
-OUT="${2:-${ROOT}/internal/presets/testdata/auditlogs/${SCRIPT}.jsonl.gz}"
+OUT="${2:-${ROOT}/test/presets/testdata/auditlogs/${SCRIPT}.jsonl.gz}"
 
 export KIND_CLUSTER="kaudit-rec-${SCRIPT}"
 WORK="$(mktemp -d)"

@@ -79,7 +79,6 @@ func (k *cluster) envList() []string {
 
 func (k *cluster) node() string       { return k.env["KIND_NODE"] }
 func (k *cluster) kubeconfig() string { return k.env["KUBECONFIG"] }
-func (k *cluster) dir() string        { return k.env["KAUDIT_E2E_DIR"] }
 func (k *cluster) logDir() string     { return k.env["KAUDIT_AUDIT_LOG_DIR"] }
 
 // newCluster creates (or, with reuse, attaches to) kind cluster name in mode
@@ -153,9 +152,8 @@ func (k *cluster) kubectl(args ...string) (string, error) {
 }
 
 // apply applies manifests from stdin with server-side apply.
-func (k *cluster) apply(manifest string, extra ...string) (string, error) {
-	args := append([]string{"apply", "--server-side", "--force-conflicts", "-f", "-"}, extra...)
-	return run([]string{"KUBECONFIG=" + k.kubeconfig()}, manifest, k.kubectlBin, args...)
+func (k *cluster) apply(manifest string) (string, error) {
+	return run([]string{"KUBECONFIG=" + k.kubeconfig()}, manifest, k.kubectlBin, "apply", "--server-side", "--force-conflicts", "-f", "-")
 }
 
 // nodeExec runs a command inside the control-plane node container.
@@ -251,6 +249,17 @@ func (w *restartWatcher) stop() []apiserverStart {
 	return append([]apiserverStart(nil), w.seen...)
 }
 
+// distinctStarts counts kube-apiserver instances by container start time.
+// While kubelet replaces a static pod, the old mirror pod briefly reports the
+// new container's start, so UIDs alone would count one restart twice.
+func distinctStarts(seen []apiserverStart) int {
+	starts := map[int64]bool{}
+	for _, s := range seen {
+		starts[s.Started.Unix()] = true
+	}
+	return len(starts)
+}
+
 // auditEvents reads every audit event in the host-mounted log directory
 // (current file and rotated backups) whose stage timestamp is after since and
 // that match accepts.
@@ -282,11 +291,12 @@ func (k *cluster) auditEvents(since time.Time, match func(*auditv1.Event) bool) 
 	return out
 }
 
-// objectEvents matches events on one object.
-func objectEvents(resource, namespace, name string, verbs ...string) func(*auditv1.Event) bool {
+// objectEvents matches events on one object in dataNamespace, where the suite keeps the objects
+// it audits.
+func objectEvents(resource, name string, verbs ...string) func(*auditv1.Event) bool {
 	return func(ev *auditv1.Event) bool {
 		r := ev.ObjectRef
-		if r == nil || r.Resource != resource || r.Namespace != namespace || r.Name != name || r.Subresource != "" {
+		if r == nil || r.Resource != resource || r.Namespace != dataNamespace || r.Name != name || r.Subresource != "" {
 			return false
 		}
 		if len(verbs) == 0 {
@@ -298,6 +308,14 @@ func objectEvents(resource, namespace, name string, verbs ...string) func(*audit
 			}
 		}
 		return false
+	}
+}
+
+// nodeHeartbeats matches the Lease renewals of a node's kubelet.
+func nodeHeartbeats(node string) func(*auditv1.Event) bool {
+	return func(ev *auditv1.Event) bool {
+		return ev.User.Username == "system:node:"+node && ev.ObjectRef != nil &&
+			ev.ObjectRef.Resource == "leases" && ev.ObjectRef.Namespace == "kube-node-lease"
 	}
 }
 

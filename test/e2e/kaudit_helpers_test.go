@@ -27,6 +27,9 @@ const (
 	manifestOnNode  = "/etc/kubernetes/manifests/kube-apiserver.yaml"
 	// dataNamespace holds the objects whose audit events the suite reads.
 	dataNamespace = "kaudit-e2e-data"
+	// rolloutTimeout bounds one rollout: a kube-apiserver restart takes 40-60 s on
+	// a 2-core machine (mostly the old instance's graceful shutdown).
+	rolloutTimeout = 5 * time.Minute
 )
 
 // install loads the image into the cluster and installs kaudit from
@@ -188,10 +191,10 @@ func (k *cluster) newestRevision() (*revision.Revision, error) {
 // waitPolicyInEffect waits until the newest revision (atLeast or later) is in
 // effect on the node: its policy is the node's file and the running, ready
 // kube-apiserver carries its hash. It reads no kaudit status, so it times
-// the rollout itself; waitRolledOut then checks what status reports.
-func (k *cluster) waitPolicyInEffect(atLeast int64, timeout time.Duration) (time.Time, int64) {
+// the rollout itself; waitRolledOut then checks what status reports. Both wait
+// up to rolloutTimeout. It returns when it saw the policy in effect.
+func (k *cluster) waitPolicyInEffect(atLeast int64) time.Time {
 	var at time.Time
-	var n int64
 	Eventually(func() error {
 		rev, err := k.newestRevision()
 		if err != nil {
@@ -217,20 +220,20 @@ func (k *cluster) waitPolicyInEffect(atLeast int64, timeout time.Duration) (time
 		if file != string(rev.Policy) {
 			return fmt.Errorf("%s on the node is not revision %d", policyOnNode, rev.Number)
 		}
-		at, n = time.Now(), rev.Number
+		at = time.Now()
 		return nil
-	}).WithTimeout(timeout).WithPolling(time.Second).Should(Succeed())
-	return at, n
+	}).WithTimeout(rolloutTimeout).WithPolling(time.Second).Should(Succeed())
+	return at
 }
 
 // waitRolledOut waits until rolledOut(atLeast) holds.
-func (k *cluster) waitRolledOut(atLeast int64, timeout time.Duration) inEffect {
+func (k *cluster) waitRolledOut(atLeast int64) inEffect {
 	var got inEffect
 	Eventually(func() error {
 		var err error
 		got, err = k.rolledOut(atLeast)
 		return err
-	}).WithTimeout(timeout).WithPolling(time.Second).Should(Succeed(), func() string {
+	}).WithTimeout(rolloutTimeout).WithPolling(time.Second).Should(Succeed(), func() string {
 		out, _ := k.kubectl("get", "auditpolicy", "cluster", "-o", "yaml")
 		return out
 	})

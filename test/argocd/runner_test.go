@@ -1,7 +1,3 @@
-// Package argocd runs kaudit's Argo CD resource health checks (config/argocd) the way Argo CD
-// does, so that they can be tested without Argo CD: Argo CD cannot be installed on kaudit's CI
-// machines (no images can be pulled and its Go modules do not build here).
-//
 // The runner follows Argo CD's util/lua (ExecuteHealthLua) for health checks configured in
 // argocd-cm: a gopher-lua state without the standard libraries except package, base and table,
 // the live object as the global `obj` (decoded from the unstructured object: maps and slices
@@ -9,6 +5,7 @@
 // is encoded to JSON and read as {status, message}. A status outside Argo CD's health codes
 // becomes Unknown, as in Argo CD; a Lua error is returned as an error, which Argo CD shows as
 // Unknown with the error text.
+
 package argocd
 
 import (

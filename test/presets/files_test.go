@@ -42,10 +42,10 @@ func TestBaselineRendersToGoldenPolicyTheLoaderAccepts(t *testing.T) {
 			}
 			want, err := os.ReadFile(golden)
 			if err != nil {
-				t.Fatalf("%v (run go test ./internal/presets -update)", err)
+				t.Fatalf("%v (run go test ./test/presets -update)", err)
 			}
 			if !bytes.Equal(rendered, want) {
-				t.Errorf("%s renders differently from %s; if intended, run go test ./internal/presets -update and review the diff", tc.dir, golden)
+				t.Errorf("%s renders differently from %s; if intended, run go test ./test/presets -update and review the diff", tc.dir, golden)
 			}
 		})
 	}

@@ -346,7 +346,7 @@ func TestArgoCDConfigMapSnippetHoldsTheTestedScripts(t *testing.T) {
 			continue
 		}
 		if got != readScript(t, kind) {
-			t.Errorf("%s: %s differs from %s: run go test ./internal/argocd -run Snippet -update", argocdCM, healthKey(kind), scriptPath(kind))
+			t.Errorf("%s: %s differs from %s: run go test ./test/argocd -run Snippet -update", argocdCM, healthKey(kind), scriptPath(kind))
 		}
 	}
 }
@@ -358,7 +358,7 @@ func writeConfigMapSnippet(t *testing.T) {
 #   kubectl apply --server-side --field-manager=kaudit -f config/argocd/argocd-cm.yaml
 # or add this file to the patches of the kustomization that installs Argo CD, or copy the keys
 # under configs.cm of the argo-cd Helm chart. Generated from resource_customizations/*/*/health.lua
-# by 'go test ./internal/argocd -run Snippet -update'; do not edit by hand.
+# by 'go test ./test/argocd -run Snippet -update'; do not edit by hand.
 apiVersion: v1
 kind: ConfigMap
 metadata:

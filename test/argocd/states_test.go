@@ -309,7 +309,7 @@ func writeTestCases(kind string, caps []capture) {
 		data, err := yaml.Marshal(obj)
 		Expect(err).NotTo(HaveOccurred())
 		path := filepath.Join("testdata", c.state+".yaml")
-		header := fmt.Sprintf("# %s %s, captured from the envtest suite of internal/argocd (go test -update).\n", kind, strings.ReplaceAll(c.state, "-", " "))
+		header := fmt.Sprintf("# %s %s, captured from the envtest suite of test/argocd (go test -update).\n", kind, strings.ReplaceAll(c.state, "-", " "))
 		Expect(os.WriteFile(filepath.Join(dir, path), append([]byte(header), data...), 0o644)).To(Succeed())
 		// The verdict on the stored object, which is what the plain test will see.
 		h, err := Run(readScript(GinkgoT(), kind), obj)

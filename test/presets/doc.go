@@ -12,4 +12,7 @@
 //
 // docs/modules.md explains the modules and the definition of "security-relevant" that the tests
 // hold them to.
+//
+// It ships nothing: the package exists for its tests and the recorded audit logs in testdata, and
+// no binary imports it.
 package presets

@@ -22,7 +22,7 @@ var components = []who{
 var nonComponents = []who{
 	alice, kubeadmAdmin, anonymous, bootstrapper,
 	sa("argocd", "argocd-application-controller"), sa("kube-system", "my-tool"),
-	sa("prod", "replicaset-controller"), who{"system:node:worker-1", []string{"system:authenticated"}},
+	sa("prod", "replicaset-controller"), {"system:node:worker-1", []string{"system:authenticated"}},
 }
 
 var everyone = slices.Concat(components, nonComponents, []who{admin})
@@ -183,7 +183,7 @@ func TestDisablingANoiseModuleNeverLowersALevel(t *testing.T) {
 			continue
 		}
 		t.Run(off, func(t *testing.T) {
-			var modules []policy.Module
+			modules := make([]policy.Module, 0, len(set.Modules))
 			for _, m := range set.Modules {
 				spec := *m.Spec.DeepCopy()
 				spec.Disabled = m.Name == off

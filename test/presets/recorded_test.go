@@ -102,15 +102,17 @@ func recordedTargets(t *testing.T) []simulate.Target {
 	if err := yaml.UnmarshalStrict(raw, &docs); err != nil {
 		t.Fatal(err)
 	}
-	targets := []simulate.Target{{Name: "Kubernetes docs example", Policy: docs}}
-	for _, set := range []struct {
+	sets := []struct {
 		name  string
 		paths []string
 	}{
 		{"baseline", []string{baselineDir}},
 		{"baseline + optional", []string{baselineDir, optionalDir}},
 		{"managed-cloud example", []string{managedCloudDir}},
-	} {
+	}
+	targets := make([]simulate.Target, 0, 1+len(sets))
+	targets = append(targets, simulate.Target{Name: "Kubernetes docs example", Policy: docs})
+	for _, set := range sets {
 		merged, _, err := loadSet(set.paths...)
 		if err != nil {
 			t.Fatal(err)
