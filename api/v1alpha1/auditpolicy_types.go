@@ -208,10 +208,6 @@ type AuditPolicyList struct {
 	Items           []AuditPolicy `json:"items"`
 }
 
-func init() {
-	SchemeBuilder.Register(&AuditPolicy{}, &AuditPolicyList{})
-}
-
 // The rollout defaults, also declared in the schema. The getters fall back to them so that an
 // object built in Go without the apiserver's defaulting still behaves sanely.
 const (

@@ -95,7 +95,3 @@ type AuditPolicyModuleList struct {
 	metav1.ListMeta `json:"metadata,omitempty"`
 	Items           []AuditPolicyModule `json:"items"`
 }
-
-func init() {
-	SchemeBuilder.Register(&AuditPolicyModule{}, &AuditPolicyModuleList{})
-}
