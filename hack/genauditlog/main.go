@@ -144,9 +144,7 @@ func (g *generator) write(w io.Writer, size int64, n, badEvery int) error {
 			}
 			x -= a.weight
 		}
-		for _, line := range g.events(a) {
-			lines = append(lines, line)
-		}
+		lines = append(lines, g.events(a)...)
 	}
 	var written int64
 	id := make([]byte, 36)

@@ -231,10 +231,6 @@ type location struct {
 	Line int64
 }
 
-func (l location) less(o location) bool {
-	return l.File < o.File || (l.File == o.File && l.Line < o.Line)
-}
-
 // levelOf parses a recorded level; unknown levels are ranked as RequestResponse (nothing is
 // known to be missing).
 func levelOf(s string) auditv1.Level {
