@@ -20,6 +20,7 @@ import (
 	"github.com/kaudit/kaudit/api/v1alpha1"
 	"github.com/kaudit/kaudit/internal/policy"
 	"github.com/kaudit/kaudit/internal/revision"
+	"github.com/kaudit/kaudit/internal/staticpod"
 )
 
 // Recorder records Kubernetes events (client-go's record.EventRecorder).
@@ -382,7 +383,7 @@ func (a *Agent) target(ctx context.Context, ap *v1alpha1.AuditPolicy) (Target, e
 	t := Target{Revision: rev.Number, Hash: rev.Hash, Policy: rev.Policy, Generation: ap.Generation}
 	if ap.Spec.ManageAPIServerFlags {
 		l := ap.Spec.AuditLog
-		t.Flags = &FlagSettings{PolicyFile: a.Rollout.Node.Paths.PolicyFile, LogPath: l.PathOrDefault(),
+		t.Flags = &staticpod.FlagSettings{PolicyFile: a.Rollout.Node.Paths.PolicyFile, LogPath: l.PathOrDefault(),
 			MaxAge: l.MaxAgeOrDefault(), MaxBackup: l.MaxBackupOrDefault(), MaxSize: l.MaxSizeOrDefault()}
 	}
 	return t, nil

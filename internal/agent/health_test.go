@@ -18,6 +18,7 @@ import (
 
 	"github.com/kaudit/kaudit/api/v1alpha1"
 	"github.com/kaudit/kaudit/internal/policy"
+	"github.com/kaudit/kaudit/internal/staticpod"
 )
 
 // readyzServer is a local /readyz; ready decides each answer.
@@ -46,9 +47,9 @@ func readyzServer(t *testing.T, ready func() bool) ReadyzOptions {
 
 func runningPod(annotation string, started time.Time) *corev1.Pod {
 	return &corev1.Pod{
-		ObjectMeta: metav1.ObjectMeta{Namespace: "kube-system", Name: "kube-apiserver-node1", Annotations: map[string]string{AnnotationPolicyHash: annotation}},
+		ObjectMeta: metav1.ObjectMeta{Namespace: "kube-system", Name: "kube-apiserver-node1", Annotations: map[string]string{staticpod.AnnotationPolicyHash: annotation}},
 		Status: corev1.PodStatus{ContainerStatuses: []corev1.ContainerStatus{{
-			Name: APIServerContainer, State: corev1.ContainerState{Running: &corev1.ContainerStateRunning{StartedAt: metav1.NewTime(started)}},
+			Name: staticpod.APIServerContainer, State: corev1.ContainerState{Running: &corev1.ContainerStateRunning{StartedAt: metav1.NewTime(started)}},
 		}}},
 	}
 }
@@ -97,7 +98,7 @@ func TestHealthWaitNeedsTheNewAnnotationAndANewContainer(t *testing.T) {
 	for name, pod := range map[string]*corev1.Pod{
 		"old annotation":          runningPod("old", since.Add(time.Second)),
 		"container not restarted": runningPod("abc", since.Add(-time.Hour)),
-		"container not running":   {ObjectMeta: metav1.ObjectMeta{Annotations: map[string]string{AnnotationPolicyHash: "abc"}}},
+		"container not running":   {ObjectMeta: metav1.ObjectMeta{Annotations: map[string]string{staticpod.AnnotationPolicyHash: "abc"}}},
 	} {
 		h := &APIServerHealth{
 			MirrorPod: func(context.Context) (*corev1.Pod, error) { return pod, nil },
@@ -135,7 +136,7 @@ func kubeletHealth(t *testing.T, tn *testNode, ready func(annotation string) boo
 		if err != nil {
 			return ""
 		}
-		a, _ := Annotation(b, AnnotationPolicyHash)
+		a, _ := staticpod.Annotation(b, staticpod.AnnotationPolicyHash)
 		return a
 	}
 	readyz, err := NewReadyz(readyzServer(t, func() bool { return ready(current()) }))

@@ -13,6 +13,7 @@ import (
 	"k8s.io/utils/clock"
 
 	"github.com/kaudit/kaudit/internal/policy"
+	"github.com/kaudit/kaudit/internal/staticpod"
 )
 
 // Host paths the agent uses by default (SPEC Decisions: Node paths and files).
@@ -78,7 +79,7 @@ type Target struct {
 	Hash   string
 	Policy []byte
 	// Flags, when not nil, are the apiserver flags to manage (spec.manageAPIServerFlags).
-	Flags *FlagSettings
+	Flags *staticpod.FlagSettings
 	// Generation is the singleton's spec generation that asked for this target. A failed target
 	// is retried once the spec changes (e.g. a longer rollout.healthTimeout).
 	Generation int64
@@ -236,11 +237,11 @@ func (n *Node) desiredManifest(t Target) (manifest []byte, policyFile string, er
 	}
 	manifest = cur
 	if t.Flags != nil {
-		if manifest, err = EnsureFlags(cur, *t.Flags); err != nil {
+		if manifest, err = staticpod.EnsureFlags(cur, *t.Flags); err != nil {
 			return nil, "", fmt.Errorf("%s: %w", n.Paths.Manifest, err)
 		}
 	}
-	_, host, err := PolicyFileInManifest(manifest)
+	_, host, err := staticpod.PolicyFileInManifest(manifest)
 	if err != nil {
 		return nil, "", fmt.Errorf("%s: %w", n.Paths.Manifest, err)
 	}
@@ -262,7 +263,7 @@ func (n *Node) UpToDate(t Target) (bool, error) {
 	if string(want) != string(cur) {
 		return false, nil
 	}
-	ann, err := Annotation(cur, AnnotationPolicyHash)
+	ann, err := staticpod.Annotation(cur, staticpod.AnnotationPolicyHash)
 	if err != nil {
 		return false, err
 	}
@@ -320,7 +321,7 @@ func (n *Node) Adopt(t Target) error {
 		return err
 	}
 	st.Revision, st.Hash = t.Revision, t.Hash
-	if st.Annotation, err = Annotation(cur, AnnotationPolicyHash); err != nil {
+	if st.Annotation, err = staticpod.Annotation(cur, staticpod.AnnotationPolicyHash); err != nil {
 		return err
 	}
 	return n.saveState(st)
@@ -368,7 +369,7 @@ func (n *Node) Begin(t Target) (*Journal, error) {
 	if err != nil {
 		return nil, err
 	}
-	if _, err := ParsePod(cur); err != nil {
+	if _, err := staticpod.ParsePod(cur); err != nil {
 		return nil, fmt.Errorf("%s: %w", n.Paths.Manifest, err)
 	}
 	_, file, err := n.desiredManifest(t)
@@ -378,7 +379,7 @@ func (n *Node) Begin(t Target) (*Journal, error) {
 	if fi, err := n.FS.Stat(n.Paths.local(path.Dir(file))); err != nil || !fi.IsDir() {
 		return nil, fmt.Errorf("the policy's directory %s is not mounted into the agent pod: add a hostPath directory mount for it", path.Dir(file))
 	}
-	prevAnn, err := Annotation(cur, AnnotationPolicyHash)
+	prevAnn, err := staticpod.Annotation(cur, staticpod.AnnotationPolicyHash)
 	if err != nil {
 		return nil, err
 	}
@@ -440,7 +441,7 @@ func (n *Node) BumpManifest(j *Journal, t Target) error {
 	if err != nil {
 		return err
 	}
-	if manifest, err = SetAnnotation(manifest, AnnotationPolicyHash, j.Annotation); err != nil {
+	if manifest, err = staticpod.SetAnnotation(manifest, staticpod.AnnotationPolicyHash, j.Annotation); err != nil {
 		return fmt.Errorf("%s: %w", n.Paths.Manifest, err)
 	}
 	j.Step, j.ChangedAt = StepManifestWriting, n.Clock.Now().UTC()
@@ -542,7 +543,7 @@ func (n *Node) Restore(j *Journal, reason string) error {
 	if err != nil {
 		return fmt.Errorf("reading the manifest backup: %w", err)
 	}
-	manifest, err := SetAnnotation(old, AnnotationPolicyHash, j.RollbackAnnotation)
+	manifest, err := staticpod.SetAnnotation(old, staticpod.AnnotationPolicyHash, j.RollbackAnnotation)
 	if err != nil {
 		return fmt.Errorf("manifest backup: %w", err)
 	}
@@ -609,7 +610,7 @@ func (n *Node) Recover() (*Journal, Recovery, error) {
 	if err != nil {
 		return j, RecoveredNothing, err
 	}
-	ann, err := Annotation(cur, AnnotationPolicyHash)
+	ann, err := staticpod.Annotation(cur, staticpod.AnnotationPolicyHash)
 	if err != nil {
 		return j, RecoveredNothing, err
 	}

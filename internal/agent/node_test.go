@@ -18,6 +18,7 @@ import (
 
 	"github.com/kaudit/kaudit/api/v1alpha1"
 	"github.com/kaudit/kaudit/internal/policy"
+	"github.com/kaudit/kaudit/internal/staticpod"
 )
 
 const (
@@ -26,16 +27,34 @@ const (
 	newHash   = "aaaabbbbccccdddd00000000000000000000000000000000000000000000ffff"
 )
 
+// managed are the apiserver flags of the tests that manage them, at kubeadm's paths.
+var managed = staticpod.FlagSettings{
+	PolicyFile: "/etc/kubernetes/audit/policy.yaml",
+	LogPath:    "/var/log/kubernetes/audit/audit.log",
+	MaxAge:     7, MaxBackup: 10, MaxSize: 100,
+}
+
+// readTestManifest reads one of the static pod manifests that internal/staticpod tests its edits
+// on.
+func readTestManifest(t testing.TB, name string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join("..", "staticpod", "testdata", name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
 // testNode lays out a control-plane node's /etc/kubernetes under a temporary root.
 type testNode struct {
 	root, manifest string
 	original       []byte
 	policyFile     string // host path
-	flags          *FlagSettings
+	flags          *staticpod.FlagSettings
 }
 
-// newTestNode copies a testdata manifest. Managed flags use kubeadm's paths; the hand-edited
-// manifest brings its own --audit-policy-file.
+// newTestNode copies one of staticpod's test manifests. Managed flags use kubeadm's paths; the
+// hand-edited manifest brings its own --audit-policy-file.
 func newTestNode(t testing.TB, manifestName string, managedFlags bool) *testNode {
 	t.Helper()
 	root := t.TempDir()
@@ -45,7 +64,7 @@ func newTestNode(t testing.TB, manifestName string, managedFlags bool) *testNode
 			t.Fatal(err)
 		}
 	}
-	tn.original = readTestdata(t, manifestName)
+	tn.original = readTestManifest(t, manifestName)
 	if err := os.WriteFile(tn.manifest, tn.original, 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -93,7 +112,7 @@ func (k *fakeKubelet) Wait(ctx context.Context, annotation string, since time.Ti
 	if err != nil {
 		return err
 	}
-	got, err := Annotation(b, AnnotationPolicyHash)
+	got, err := staticpod.Annotation(b, staticpod.AnnotationPolicyHash)
 	if err != nil {
 		return err
 	}
@@ -127,7 +146,7 @@ func TestApplyWritesPolicyThenBumpsManifestAndKeepsBackups(t *testing.T) {
 				t.Errorf("policy file = %q", got)
 			}
 			m := []byte(tn.read(t, DefaultManifest))
-			if v, _ := Annotation(m, AnnotationPolicyHash); v != policy.ShortHash(newHash) {
+			if v, _ := staticpod.Annotation(m, staticpod.AnnotationPolicyHash); v != policy.ShortHash(newHash) {
 				t.Errorf("annotation = %q", v)
 			}
 			if got := tn.read(t, "/etc/kubernetes/kaudit/previous-policy.yaml"); got != oldPolicy {
@@ -167,7 +186,7 @@ func TestApplyRollsBackWhenTheAPIServerNeverGetsReady(t *testing.T) {
 		t.Errorf("policy file after rollback = %q", got)
 	}
 	m := []byte(tn.read(t, DefaultManifest))
-	want, _ := SetAnnotation(tn.original, AnnotationPolicyHash, "none-rollback-1")
+	want, _ := staticpod.SetAnnotation(tn.original, staticpod.AnnotationPolicyHash, "none-rollback-1")
 	if !bytes.Equal(m, want) {
 		t.Errorf("manifest after rollback must be the original with a new annotation:\n%s", m)
 	}
@@ -301,7 +320,7 @@ func TestReapplyingTheSameHashUsesANewAnnotationValue(t *testing.T) {
 	if res.Phase != v1alpha1.NodeApplied {
 		t.Fatal(res)
 	}
-	v, _ := Annotation([]byte(tn.read(t, DefaultManifest)), AnnotationPolicyHash)
+	v, _ := staticpod.Annotation([]byte(tn.read(t, DefaultManifest)), staticpod.AnnotationPolicyHash)
 	if v != policy.ShortHash(newHash)+"-r2" {
 		t.Errorf("annotation = %q", v)
 	}
@@ -380,7 +399,7 @@ func runUntilCrash(t *testing.T, f func(), fsys *faultFS) (op string) {
 func assertNodeConsistent(t *testing.T, tn *testNode, where string, recovered bool) {
 	t.Helper()
 	m := []byte(tn.read(t, DefaultManifest))
-	ann, err := Annotation(m, AnnotationPolicyHash)
+	ann, err := staticpod.Annotation(m, staticpod.AnnotationPolicyHash)
 	if err != nil {
 		t.Fatalf("%s: manifest does not parse: %v", where, err)
 	}

@@ -8,6 +8,7 @@ import (
 	"k8s.io/utils/clock"
 
 	"github.com/kaudit/kaudit/api/v1alpha1"
+	"github.com/kaudit/kaudit/internal/staticpod"
 )
 
 // Rollout brings one node to a target revision: the file steps of Node, the health wait, and
@@ -170,7 +171,7 @@ func (r *Rollout) currentAnnotation() (string, error) {
 	if err != nil {
 		return "", err
 	}
-	return Annotation(b, AnnotationPolicyHash)
+	return staticpod.Annotation(b, staticpod.AnnotationPolicyHash)
 }
 
 func (r *Rollout) done(start time.Time, res Result) Result {

@@ -31,6 +31,7 @@ import (
 	"github.com/kaudit/kaudit/api/v1alpha1"
 	"github.com/kaudit/kaudit/internal/agent"
 	"github.com/kaudit/kaudit/internal/policy"
+	"github.com/kaudit/kaudit/internal/staticpod"
 )
 
 // The agent with the health check of production (the mirror pod through the API and /readyz
@@ -246,7 +247,7 @@ func newFakeControlPlane(nodeName string, restartTime time.Duration) *fakeContro
 	for _, d := range []string{"etc/kubernetes/manifests", "etc/kubernetes/kaudit", "etc/kubernetes/audit"} {
 		Expect(os.MkdirAll(filepath.Join(root, d), 0o755)).To(Succeed())
 	}
-	manifestData, err := os.ReadFile(filepath.Join("..", "testdata", "kind-v1.30.yaml"))
+	manifestData, err := os.ReadFile(filepath.Join("..", "..", "staticpod", "testdata", "kind-v1.30.yaml"))
 	Expect(err).NotTo(HaveOccurred())
 	manifest := filepath.Join(root, agent.DefaultManifest)
 	Expect(os.WriteFile(manifest, manifestData, 0o600)).To(Succeed())
@@ -259,7 +260,7 @@ func newFakeControlPlane(nodeName string, restartTime time.Duration) *fakeContro
 		if err != nil {
 			return ""
 		}
-		a, _ := agent.Annotation(b, agent.AnnotationPolicyHash)
+		a, _ := staticpod.Annotation(b, staticpod.AnnotationPolicyHash)
 		return a
 	}
 	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
@@ -276,7 +277,7 @@ func newFakeControlPlane(nodeName string, restartTime time.Duration) *fakeContro
 	// kubelet: the mirror pod follows the manifest after restartTime.
 	pod := &corev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{Namespace: "kube-system", Name: "kube-apiserver-" + nodeName},
-		Spec:       corev1.PodSpec{NodeName: nodeName, Containers: []corev1.Container{{Name: agent.APIServerContainer, Image: "registry.k8s.io/kube-apiserver:v1.30.0"}}},
+		Spec:       corev1.PodSpec{NodeName: nodeName, Containers: []corev1.Container{{Name: staticpod.APIServerContainer, Image: "registry.k8s.io/kube-apiserver:v1.30.0"}}},
 	}
 	_ = k8s.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "kube-system"}})
 	Expect(client.IgnoreAlreadyExists(k8s.Create(ctx, pod))).To(Succeed())
@@ -295,9 +296,9 @@ func newFakeControlPlane(nodeName string, restartTime time.Duration) *fakeContro
 				}
 				p := &corev1.Pod{}
 				if k8s.Get(kubeletCtx, client.ObjectKeyFromObject(pod), p) == nil {
-					p.Annotations = map[string]string{agent.AnnotationPolicyHash: a}
+					p.Annotations = map[string]string{staticpod.AnnotationPolicyHash: a}
 					_ = k8s.Update(kubeletCtx, p)
-					p.Status.ContainerStatuses = []corev1.ContainerStatus{{Name: agent.APIServerContainer, Ready: true,
+					p.Status.ContainerStatuses = []corev1.ContainerStatus{{Name: staticpod.APIServerContainer, Ready: true,
 						State: corev1.ContainerState{Running: &corev1.ContainerStateRunning{StartedAt: metav1.Now()}}}}
 					_ = k8s.Status().Update(kubeletCtx, p)
 				}

@@ -33,6 +33,7 @@ import (
 	"github.com/kaudit/kaudit/internal/agent"
 	"github.com/kaudit/kaudit/internal/policy"
 	"github.com/kaudit/kaudit/internal/revision"
+	"github.com/kaudit/kaudit/internal/staticpod"
 )
 
 const namespace = agent.DefaultNamespace
@@ -178,7 +179,7 @@ func (k *simKubelet) Wait(ctx context.Context, annotation string, since time.Tim
 	if err != nil {
 		return err
 	}
-	got, err := agent.Annotation(b, agent.AnnotationPolicyHash)
+	got, err := staticpod.Annotation(b, staticpod.AnnotationPolicyHash)
 	if err != nil {
 		return err
 	}
@@ -226,7 +227,7 @@ func newNodeRoot() agent.Paths {
 	for _, d := range []string{"etc/kubernetes/manifests", "etc/kubernetes/kaudit", "etc/kubernetes/audit"} {
 		Expect(os.MkdirAll(filepath.Join(root, d), 0o755)).To(Succeed())
 	}
-	manifest, err := os.ReadFile(filepath.Join("..", "testdata", "kind-v1.30.yaml"))
+	manifest, err := os.ReadFile(filepath.Join("..", "..", "staticpod", "testdata", "kind-v1.30.yaml"))
 	Expect(err).NotTo(HaveOccurred())
 	paths := agent.DefaultPaths(root)
 	Expect(os.WriteFile(filepath.Join(root, paths.Manifest), manifest, 0o600)).To(Succeed())
