@@ -1,7 +1,6 @@
 package agent
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -21,14 +20,6 @@ const (
 	DefaultManifest   = "/etc/kubernetes/manifests/kube-apiserver.yaml"
 	DefaultPolicyFile = "/etc/kubernetes/audit/policy.yaml"
 	DefaultStateDir   = "/etc/kubernetes/kaudit"
-)
-
-// Files in the state directory.
-const (
-	journalFile        = "journal.json"
-	stateFile          = "state.json"
-	backupPolicyFile   = "previous-policy.yaml"
-	backupManifestFile = "previous-kube-apiserver.yaml"
 )
 
 // Paths are the node's files, as host paths. The agent sees the host's files under Root ("/"
@@ -95,123 +86,6 @@ func (t Target) Key() string {
 		return t.Hash
 	}
 	return fmt.Sprintf("%s flags=%+v", t.Hash, *t.Flags)
-}
-
-// Journal steps, in order.
-const (
-	StepBegun           = "Begun"
-	StepPolicyWritten   = "PolicyWritten"
-	StepManifestWriting = "ManifestWriting"
-	StepManifestWritten = "ManifestWritten"
-	StepRollingBack     = "RollingBack"
-)
-
-// Journal records a rollout in progress on the node.
-type Journal struct {
-	Step     string `json:"step"`
-	Revision int64  `json:"revision"`
-	Hash     string `json:"hash"`
-	// Key is the target's Key.
-	Key        string `json:"key"`
-	Generation int64  `json:"generation,omitempty"`
-	// HealthTimeout is the health timeout the rollout started with; Resume uses it.
-	HealthTimeout time.Duration `json:"healthTimeout,omitempty"`
-	// Annotation is the value of the policy-hash annotation that starts the new apiserver.
-	Annotation string `json:"annotation"`
-	// PolicyFile is the host path of the policy file being replaced.
-	PolicyFile string `json:"policyFile"`
-	// HadPolicy says whether a policy file existed before (backed up in the state directory).
-	HadPolicy          bool   `json:"hadPolicy"`
-	PreviousRevision   int64  `json:"previousRevision,omitempty"`
-	PreviousHash       string `json:"previousHash,omitempty"`
-	PreviousAnnotation string `json:"previousAnnotation,omitempty"`
-	// RollbackAnnotation is the annotation value that restarts the apiserver on the old files.
-	RollbackAnnotation string    `json:"rollbackAnnotation"`
-	StartedAt          time.Time `json:"startedAt"`
-	// ChangedAt is when the manifest was (about to be) changed: the apiserver container must
-	// have started after it.
-	ChangedAt time.Time `json:"changedAt,omitzero"`
-	// RollbackAt is when the manifest was (about to be) restored.
-	RollbackAt time.Time `json:"rollbackAt,omitzero"`
-	// Reason is why the rollout is being rolled back.
-	Reason string `json:"reason,omitempty"`
-}
-
-// State is what the node runs, kept in the state directory across agent restarts.
-type State struct {
-	Revision           int64     `json:"revision,omitempty"`
-	Hash               string    `json:"hash,omitempty"`
-	Annotation         string    `json:"annotation,omitempty"`
-	LastRestartTime    time.Time `json:"lastRestartTime,omitzero"`
-	LastRolloutSeconds int64     `json:"lastRolloutSeconds,omitempty"`
-	// Restarts and Rollbacks count manifest changes; they make annotation values unique.
-	Restarts  int64 `json:"restarts,omitempty"`
-	Rollbacks int64 `json:"rollbacks,omitempty"`
-	// Failed is the last revision that could not be applied; the agent does not retry it.
-	Failed *Failure `json:"failed,omitempty"`
-}
-
-// Failure records a revision the node could not apply.
-type Failure struct {
-	Revision int64  `json:"revision"`
-	Hash     string `json:"hash"`
-	// Key is the failed target's Key, and Generation the spec generation it was tried under.
-	Key        string `json:"key"`
-	Generation int64  `json:"generation,omitempty"`
-	// RolledBack says whether the node returned to its previous policy and is healthy on it.
-	RolledBack bool   `json:"rolledBack"`
-	Message    string `json:"message"`
-}
-
-// LoadState reads the node's state; a node the agent never touched has an empty state.
-func (n *Node) LoadState() (State, error) {
-	var s State
-	b, ok, err := readOptional(n.FS, n.stateFile(stateFile))
-	if err != nil || !ok {
-		return s, err
-	}
-	if err := json.Unmarshal(b, &s); err != nil {
-		return s, fmt.Errorf("state file %s: %w", n.stateFile(stateFile), err)
-	}
-	return s, nil
-}
-
-func (n *Node) saveState(s State) error {
-	return n.writeJSON(stateFile, s)
-}
-
-// LoadJournal reads the journal of an unfinished rollout, or nil.
-func (n *Node) LoadJournal() (*Journal, error) {
-	b, ok, err := readOptional(n.FS, n.stateFile(journalFile))
-	if err != nil || !ok {
-		return nil, err
-	}
-	var j Journal
-	if err := json.Unmarshal(b, &j); err != nil {
-		return nil, fmt.Errorf("journal %s: %w", n.stateFile(journalFile), err)
-	}
-	return &j, nil
-}
-
-func (n *Node) saveJournal(j *Journal) error { return n.writeJSON(journalFile, j) }
-
-func (n *Node) removeJournal() error {
-	if err := n.FS.Remove(n.stateFile(journalFile)); err != nil && !errors.Is(err, os.ErrNotExist) {
-		return fmt.Errorf("removing journal: %w", err)
-	}
-	return SyncDir(n.FS, n.Paths.local(n.Paths.StateDir))
-}
-
-func (n *Node) writeJSON(name string, v any) error {
-	b, err := json.MarshalIndent(v, "", "  ")
-	if err != nil {
-		return err
-	}
-	return WriteAtomic(n.FS, n.stateFile(name), "", append(b, '\n'), 0o600)
-}
-
-func (n *Node) stateFile(name string) string {
-	return filepath.Join(n.Paths.local(n.Paths.StateDir), name)
 }
 
 func (n *Node) manifestFile() string { return n.Paths.local(n.Paths.Manifest) }
