@@ -198,14 +198,14 @@ func runAgent(ctx context.Context, o agentOptions) error {
 		Clock:    clk,
 		Interval: o.pollInterval,
 	}
-	node := agent.NewNode(o.paths)
+	files := agent.NewNodeFiles(o.paths)
 	a := &agent.Agent{
-		Node:      o.nodeName,
+		NodeName:  o.nodeName,
 		Namespace: o.namespace,
 		Client:    c,
-		Rollout:   &agent.Rollout{Node: node, Health: health, Clock: clk},
+		Rollout:   &agent.Rollout{Files: files, Health: health, Clock: clk},
 		Lease:     &agent.Lease{Client: c, Namespace: o.namespace, Name: agent.LeaseName, Identity: o.nodeName, Clock: clk},
-		Status:    &agent.StatusWriter{Client: c, Node: o.nodeName},
+		Status:    &agent.StatusWriter{Client: c, NodeName: o.nodeName},
 		Recorder:  recorder,
 		Clock:     clk,
 		Resync:    o.resync,

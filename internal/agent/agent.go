@@ -33,8 +33,8 @@ type Recorder interface {
 // thing, so a pass after any restart of the agent picks up where the last one stopped. It logs
 // to the logr.Logger in the context.
 type Agent struct {
-	// Node is this node's name (the downward API's spec.nodeName).
-	Node string
+	// NodeName is this node's name (the downward API's spec.nodeName).
+	NodeName string
 	// Namespace holds the revisions and the Lease.
 	Namespace string
 	Client    client.WithWatch
@@ -127,7 +127,7 @@ func (a *Agent) watch(ctx context.Context) {
 // once).
 func (a *Agent) Pass(ctx context.Context) time.Duration {
 	a.init()
-	node := a.Rollout.Node
+	files := a.Rollout.Files
 	ap := &v1alpha1.AuditPolicy{}
 	getErr := a.Client.Get(ctx, client.ObjectKey{Name: v1alpha1.SingletonName}, ap)
 	timeout := v1alpha1.DefaultHealthTimeout
@@ -137,7 +137,7 @@ func (a *Agent) Pass(ctx context.Context) time.Duration {
 
 	// An unfinished rollout comes first, even while the API is unreachable: with a single
 	// control plane, our own restart is why it is unreachable.
-	if j, err := node.LoadJournal(); err != nil {
+	if j, err := files.LoadJournal(); err != nil {
 		_ = a.report(ctx, v1alpha1.NodeFailed, err.Error())
 		return a.Retry
 	} else if j != nil {
@@ -168,19 +168,19 @@ func (a *Agent) Pass(ctx context.Context) time.Duration {
 		return a.Retry
 	}
 	target.HealthTimeout = timeout
-	up, err := node.UpToDate(target)
+	up, err := files.UpToDate(target)
 	if err != nil {
 		a.fail(ctx, ap, fmt.Sprintf("revision %d: %v", target.Revision, err))
 		return a.Retry
 	}
 	if up {
-		if err := node.Adopt(target); err != nil {
+		if err := files.Adopt(target); err != nil {
 			a.fail(ctx, ap, fmt.Sprintf("revision %d: %v", target.Revision, err))
 			return a.Retry
 		}
 		return a.reportThen(ctx, v1alpha1.NodeApplied, fmt.Sprintf("revision %d applied", target.Revision), a.Resync)
 	}
-	st, err := node.LoadState()
+	st, err := files.LoadState()
 	if err != nil {
 		a.fail(ctx, ap, err.Error())
 		return a.Retry
@@ -235,7 +235,7 @@ func (a *Agent) Pass(ctx context.Context) time.Duration {
 		return 0
 	}
 	stopRenew := a.renew(ctx, duration)
-	a.event(ap, corev1.EventTypeNormal, v1alpha1.EventRolloutStarted, fmt.Sprintf("node %s: rolling out revision %d", a.Node, target.Revision))
+	a.event(ap, corev1.EventTypeNormal, v1alpha1.EventRolloutStarted, fmt.Sprintf("node %s: rolling out revision %d", a.NodeName, target.Revision))
 	res, err := a.Rollout.Apply(ctx, target, timeout)
 	stopRenew()
 	if err != nil {
@@ -304,13 +304,13 @@ func (a *Agent) finish(ctx context.Context, ap *v1alpha1.AuditPolicy, revision i
 	}
 	switch res.Phase {
 	case v1alpha1.NodeApplied:
-		a.event(ap, corev1.EventTypeNormal, v1alpha1.EventNodeUpdated, fmt.Sprintf("node %s: %s in %s", a.Node, res.Message, res.Duration.Round(time.Second)))
+		a.event(ap, corev1.EventTypeNormal, v1alpha1.EventNodeUpdated, fmt.Sprintf("node %s: %s in %s", a.NodeName, res.Message, res.Duration.Round(time.Second)))
 	case v1alpha1.NodeRolledBack:
-		a.event(ap, corev1.EventTypeWarning, v1alpha1.EventRolledBack, fmt.Sprintf("node %s: %s", a.Node, res.Message))
+		a.event(ap, corev1.EventTypeWarning, v1alpha1.EventRolledBack, fmt.Sprintf("node %s: %s", a.NodeName, res.Message))
 	case v1alpha1.NodePending:
-		a.event(ap, corev1.EventTypeNormal, v1alpha1.EventRolloutRecovered, fmt.Sprintf("node %s: %s", a.Node, res.Message))
+		a.event(ap, corev1.EventTypeNormal, v1alpha1.EventRolloutRecovered, fmt.Sprintf("node %s: %s", a.NodeName, res.Message))
 	default:
-		a.event(ap, corev1.EventTypeWarning, v1alpha1.EventRolloutFailed, fmt.Sprintf("node %s: %s", a.Node, res.Message))
+		a.event(ap, corev1.EventTypeWarning, v1alpha1.EventRolloutFailed, fmt.Sprintf("node %s: %s", a.NodeName, res.Message))
 	}
 	return reported
 }
@@ -349,7 +349,7 @@ func (e *badRevisionError) Error() string { return e.msg }
 
 func (a *Agent) fail(ctx context.Context, ap *v1alpha1.AuditPolicy, msg string) {
 	_ = a.report(ctx, v1alpha1.NodeFailed, msg)
-	a.event(ap, corev1.EventTypeWarning, v1alpha1.EventRolloutFailed, fmt.Sprintf("node %s: %s", a.Node, msg))
+	a.event(ap, corev1.EventTypeWarning, v1alpha1.EventRolloutFailed, fmt.Sprintf("node %s: %s", a.NodeName, msg))
 }
 
 // target reads the desired revision and the managed flags.
@@ -383,7 +383,7 @@ func (a *Agent) target(ctx context.Context, ap *v1alpha1.AuditPolicy) (Target, e
 	t := Target{Revision: rev.Number, Hash: rev.Hash, Policy: rev.Policy, Generation: ap.Generation}
 	if ap.Spec.ManageAPIServerFlags {
 		l := ap.Spec.AuditLog
-		t.Flags = &staticpod.FlagSettings{PolicyFile: a.Rollout.Node.Paths.PolicyFile, LogPath: l.PathOrDefault(),
+		t.Flags = &staticpod.FlagSettings{PolicyFile: a.Rollout.Files.Paths.PolicyFile, LogPath: l.PathOrDefault(),
 			MaxAge: l.MaxAgeOrDefault(), MaxBackup: l.MaxBackupOrDefault(), MaxSize: l.MaxSizeOrDefault()}
 	}
 	return t, nil
@@ -393,7 +393,7 @@ func (a *Agent) target(ctx context.Context, ap *v1alpha1.AuditPolicy) (Target, e
 // the next desired revision first, since its own failure record is for another revision).
 func (a *Agent) haltedBy(ap *v1alpha1.AuditPolicy) (string, string) {
 	for _, n := range ap.Status.Nodes {
-		if n.Name != a.Node && (n.Phase == v1alpha1.NodeFailed || n.Phase == v1alpha1.NodeRolledBack) {
+		if n.Name != a.NodeName && (n.Phase == v1alpha1.NodeFailed || n.Phase == v1alpha1.NodeRolledBack) {
 			return n.Name, n.Message
 		}
 	}
@@ -414,11 +414,11 @@ func (a *Agent) reportThen(ctx context.Context, phase v1alpha1.NodePhase, msg st
 // says the same. It compares with the singleton as it is now, not with the last write, so an
 // entry that was dropped (by the manager, or with a recreated singleton) is written again.
 func (a *Agent) report(ctx context.Context, phase v1alpha1.NodePhase, msg string) error {
-	st, err := a.Rollout.Node.LoadState()
+	st, err := a.Rollout.Files.LoadState()
 	if err != nil {
 		logr.FromContextOrDiscard(ctx).Info("cannot read the agent's state", "err", err)
 	}
-	e := v1alpha1.NodeStatus{Name: a.Node, Phase: phase, Message: msg, PolicyHash: st.Hash}
+	e := v1alpha1.NodeStatus{Name: a.NodeName, Phase: phase, Message: msg, PolicyHash: st.Hash}
 	if st.Revision > 0 {
 		e.AppliedRevision = ptr.To(st.Revision)
 	}
@@ -430,7 +430,7 @@ func (a *Agent) report(ctx context.Context, phase v1alpha1.NodePhase, msg string
 	}
 	cur := &v1alpha1.AuditPolicy{}
 	if err := a.Client.Get(ctx, client.ObjectKey{Name: v1alpha1.SingletonName}, cur); err == nil {
-		if n := cur.Status.Node(a.Node); n != nil && equality.Semantic.DeepEqual(*n, e) {
+		if n := cur.Status.Node(a.NodeName); n != nil && equality.Semantic.DeepEqual(*n, e) {
 			return nil
 		}
 	}

@@ -168,7 +168,7 @@ func TestRolloutAgainstReadyz(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			tn := newTestNode(t, "kubeadm-v1.33.yaml", true)
-			r := &Rollout{Node: tn.node(OSFS{}), Health: kubeletHealth(t, tn, tc.ready), Clock: clock.RealClock{}}
+			r := &Rollout{Files: tn.files(OSFS{}), Health: kubeletHealth(t, tn, tc.ready), Clock: clock.RealClock{}}
 			res, err := r.Apply(context.Background(), tn.target(), 300*time.Millisecond)
 			if err != nil {
 				t.Fatal(err)
@@ -184,7 +184,7 @@ func TestRolloutAgainstReadyz(t *testing.T) {
 			if got := tn.read(t, tn.policyFile); got != wantPolicy {
 				t.Errorf("policy = %q", got)
 			}
-			st, _ := r.Node.LoadState()
+			st, _ := r.Files.LoadState()
 			if tc.want != v1alpha1.NodeApplied && (st.Failed == nil || st.Failed.RolledBack != (tc.want == v1alpha1.NodeRolledBack)) {
 				t.Errorf("state.Failed = %+v", st.Failed)
 			}

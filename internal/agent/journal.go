@@ -49,23 +49,23 @@ type Journal struct {
 }
 
 // LoadJournal reads the journal of an unfinished rollout, or nil.
-func (n *Node) LoadJournal() (*Journal, error) {
-	b, ok, err := readOptional(n.FS, n.stateFile(journalFile))
+func (f *NodeFiles) LoadJournal() (*Journal, error) {
+	b, ok, err := readOptional(f.FS, f.inStateDir(journalFile))
 	if err != nil || !ok {
 		return nil, err
 	}
 	var j Journal
 	if err := json.Unmarshal(b, &j); err != nil {
-		return nil, fmt.Errorf("journal %s: %w", n.stateFile(journalFile), err)
+		return nil, fmt.Errorf("journal %s: %w", f.inStateDir(journalFile), err)
 	}
 	return &j, nil
 }
 
-func (n *Node) saveJournal(j *Journal) error { return n.writeJSON(journalFile, j) }
+func (f *NodeFiles) saveJournal(j *Journal) error { return f.writeJSON(journalFile, j) }
 
-func (n *Node) removeJournal() error {
-	if err := n.FS.Remove(n.stateFile(journalFile)); err != nil && !errors.Is(err, os.ErrNotExist) {
+func (f *NodeFiles) removeJournal() error {
+	if err := f.FS.Remove(f.inStateDir(journalFile)); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("removing journal: %w", err)
 	}
-	return SyncDir(n.FS, n.Paths.local(n.Paths.StateDir))
+	return SyncDir(f.FS, f.Paths.local(f.Paths.StateDir))
 }

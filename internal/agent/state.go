@@ -42,30 +42,32 @@ type Failure struct {
 }
 
 // LoadState reads the node's state; a node the agent never touched has an empty state.
-func (n *Node) LoadState() (State, error) {
+func (f *NodeFiles) LoadState() (State, error) {
 	var s State
-	b, ok, err := readOptional(n.FS, n.stateFile(stateFile))
+	b, ok, err := readOptional(f.FS, f.inStateDir(stateFile))
 	if err != nil || !ok {
 		return s, err
 	}
 	if err := json.Unmarshal(b, &s); err != nil {
-		return s, fmt.Errorf("state file %s: %w", n.stateFile(stateFile), err)
+		return s, fmt.Errorf("state file %s: %w", f.inStateDir(stateFile), err)
 	}
 	return s, nil
 }
 
-func (n *Node) saveState(s State) error {
-	return n.writeJSON(stateFile, s)
+func (f *NodeFiles) saveState(s State) error {
+	return f.writeJSON(stateFile, s)
 }
 
-func (n *Node) writeJSON(name string, v any) error {
+// writeJSON writes v as the state directory's file name.
+func (f *NodeFiles) writeJSON(name string, v any) error {
 	b, err := json.MarshalIndent(v, "", "  ")
 	if err != nil {
 		return err
 	}
-	return WriteAtomic(n.FS, n.stateFile(name), "", append(b, '\n'), 0o600)
+	return WriteAtomic(f.FS, f.inStateDir(name), "", append(b, '\n'), 0o600)
 }
 
-func (n *Node) stateFile(name string) string {
-	return filepath.Join(n.Paths.local(n.Paths.StateDir), name)
+// inStateDir is the agent's path of the state directory's file name.
+func (f *NodeFiles) inStateDir(name string) string {
+	return filepath.Join(f.Paths.local(f.Paths.StateDir), name)
 }

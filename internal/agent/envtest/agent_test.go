@@ -110,7 +110,7 @@ var _ = Describe("Node status", func() {
 			go func() {
 				defer GinkgoRecover()
 				defer wg.Done()
-				w := &agent.StatusWriter{Client: k8s, Node: fmt.Sprintf("cp-%d", i)}
+				w := &agent.StatusWriter{Client: k8s, NodeName: fmt.Sprintf("cp-%d", i)}
 				for n := int64(1); n <= writes; n++ {
 					Expect(w.Apply(ctx, v1alpha1.NodeStatus{
 						AppliedRevision: ptr.To(n), PolicyHash: hashOf(n), Phase: v1alpha1.NodeApplied,
@@ -259,7 +259,7 @@ var _ = Describe("Agents", func() {
 			g.Expect(e.Message).To(ContainSubstring("waiting for kube-apiserver to restart"))
 		}).WithTimeout(30 * time.Second).WithPolling(50 * time.Millisecond).Should(Succeed())
 		slow.shutdown() // killed while kubelet restarts the apiserver
-		j, err := agent.NewNode(slow.paths).LoadJournal()
+		j, err := agent.NewNodeFiles(slow.paths).LoadJournal()
 		Expect(err).NotTo(HaveOccurred())
 		Expect(j).NotTo(BeNil())
 		Expect(j.Step).To(Equal(agent.StepManifestWritten))

@@ -52,10 +52,10 @@ var _ = Describe("An agent with the real health checks", func() {
 			Readyz: readyz, Clock: clock.RealClock{}, Interval: 50 * time.Millisecond,
 		}
 		a := &agent.Agent{
-			Node: nodeName, Namespace: namespace, Client: k8s,
-			Rollout: &agent.Rollout{Node: agent.NewNode(agent.DefaultPaths(cp.root)), Health: health, Clock: clock.RealClock{}},
+			NodeName: nodeName, Namespace: namespace, Client: k8s,
+			Rollout: &agent.Rollout{Files: agent.NewNodeFiles(agent.DefaultPaths(cp.root)), Health: health, Clock: clock.RealClock{}},
 			Lease:   &agent.Lease{Client: k8s, Namespace: namespace, Name: agent.LeaseName, Identity: nodeName, Clock: clock.RealClock{}},
-			Status:  &agent.StatusWriter{Client: k8s, Node: nodeName},
+			Status:  &agent.StatusWriter{Client: k8s, NodeName: nodeName},
 			Clock:   clock.RealClock{}, Resync: 2 * time.Second, Retry: 100 * time.Millisecond,
 		}
 		actx, stop := context.WithCancel(ctx)

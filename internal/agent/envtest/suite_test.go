@@ -274,16 +274,16 @@ func (w failingStatusWriter) Apply(ctx context.Context, obj runtime.ApplyConfigu
 // resync.
 func runAgentWithStatus(c client.WithWatch, sc client.Client, name string, paths agent.Paths, all *restarts, restartTime time.Duration, bad func(string) bool, resync time.Duration) *testAgent {
 	root := paths.Root
-	node := agent.NewNode(paths)
+	files := agent.NewNodeFiles(paths)
 	ta := &testAgent{name: name, paths: paths, recorder: record.NewFakeRecorder(1000), done: make(chan struct{})}
 	a := &agent.Agent{
-		Node:      name,
+		NodeName:  name,
 		Namespace: namespace,
 		Client:    c,
-		Rollout: &agent.Rollout{Node: node, Clock: clock.RealClock{},
+		Rollout: &agent.Rollout{Files: files, Clock: clock.RealClock{},
 			Health: &simKubelet{manifest: filepath.Join(root, paths.Manifest), restartTime: restartTime, bad: bad, all: all}},
 		Lease:    &agent.Lease{Client: c, Namespace: namespace, Name: agent.LeaseName, Identity: name, Clock: clock.RealClock{}},
-		Status:   &agent.StatusWriter{Client: sc, Node: name},
+		Status:   &agent.StatusWriter{Client: sc, NodeName: name},
 		Recorder: ta.recorder,
 		Clock:    clock.RealClock{},
 		Resync:   resync,
@@ -305,7 +305,7 @@ func (ta *testAgent) shutdown() {
 }
 
 func (ta *testAgent) state() agent.State {
-	st, err := agent.NewNode(ta.paths).LoadState()
+	st, err := agent.NewNodeFiles(ta.paths).LoadState()
 	Expect(err).NotTo(HaveOccurred())
 	return st
 }

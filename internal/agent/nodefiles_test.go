@@ -82,8 +82,8 @@ func newTestNode(t testing.TB, manifestName string, managedFlags bool) *testNode
 
 func (tn *testNode) local(host string) string { return filepath.Join(tn.root, host) }
 
-func (tn *testNode) node(fsys FS) *Node {
-	return &Node{Paths: DefaultPaths(tn.root), FS: fsys, Clock: clock.RealClock{}}
+func (tn *testNode) files(fsys FS) *NodeFiles {
+	return &NodeFiles{Paths: DefaultPaths(tn.root), FS: fsys, Clock: clock.RealClock{}}
 }
 
 func (tn *testNode) target() Target {
@@ -134,7 +134,7 @@ func TestApplyWritesPolicyThenBumpsManifestAndKeepsBackups(t *testing.T) {
 	}{{"kubeadm-v1.33.yaml", true}, {"kind-v1.30.yaml", true}, {"hand-edited-audit.yaml", false}} {
 		t.Run(tc.manifest, func(t *testing.T) {
 			tn := newTestNode(t, tc.manifest, tc.managed)
-			r := &Rollout{Node: tn.node(OSFS{}), Health: &fakeKubelet{tn: tn}, Clock: clock.RealClock{}}
+			r := &Rollout{Files: tn.files(OSFS{}), Health: &fakeKubelet{tn: tn}, Clock: clock.RealClock{}}
 			res, err := r.Apply(context.Background(), tn.target(), time.Second)
 			if err != nil {
 				t.Fatal(err)
@@ -157,7 +157,7 @@ func TestApplyWritesPolicyThenBumpsManifestAndKeepsBackups(t *testing.T) {
 			}
 			assertOnlyManifest(t, tn)
 			// Nothing else to do: the node is up to date, and a second rollout is not needed.
-			if ok, err := r.Node.UpToDate(tn.target()); err != nil || !ok {
+			if ok, err := r.Files.UpToDate(tn.target()); err != nil || !ok {
 				t.Errorf("UpToDate() = %v, %v", ok, err)
 			}
 		})
@@ -167,7 +167,7 @@ func TestApplyWritesPolicyThenBumpsManifestAndKeepsBackups(t *testing.T) {
 func TestApplyRollsBackWhenTheAPIServerNeverGetsReady(t *testing.T) {
 	tn := newTestNode(t, "kubeadm-v1.33.yaml", true)
 	var phases []string
-	r := &Rollout{Node: tn.node(OSFS{}), Health: &fakeKubelet{tn: tn, bad: badNew}, Clock: clock.RealClock{},
+	r := &Rollout{Files: tn.files(OSFS{}), Health: &fakeKubelet{tn: tn, bad: badNew}, Clock: clock.RealClock{},
 		Progress: func(_ context.Context, p v1alpha1.NodePhase, msg string) {
 			phases = append(phases, string(p)+": "+msg)
 			// The report may block on an unreachable API: the files are restored before it.
@@ -190,7 +190,7 @@ func TestApplyRollsBackWhenTheAPIServerNeverGetsReady(t *testing.T) {
 	if !bytes.Equal(m, want) {
 		t.Errorf("manifest after rollback must be the original with a new annotation:\n%s", m)
 	}
-	st, _ := r.Node.LoadState()
+	st, _ := r.Files.LoadState()
 	if st.Failed == nil || st.Failed.Hash != newHash || !st.Failed.RolledBack {
 		t.Errorf("state.Failed = %+v", st.Failed)
 	}
@@ -202,7 +202,7 @@ func TestApplyRollsBackWhenTheAPIServerNeverGetsReady(t *testing.T) {
 
 func TestApplyRejectsAnInvalidPolicyWithoutTouchingTheNode(t *testing.T) {
 	tn := newTestNode(t, "kubeadm-v1.33.yaml", true)
-	r := &Rollout{Node: tn.node(OSFS{}), Health: &fakeKubelet{tn: tn}, Clock: clock.RealClock{}}
+	r := &Rollout{Files: tn.files(OSFS{}), Health: &fakeKubelet{tn: tn}, Clock: clock.RealClock{}}
 	tg := tn.target()
 	tg.Policy = []byte("apiVersion: audit.k8s.io/v1\nkind: Policy\nrules:\n- level: Everything\n")
 	res, _ := r.Apply(context.Background(), tg, time.Second)
@@ -242,7 +242,7 @@ func TestReadOnlyOrFullDiskGivesAClearErrorAndNoChange(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			tn := newTestNode(t, "kubeadm-v1.33.yaml", true)
 			ffs := &faultFS{FS: OSFS{}, fail: tc.fail}
-			r := &Rollout{Node: tn.node(ffs), Health: &fakeKubelet{tn: tn}, Clock: clock.RealClock{}}
+			r := &Rollout{Files: tn.files(ffs), Health: &fakeKubelet{tn: tn}, Clock: clock.RealClock{}}
 			res, err := r.Apply(context.Background(), tn.target(), time.Second)
 			if err != nil {
 				t.Fatal(err)
@@ -254,7 +254,7 @@ func TestReadOnlyOrFullDiskGivesAClearErrorAndNoChange(t *testing.T) {
 			if tn.read(t, DefaultManifest) != string(tn.original) || tn.read(t, tn.policyFile) != oldPolicy {
 				t.Error("the node changed")
 			}
-			if j, _ := r.Node.LoadJournal(); j != nil {
+			if j, _ := r.Files.LoadJournal(); j != nil {
 				t.Error("journal left behind")
 			}
 			assertOnlyManifest(t, tn)
@@ -272,7 +272,7 @@ func TestReadOnlyDirectoryWithRealPermissions(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = os.Chmod(dir, 0o755) })
-	r := &Rollout{Node: tn.node(OSFS{}), Health: &fakeKubelet{tn: tn}, Clock: clock.RealClock{}}
+	r := &Rollout{Files: tn.files(OSFS{}), Health: &fakeKubelet{tn: tn}, Clock: clock.RealClock{}}
 	res, _ := r.Apply(context.Background(), tn.target(), time.Second)
 	if res.Phase != v1alpha1.NodeFailed || !strings.Contains(res.Message, "permission denied") {
 		t.Fatalf("result = %+v", res)
@@ -294,7 +294,7 @@ func TestManifestTempFileFallsBackToADotfileAcrossMounts(t *testing.T) {
 		}
 		return nil
 	}}
-	r := &Rollout{Node: tn.node(ffs), Health: &fakeKubelet{tn: tn}, Clock: clock.RealClock{}}
+	r := &Rollout{Files: tn.files(ffs), Health: &fakeKubelet{tn: tn}, Clock: clock.RealClock{}}
 	res, _ := r.Apply(context.Background(), tn.target(), time.Second)
 	if res.Phase != v1alpha1.NodeApplied || !sawDotfile {
 		t.Fatalf("result = %+v, dotfile used = %v", res, sawDotfile)
@@ -304,7 +304,7 @@ func TestManifestTempFileFallsBackToADotfileAcrossMounts(t *testing.T) {
 
 func TestReapplyingTheSameHashUsesANewAnnotationValue(t *testing.T) {
 	tn := newTestNode(t, "kubeadm-v1.33.yaml", true)
-	r := &Rollout{Node: tn.node(OSFS{}), Health: &fakeKubelet{tn: tn}, Clock: clock.RealClock{}}
+	r := &Rollout{Files: tn.files(OSFS{}), Health: &fakeKubelet{tn: tn}, Clock: clock.RealClock{}}
 	if res, _ := r.Apply(context.Background(), tn.target(), time.Second); res.Phase != v1alpha1.NodeApplied {
 		t.Fatal(res)
 	}
@@ -313,7 +313,7 @@ func TestReapplyingTheSameHashUsesANewAnnotationValue(t *testing.T) {
 	f := *tg.Flags
 	f.MaxAge = 30
 	tg.Flags = &f
-	if ok, _ := r.Node.UpToDate(tg); ok {
+	if ok, _ := r.Files.UpToDate(tg); ok {
 		t.Fatal("a flag change must make the node out of date")
 	}
 	res, _ := r.Apply(context.Background(), tg, time.Second)
@@ -349,7 +349,7 @@ func TestCrashAtEveryStepLeavesOldOrNewPolicy(t *testing.T) {
 			// Count the operations of an uninterrupted rollout.
 			tn := newTestNode(t, tc.manifest, tc.managed)
 			counter := &faultFS{FS: OSFS{}}
-			r := &Rollout{Node: tn.node(counter), Health: &fakeKubelet{tn: tn, bad: bad}, Clock: clock.RealClock{}}
+			r := &Rollout{Files: tn.files(counter), Health: &fakeKubelet{tn: tn, bad: bad}, Clock: clock.RealClock{}}
 			if _, err := r.Apply(context.Background(), tn.target(), time.Second); err != nil {
 				t.Fatal(err)
 			}
@@ -361,18 +361,18 @@ func TestCrashAtEveryStepLeavesOldOrNewPolicy(t *testing.T) {
 				tn := newTestNode(t, tc.manifest, tc.managed)
 				kubelet := &fakeKubelet{tn: tn, bad: bad}
 				crasher := &faultFS{FS: OSFS{}, crashAt: k}
-				r := &Rollout{Node: tn.node(crasher), Health: kubelet, Clock: clock.RealClock{}}
+				r := &Rollout{Files: tn.files(crasher), Health: kubelet, Clock: clock.RealClock{}}
 				op := runUntilCrash(t, func() { _, _ = r.Apply(context.Background(), tn.target(), time.Second) }, crasher)
 				where := fmt.Sprintf("crash at operation %d (%s)", k, op)
 				assertNodeConsistent(t, tn, where, false)
 
 				// A new agent starts and finishes or undoes the rollout.
-				r2 := &Rollout{Node: tn.node(OSFS{}), Health: kubelet, Clock: clock.RealClock{}}
+				r2 := &Rollout{Files: tn.files(OSFS{}), Health: kubelet, Clock: clock.RealClock{}}
 				if _, err := r2.Resume(context.Background(), time.Second); err != nil {
 					t.Fatalf("%s: resume: %v", where, err)
 				}
 				assertNodeConsistent(t, tn, where, true)
-				if j, _ := r2.Node.LoadJournal(); j != nil {
+				if j, _ := r2.Files.LoadJournal(); j != nil {
 					t.Errorf("%s: journal left after recovery", where)
 				}
 			}
@@ -556,7 +556,7 @@ func TestNothingButTheManifestIsEverCreatedInTheManifestsDirectory(t *testing.T)
 		if !healthy {
 			kubelet = &fakeKubelet{tn: tn, bad: badNew}
 		}
-		r := &Rollout{Node: tn.node(record), Health: kubelet, Clock: clock.RealClock{}}
+		r := &Rollout{Files: tn.files(record), Health: kubelet, Clock: clock.RealClock{}}
 		if _, err := r.Apply(context.Background(), tn.target(), time.Second); err != nil {
 			t.Fatal(err)
 		}
@@ -575,7 +575,7 @@ func BenchmarkRolloutOverhead(b *testing.B) {
 	for b.Loop() {
 		b.StopTimer()
 		tn := newTestNode(b, "kubeadm-v1.33.yaml", true)
-		r := &Rollout{Node: tn.node(OSFS{}), Health: &fakeKubelet{tn: tn}, Clock: clock.RealClock{}}
+		r := &Rollout{Files: tn.files(OSFS{}), Health: &fakeKubelet{tn: tn}, Clock: clock.RealClock{}}
 		b.StartTimer()
 		res, err := r.Apply(context.Background(), tn.target(), time.Second)
 		if err != nil || res.Phase != v1alpha1.NodeApplied {
