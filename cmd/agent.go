@@ -199,7 +199,7 @@ func runAgent(ctx context.Context, o agentOptions) error {
 		Interval: o.pollInterval,
 	}
 	files := agent.NewNodeFiles(o.paths)
-	a := &agent.Agent{
+	a := agent.New(agent.Options{
 		NodeName:  o.nodeName,
 		Namespace: o.namespace,
 		Client:    c,
@@ -210,7 +210,7 @@ func runAgent(ctx context.Context, o agentOptions) error {
 		Clock:     clk,
 		Resync:    o.resync,
 		Retry:     o.retry,
-	}
+	})
 	log.Info("agent starting", "root", o.paths.Root, "manifest", o.paths.Manifest, "stateDir", o.paths.StateDir, "readyz", o.readyz.URL)
 	return a.Run(logr.NewContext(ctx, log))
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sync"
 	"time"
 
 	"github.com/go-logr/logr"
@@ -28,53 +27,79 @@ type Recorder interface {
 	Event(object runtime.Object, eventtype, reason, message string)
 }
 
+// Options configure an Agent.
+type Options struct {
+	// NodeName is this node's name (the downward API's spec.nodeName).
+	NodeName string
+	// Namespace holds the revisions and the Lease; "" means DefaultNamespace.
+	Namespace string
+	Client    client.WithWatch
+	// Rollout does the node's side; New sets its Progress.
+	Rollout *Rollout
+	Lease   *Lease
+	Status  *StatusWriter
+	// Recorder may be nil.
+	Recorder Recorder
+	Clock    clock.Clock
+	// Resync is the period of a pass without any change (0: a minute); Retry the delay after
+	// an error or while another node holds the lease (0: 10 s).
+	Resync time.Duration
+	Retry  time.Duration
+}
+
 // Agent brings its node to the singleton's desired revision, one node of the cluster at a time.
 // It is level-triggered: every pass reads the singleton and the node's files and does the next
 // thing, so a pass after any restart of the agent picks up where the last one stopped. It logs
 // to the logr.Logger in the context.
 type Agent struct {
-	// NodeName is this node's name (the downward API's spec.nodeName).
-	NodeName string
-	// Namespace holds the revisions and the Lease.
-	Namespace string
-	Client    client.WithWatch
-	Rollout   *Rollout
-	Lease     *Lease
-	Status    *StatusWriter
-	// Recorder may be nil.
-	Recorder Recorder
-	Clock    clock.Clock
-	// Resync is the period of a pass without any change; Retry the delay after an error or
-	// while another node holds the lease.
-	Resync time.Duration
-	Retry  time.Duration
+	nodeName  string
+	namespace string
+	client    client.WithWatch
+	rollout   *Rollout
+	lease     *Lease
+	status    *StatusWriter
+	recorder  Recorder
+	clock     clock.Clock
+	resync    time.Duration
+	retry     time.Duration
 
 	wake      chan struct{}
-	once      sync.Once
 	lastEvent string
 }
 
-func (a *Agent) init() {
-	a.once.Do(func() {
-		a.wake = make(chan struct{}, 1)
-		if a.Resync <= 0 {
-			a.Resync = time.Minute
-		}
-		if a.Retry <= 0 {
-			a.Retry = 10 * time.Second
-		}
-		if a.Namespace == "" {
-			a.Namespace = DefaultNamespace
-		}
-		a.Rollout.Progress = func(ctx context.Context, phase v1alpha1.NodePhase, msg string) {
-			_ = a.report(ctx, phase, msg)
-		}
-	})
+// New returns an Agent with o's defaults filled in. It sets o.Rollout.Progress to report each
+// phase of a rollout in the node's status entry as it happens.
+func New(o Options) *Agent {
+	a := &Agent{
+		nodeName:  o.NodeName,
+		namespace: o.Namespace,
+		client:    o.Client,
+		rollout:   o.Rollout,
+		lease:     o.Lease,
+		status:    o.Status,
+		recorder:  o.Recorder,
+		clock:     o.Clock,
+		resync:    o.Resync,
+		retry:     o.Retry,
+		wake:      make(chan struct{}, 1),
+	}
+	if a.resync <= 0 {
+		a.resync = time.Minute
+	}
+	if a.retry <= 0 {
+		a.retry = 10 * time.Second
+	}
+	if a.namespace == "" {
+		a.namespace = DefaultNamespace
+	}
+	a.rollout.Progress = func(ctx context.Context, phase v1alpha1.NodePhase, msg string) {
+		_ = a.report(ctx, phase, msg)
+	}
+	return a
 }
 
 // Run passes until ctx is done, after each change of the singleton and at least every Resync.
 func (a *Agent) Run(ctx context.Context) error {
-	a.init()
 	go a.watch(ctx)
 	for {
 		next := a.Pass(ctx)
@@ -84,7 +109,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		if next <= 0 {
 			continue
 		}
-		t := a.Clock.NewTimer(next)
+		t := a.clock.NewTimer(next)
 		select {
 		case <-ctx.Done():
 			t.Stop()
@@ -107,7 +132,7 @@ func (a *Agent) kick() {
 // finishing its rollout is a reason to try for the lease).
 func (a *Agent) watch(ctx context.Context) {
 	for ctx.Err() == nil {
-		w, err := a.Client.Watch(ctx, &v1alpha1.AuditPolicyList{}, client.MatchingFields{"metadata.name": v1alpha1.SingletonName})
+		w, err := a.client.Watch(ctx, &v1alpha1.AuditPolicyList{}, client.MatchingFields{"metadata.name": v1alpha1.SingletonName})
 		if err == nil {
 			for range w.ResultChan() {
 				a.kick()
@@ -118,7 +143,7 @@ func (a *Agent) watch(ctx context.Context) {
 		}
 		select {
 		case <-ctx.Done():
-		case <-a.Clock.After(time.Second):
+		case <-a.clock.After(time.Second):
 		}
 	}
 }
@@ -126,10 +151,9 @@ func (a *Agent) watch(ctx context.Context) {
 // Pass does the next step towards the desired revision and returns when to pass again (0: at
 // once).
 func (a *Agent) Pass(ctx context.Context) time.Duration {
-	a.init()
-	files := a.Rollout.Files
+	files := a.rollout.Files
 	ap := &v1alpha1.AuditPolicy{}
-	getErr := a.Client.Get(ctx, client.ObjectKey{Name: v1alpha1.SingletonName}, ap)
+	getErr := a.client.Get(ctx, client.ObjectKey{Name: v1alpha1.SingletonName}, ap)
 	timeout := v1alpha1.DefaultHealthTimeout
 	if getErr == nil {
 		timeout = ap.Spec.Rollout.HealthTimeoutOrDefault()
@@ -139,7 +163,7 @@ func (a *Agent) Pass(ctx context.Context) time.Duration {
 	// control plane, our own restart is why it is unreachable.
 	if j, err := files.LoadJournal(); err != nil {
 		_ = a.report(ctx, v1alpha1.NodeFailed, err.Error())
-		return a.Retry
+		return a.retry
 	} else if j != nil {
 		if j.HealthTimeout > 0 {
 			timeout = j.HealthTimeout
@@ -147,71 +171,71 @@ func (a *Agent) Pass(ctx context.Context) time.Duration {
 		return a.resume(ctx, ap, getErr == nil, timeout)
 	}
 	if apierrors.IsNotFound(getErr) {
-		return a.Resync
+		return a.resync
 	}
 	if getErr != nil {
 		logr.FromContextOrDiscard(ctx).Info("cannot read the AuditPolicy", "err", getErr)
-		return a.Retry
+		return a.retry
 	}
 	desired := ap.Status.DesiredRevision
 	if desired == nil {
-		return a.reportThen(ctx, v1alpha1.NodePending, "waiting for the manager to choose a revision", a.Resync)
+		return a.reportThen(ctx, v1alpha1.NodePending, "waiting for the manager to choose a revision", a.resync)
 	}
 	target, err := a.target(ctx, ap)
 	var bad *badRevisionError
 	if errors.As(err, &bad) {
 		a.fail(ctx, ap, err.Error())
-		return a.Resync
+		return a.resync
 	}
 	if err != nil {
 		_ = a.report(ctx, v1alpha1.NodePending, err.Error())
-		return a.Retry
+		return a.retry
 	}
 	target.HealthTimeout = timeout
 	up, err := files.UpToDate(target)
 	if err != nil {
 		a.fail(ctx, ap, fmt.Sprintf("revision %d: %v", target.Revision, err))
-		return a.Retry
+		return a.retry
 	}
 	if up {
 		if err := files.Adopt(target); err != nil {
 			a.fail(ctx, ap, fmt.Sprintf("revision %d: %v", target.Revision, err))
-			return a.Retry
+			return a.retry
 		}
-		return a.reportThen(ctx, v1alpha1.NodeApplied, fmt.Sprintf("revision %d applied", target.Revision), a.Resync)
+		return a.reportThen(ctx, v1alpha1.NodeApplied, fmt.Sprintf("revision %d applied", target.Revision), a.resync)
 	}
 	st, err := files.LoadState()
 	if err != nil {
 		a.fail(ctx, ap, err.Error())
-		return a.Retry
+		return a.retry
 	}
 	if st.Failed != nil && st.Failed.Key == target.Key() && st.Failed.Generation >= ap.Generation {
 		phase := v1alpha1.NodeFailed
 		if st.Failed.RolledBack {
 			phase = v1alpha1.NodeRolledBack
 		}
-		return a.reportThen(ctx, phase, st.Failed.Message, a.Resync)
+		return a.reportThen(ctx, phase, st.Failed.Message, a.resync)
 	}
 	if other, msg := a.haltedBy(ap); other != "" {
 		m := fmt.Sprintf("revision %d waits: the rollout is halted because node %s failed: %s", target.Revision, other, msg)
 		a.event(ap, corev1.EventTypeWarning, v1alpha1.ReasonRolloutHalted, m)
-		return a.reportThen(ctx, v1alpha1.NodePending, m, a.Resync)
+		return a.reportThen(ctx, v1alpha1.NodePending, m, a.resync)
 	}
 	if interval := ap.Spec.Rollout.MinRestartIntervalOrDefault(); interval > 0 && !st.LastRestartTime.IsZero() {
-		if wait := st.LastRestartTime.Add(interval).Sub(a.Clock.Now()); wait > 0 {
+		if wait := st.LastRestartTime.Add(interval).Sub(a.clock.Now()); wait > 0 {
 			_ = a.report(ctx, v1alpha1.NodePending, fmt.Sprintf("revision %d waits %s: rollout.minRestartInterval is %s", target.Revision, wait.Round(time.Second), interval))
 			return wait
 		}
 	}
 	duration := LeaseDuration(timeout)
-	ok, holder, err := a.Lease.TryAcquire(ctx, duration)
+	ok, holder, err := a.lease.TryAcquire(ctx, duration)
 	if err != nil {
 		logr.FromContextOrDiscard(ctx).Info("cannot take the rollout lease", "err", err)
-		return a.Retry
+		return a.retry
 	}
 	if !ok {
 		_ = a.report(ctx, v1alpha1.NodePending, fmt.Sprintf("revision %d waits for node %s to finish its rollout", target.Revision, holder))
-		return a.Retry
+		return a.retry
 	}
 	// The lease is kept when a rollout is interrupted (the agent stops while kubelet restarts
 	// the apiserver): the next agent on this node takes it back as the same holder and finishes.
@@ -225,8 +249,8 @@ func (a *Agent) Pass(ctx context.Context) time.Duration {
 	// moved on (coalescing), or the previous holder may have failed (it reports before it
 	// releases the lease).
 	latest := &v1alpha1.AuditPolicy{}
-	if err := a.Client.Get(ctx, client.ObjectKey{Name: v1alpha1.SingletonName}, latest); err != nil {
-		return a.Retry
+	if err := a.client.Get(ctx, client.ObjectKey{Name: v1alpha1.SingletonName}, latest); err != nil {
+		return a.retry
 	}
 	if ptr.Deref(latest.Status.DesiredRevision, 0) != *desired || latest.Generation != ap.Generation {
 		return 0
@@ -235,8 +259,8 @@ func (a *Agent) Pass(ctx context.Context) time.Duration {
 		return 0
 	}
 	stopRenew := a.renew(ctx, duration)
-	a.event(ap, corev1.EventTypeNormal, v1alpha1.EventRolloutStarted, fmt.Sprintf("node %s: rolling out revision %d", a.NodeName, target.Revision))
-	res, err := a.Rollout.Apply(ctx, target, timeout)
+	a.event(ap, corev1.EventTypeNormal, v1alpha1.EventRolloutStarted, fmt.Sprintf("node %s: rolling out revision %d", a.nodeName, target.Revision))
+	res, err := a.rollout.Apply(ctx, target, timeout)
 	stopRenew()
 	if err != nil {
 		keep = true
@@ -246,10 +270,10 @@ func (a *Agent) Pass(ctx context.Context) time.Duration {
 	if !a.finish(ctx, ap, target.Revision, res) {
 		keep = true
 		logr.FromContextOrDiscard(ctx).Info("keeping the rollout lease until it expires: the failure could not be reported, and the next node must not roll out the same revision", "revision", target.Revision)
-		return a.Retry
+		return a.retry
 	}
 	if res.Phase == v1alpha1.NodeFailed && !res.Restarted {
-		return a.Retry
+		return a.retry
 	}
 	return 0
 }
@@ -257,11 +281,11 @@ func (a *Agent) Pass(ctx context.Context) time.Duration {
 func (a *Agent) resume(ctx context.Context, ap *v1alpha1.AuditPolicy, haveAP bool, timeout time.Duration) time.Duration {
 	duration := LeaseDuration(timeout)
 	// Best effort: the manifest may already have changed, so the rollout goes on regardless.
-	if ok, holder, err := a.Lease.TryAcquire(ctx, duration); err == nil && !ok {
+	if ok, holder, err := a.lease.TryAcquire(ctx, duration); err == nil && !ok {
 		logr.FromContextOrDiscard(ctx).Info("finishing an interrupted rollout while another node holds the lease", "holder", holder)
 	}
 	stopRenew := a.renew(ctx, duration)
-	res, err := a.Rollout.Resume(ctx, timeout)
+	res, err := a.rollout.Resume(ctx, timeout)
 	stopRenew()
 	if err != nil {
 		// Interrupted (ctx done): keep the lease for the next start. Otherwise release it once
@@ -269,7 +293,7 @@ func (a *Agent) resume(ctx context.Context, ap *v1alpha1.AuditPolicy, haveAP boo
 		if a.reportWithRetry(ctx, v1alpha1.NodeFailed, err.Error()) && ctx.Err() == nil {
 			a.release(ctx)
 		}
-		return a.Retry
+		return a.retry
 	}
 	reported := true
 	if res != nil {
@@ -281,7 +305,7 @@ func (a *Agent) resume(ctx context.Context, ap *v1alpha1.AuditPolicy, haveAP boo
 	}
 	if !reported {
 		logr.FromContextOrDiscard(ctx).Info("keeping the rollout lease until it expires: the failure could not be reported")
-		return a.Retry
+		return a.retry
 	}
 	if ctx.Err() == nil {
 		a.release(ctx)
@@ -304,13 +328,13 @@ func (a *Agent) finish(ctx context.Context, ap *v1alpha1.AuditPolicy, revision i
 	}
 	switch res.Phase {
 	case v1alpha1.NodeApplied:
-		a.event(ap, corev1.EventTypeNormal, v1alpha1.EventNodeUpdated, fmt.Sprintf("node %s: %s in %s", a.NodeName, res.Message, res.Duration.Round(time.Second)))
+		a.event(ap, corev1.EventTypeNormal, v1alpha1.EventNodeUpdated, fmt.Sprintf("node %s: %s in %s", a.nodeName, res.Message, res.Duration.Round(time.Second)))
 	case v1alpha1.NodeRolledBack:
-		a.event(ap, corev1.EventTypeWarning, v1alpha1.EventRolledBack, fmt.Sprintf("node %s: %s", a.NodeName, res.Message))
+		a.event(ap, corev1.EventTypeWarning, v1alpha1.EventRolledBack, fmt.Sprintf("node %s: %s", a.nodeName, res.Message))
 	case v1alpha1.NodePending:
-		a.event(ap, corev1.EventTypeNormal, v1alpha1.EventRolloutRecovered, fmt.Sprintf("node %s: %s", a.NodeName, res.Message))
+		a.event(ap, corev1.EventTypeNormal, v1alpha1.EventRolloutRecovered, fmt.Sprintf("node %s: %s", a.nodeName, res.Message))
 	default:
-		a.event(ap, corev1.EventTypeWarning, v1alpha1.EventRolloutFailed, fmt.Sprintf("node %s: %s", a.NodeName, res.Message))
+		a.event(ap, corev1.EventTypeWarning, v1alpha1.EventRolloutFailed, fmt.Sprintf("node %s: %s", a.nodeName, res.Message))
 	}
 	return reported
 }
@@ -319,7 +343,7 @@ func terminalFailure(p v1alpha1.NodePhase) bool {
 	return p == v1alpha1.NodeFailed || p == v1alpha1.NodeRolledBack
 }
 
-// terminalReportAttempts bounds reportWithRetry: attempts are a.Retry apart, well inside the
+// terminalReportAttempts bounds reportWithRetry: attempts are a.retry apart, well inside the
 // lease's duration.
 const terminalReportAttempts = 5
 
@@ -336,7 +360,7 @@ func (a *Agent) reportWithRetry(ctx context.Context, phase v1alpha1.NodePhase, m
 		select {
 		case <-ctx.Done():
 			return false
-		case <-a.Clock.After(a.Retry):
+		case <-a.clock.After(a.retry):
 		}
 	}
 }
@@ -349,15 +373,15 @@ func (e *badRevisionError) Error() string { return e.msg }
 
 func (a *Agent) fail(ctx context.Context, ap *v1alpha1.AuditPolicy, msg string) {
 	_ = a.report(ctx, v1alpha1.NodeFailed, msg)
-	a.event(ap, corev1.EventTypeWarning, v1alpha1.EventRolloutFailed, fmt.Sprintf("node %s: %s", a.NodeName, msg))
+	a.event(ap, corev1.EventTypeWarning, v1alpha1.EventRolloutFailed, fmt.Sprintf("node %s: %s", a.nodeName, msg))
 }
 
 // target reads the desired revision and the managed flags.
 func (a *Agent) target(ctx context.Context, ap *v1alpha1.AuditPolicy) (Target, error) {
 	n := *ap.Status.DesiredRevision
 	cm := &corev1.ConfigMap{}
-	if err := a.Client.Get(ctx, client.ObjectKey{Namespace: a.Namespace, Name: revision.Name(n)}, cm); err != nil {
-		return Target{}, fmt.Errorf("revision %d: reading ConfigMap %s/%s: %w", n, a.Namespace, revision.Name(n), err)
+	if err := a.client.Get(ctx, client.ObjectKey{Namespace: a.namespace, Name: revision.Name(n)}, cm); err != nil {
+		return Target{}, fmt.Errorf("revision %d: reading ConfigMap %s/%s: %w", n, a.namespace, revision.Name(n), err)
 	}
 	rev, err := revision.FromConfigMap(cm)
 	if err != nil {
@@ -368,7 +392,7 @@ func (a *Agent) target(ctx context.Context, ap *v1alpha1.AuditPolicy) (Target, e
 	}
 	// The bytes must be what the manager hashed: never write a policy that differs from its
 	// revision (a hand-edited or corrupted ConfigMap).
-	name := a.Namespace + "/" + revision.Name(n)
+	name := a.namespace + "/" + revision.Name(n)
 	got, err := policy.HashOf(rev.Policy)
 	if err != nil {
 		return Target{}, &badRevisionError{fmt.Sprintf("revision %d: ConfigMap %s: policy.yaml: %v; not written", n, name, err)}
@@ -383,7 +407,7 @@ func (a *Agent) target(ctx context.Context, ap *v1alpha1.AuditPolicy) (Target, e
 	t := Target{Revision: rev.Number, Hash: rev.Hash, Policy: rev.Policy, Generation: ap.Generation}
 	if ap.Spec.ManageAPIServerFlags {
 		l := ap.Spec.AuditLog
-		t.Flags = &staticpod.FlagSettings{PolicyFile: a.Rollout.Files.Paths.PolicyFile, LogPath: l.PathOrDefault(),
+		t.Flags = &staticpod.FlagSettings{PolicyFile: a.rollout.Files.Paths.PolicyFile, LogPath: l.PathOrDefault(),
 			MaxAge: l.MaxAgeOrDefault(), MaxBackup: l.MaxBackupOrDefault(), MaxSize: l.MaxSizeOrDefault()}
 	}
 	return t, nil
@@ -393,7 +417,7 @@ func (a *Agent) target(ctx context.Context, ap *v1alpha1.AuditPolicy) (Target, e
 // the next desired revision first, since its own failure record is for another revision).
 func (a *Agent) haltedBy(ap *v1alpha1.AuditPolicy) (string, string) {
 	for _, n := range ap.Status.Nodes {
-		if n.Name != a.NodeName && (n.Phase == v1alpha1.NodeFailed || n.Phase == v1alpha1.NodeRolledBack) {
+		if n.Name != a.nodeName && (n.Phase == v1alpha1.NodeFailed || n.Phase == v1alpha1.NodeRolledBack) {
 			return n.Name, n.Message
 		}
 	}
@@ -405,7 +429,7 @@ func (a *Agent) haltedBy(ap *v1alpha1.AuditPolicy) (string, string) {
 // node that waits a whole Resync to say it is done holds up the singleton's Available.
 func (a *Agent) reportThen(ctx context.Context, phase v1alpha1.NodePhase, msg string, next time.Duration) time.Duration {
 	if a.report(ctx, phase, msg) != nil {
-		return a.Retry
+		return a.retry
 	}
 	return next
 }
@@ -414,11 +438,11 @@ func (a *Agent) reportThen(ctx context.Context, phase v1alpha1.NodePhase, msg st
 // says the same. It compares with the singleton as it is now, not with the last write, so an
 // entry that was dropped (by the manager, or with a recreated singleton) is written again.
 func (a *Agent) report(ctx context.Context, phase v1alpha1.NodePhase, msg string) error {
-	st, err := a.Rollout.Files.LoadState()
+	st, err := a.rollout.Files.LoadState()
 	if err != nil {
 		logr.FromContextOrDiscard(ctx).Info("cannot read the agent's state", "err", err)
 	}
-	e := v1alpha1.NodeStatus{Name: a.NodeName, Phase: phase, Message: msg, PolicyHash: st.Hash}
+	e := v1alpha1.NodeStatus{Name: a.nodeName, Phase: phase, Message: msg, PolicyHash: st.Hash}
 	if st.Revision > 0 {
 		e.AppliedRevision = ptr.To(st.Revision)
 	}
@@ -429,12 +453,12 @@ func (a *Agent) report(ctx context.Context, phase v1alpha1.NodePhase, msg string
 		e.LastRolloutSeconds = ptr.To(st.LastRolloutSeconds)
 	}
 	cur := &v1alpha1.AuditPolicy{}
-	if err := a.Client.Get(ctx, client.ObjectKey{Name: v1alpha1.SingletonName}, cur); err == nil {
-		if n := cur.Status.Node(a.NodeName); n != nil && equality.Semantic.DeepEqual(*n, e) {
+	if err := a.client.Get(ctx, client.ObjectKey{Name: v1alpha1.SingletonName}, cur); err == nil {
+		if n := cur.Status.Node(a.nodeName); n != nil && equality.Semantic.DeepEqual(*n, e) {
 			return nil
 		}
 	}
-	if err := a.Status.Apply(ctx, e); err != nil {
+	if err := a.status.Apply(ctx, e); err != nil {
 		logr.FromContextOrDiscard(ctx).Info("cannot write the node's status; retrying at the next pass", "err", err)
 		return err
 	}
@@ -442,18 +466,18 @@ func (a *Agent) report(ctx context.Context, phase v1alpha1.NodePhase, msg string
 }
 
 func (a *Agent) event(ap *v1alpha1.AuditPolicy, eventType, reason, msg string) {
-	if a.Recorder == nil || ap == nil || ap.UID == "" || msg == a.lastEvent {
+	if a.recorder == nil || ap == nil || ap.UID == "" || msg == a.lastEvent {
 		return
 	}
 	a.lastEvent = msg
-	a.Recorder.Event(ap, eventType, reason, msg)
+	a.recorder.Event(ap, eventType, reason, msg)
 }
 
 func (a *Agent) release(ctx context.Context) {
 	// Release even when ctx is done: a stopping agent should not make the others wait.
 	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()
-	if err := a.Lease.Release(rctx); err != nil {
+	if err := a.lease.Release(rctx); err != nil {
 		logr.FromContextOrDiscard(ctx).Info("cannot release the rollout lease; it expires on its own", "err", err)
 	}
 }
@@ -469,8 +493,8 @@ func (a *Agent) renew(ctx context.Context, duration time.Duration) (stop func())
 			select {
 			case <-ctx.Done():
 				return
-			case <-a.Clock.After(duration / 3):
-				if err := a.Lease.Renew(ctx, duration); err != nil && ctx.Err() == nil {
+			case <-a.clock.After(duration / 3):
+				if err := a.lease.Renew(ctx, duration); err != nil && ctx.Err() == nil {
 					logr.FromContextOrDiscard(ctx).V(1).Info("renewing the rollout lease failed", "err", err)
 				}
 			}

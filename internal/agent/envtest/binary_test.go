@@ -51,13 +51,13 @@ var _ = Describe("An agent with the real health checks", func() {
 			},
 			Readyz: readyz, Clock: clock.RealClock{}, Interval: 50 * time.Millisecond,
 		}
-		a := &agent.Agent{
+		a := agent.New(agent.Options{
 			NodeName: nodeName, Namespace: namespace, Client: k8s,
 			Rollout: &agent.Rollout{Files: agent.NewNodeFiles(agent.DefaultPaths(cp.root)), Health: health, Clock: clock.RealClock{}},
 			Lease:   &agent.Lease{Client: k8s, Namespace: namespace, Name: agent.LeaseName, Identity: nodeName, Clock: clock.RealClock{}},
 			Status:  &agent.StatusWriter{Client: k8s, NodeName: nodeName},
 			Clock:   clock.RealClock{}, Resync: 2 * time.Second, Retry: 100 * time.Millisecond,
-		}
+		})
 		actx, stop := context.WithCancel(ctx)
 		done := make(chan struct{})
 		go func() {

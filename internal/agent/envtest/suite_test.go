@@ -276,7 +276,7 @@ func runAgentWithStatus(c client.WithWatch, sc client.Client, name string, paths
 	root := paths.Root
 	files := agent.NewNodeFiles(paths)
 	ta := &testAgent{name: name, paths: paths, recorder: record.NewFakeRecorder(1000), done: make(chan struct{})}
-	a := &agent.Agent{
+	a := agent.New(agent.Options{
 		NodeName:  name,
 		Namespace: namespace,
 		Client:    c,
@@ -288,7 +288,7 @@ func runAgentWithStatus(c client.WithWatch, sc client.Client, name string, paths
 		Clock:    clock.RealClock{},
 		Resync:   resync,
 		Retry:    100 * time.Millisecond,
-	}
+	})
 	actx, stop := context.WithCancel(ctx)
 	ta.stop = stop
 	go func() {
