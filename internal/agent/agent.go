@@ -149,9 +149,9 @@ func (a *Agent) watch(ctx context.Context) {
 }
 
 // Pass does the next step towards the desired revision and returns when to pass again (0: at
-// once).
+// once). The steps: finish an unfinished rollout; find the next target (nextTarget); check that
+// the node may restart now (restartGate); roll out under the Lease (rollOut).
 func (a *Agent) Pass(ctx context.Context) time.Duration {
-	files := a.rollout.Files
 	ap := &v1alpha1.AuditPolicy{}
 	getErr := a.client.Get(ctx, client.ObjectKey{Name: v1alpha1.SingletonName}, ap)
 	timeout := v1alpha1.DefaultHealthTimeout
@@ -161,7 +161,7 @@ func (a *Agent) Pass(ctx context.Context) time.Duration {
 
 	// An unfinished rollout comes first, even while the API is unreachable: with a single
 	// control plane, our own restart is why it is unreachable.
-	if j, err := files.LoadJournal(); err != nil {
+	if j, err := a.rollout.Files.LoadJournal(); err != nil {
 		_ = a.report(ctx, v1alpha1.NodeFailed, err.Error())
 		return a.retry
 	} else if j != nil {
@@ -177,56 +177,113 @@ func (a *Agent) Pass(ctx context.Context) time.Duration {
 		logr.FromContextOrDiscard(ctx).Info("cannot read the AuditPolicy", "err", getErr)
 		return a.retry
 	}
-	desired := ap.Status.DesiredRevision
-	if desired == nil {
-		return a.reportThen(ctx, v1alpha1.NodePending, "waiting for the manager to choose a revision", a.resync)
+	target, next := a.nextTarget(ctx, ap, timeout)
+	if target == nil {
+		return next
 	}
-	target, err := a.target(ctx, ap)
+	g, err := a.restartGate(ap, *target)
+	if err != nil {
+		a.fail(ctx, ap, err.Error())
+		return a.retry
+	}
+	if g != nil {
+		return a.waitAt(ctx, ap, *g)
+	}
+	return a.rollOut(ctx, ap, *target, timeout)
+}
+
+// nextTarget is the revision this node should roll out, with timeout as its health timeout. It
+// is nil, with when to pass again, while the manager has chosen no revision, when the revision
+// cannot be read or must never be written, and when the node already runs it (then the node
+// adopts it: see NodeFiles.Adopt).
+func (a *Agent) nextTarget(ctx context.Context, ap *v1alpha1.AuditPolicy, timeout time.Duration) (*Target, time.Duration) {
+	if ap.Status.DesiredRevision == nil {
+		return nil, a.reportThen(ctx, v1alpha1.NodePending, "waiting for the manager to choose a revision", a.resync)
+	}
+	target, err := a.readTarget(ctx, ap)
 	var bad *badRevisionError
 	if errors.As(err, &bad) {
 		a.fail(ctx, ap, err.Error())
-		return a.resync
+		return nil, a.resync
 	}
 	if err != nil {
 		_ = a.report(ctx, v1alpha1.NodePending, err.Error())
-		return a.retry
+		return nil, a.retry
 	}
 	target.HealthTimeout = timeout
+	files := a.rollout.Files
 	up, err := files.UpToDate(target)
 	if err != nil {
 		a.fail(ctx, ap, fmt.Sprintf("revision %d: %v", target.Revision, err))
-		return a.retry
+		return nil, a.retry
 	}
 	if up {
 		if err := files.Adopt(target); err != nil {
 			a.fail(ctx, ap, fmt.Sprintf("revision %d: %v", target.Revision, err))
-			return a.retry
+			return nil, a.retry
 		}
-		return a.reportThen(ctx, v1alpha1.NodeApplied, fmt.Sprintf("revision %d applied", target.Revision), a.resync)
+		return nil, a.reportThen(ctx, v1alpha1.NodeApplied, fmt.Sprintf("revision %d applied", target.Revision), a.resync)
 	}
-	st, err := files.LoadState()
+	return &target, 0
+}
+
+// gate holds back a restart: when to pass again, and what the node reports meanwhile.
+type gate struct {
+	wait    time.Duration
+	phase   v1alpha1.NodePhase
+	message string
+	// halted says that another node's failure halts the rollout, which is also an event.
+	halted bool
+	// retryUnreported makes the next pass come after Retry instead of wait when the report
+	// fails (see reportThen).
+	retryUnreported bool
+}
+
+// restartGate says whether this node may restart its apiserver for target now: nil when it
+// may, otherwise why not. The checks, in order: a failure of this node recorded for target
+// under the current spec generation (not retried until the revision or the spec changes),
+// another node's failure (which halts the rollout), and rollout.minRestartInterval since this
+// node's last restart.
+func (a *Agent) restartGate(ap *v1alpha1.AuditPolicy, target Target) (*gate, error) {
+	st, err := a.rollout.Files.LoadState()
 	if err != nil {
-		a.fail(ctx, ap, err.Error())
-		return a.retry
+		return nil, err
 	}
 	if st.Failed != nil && st.Failed.Key == target.Key() && st.Failed.Generation >= ap.Generation {
 		phase := v1alpha1.NodeFailed
 		if st.Failed.RolledBack {
 			phase = v1alpha1.NodeRolledBack
 		}
-		return a.reportThen(ctx, phase, st.Failed.Message, a.resync)
+		return &gate{wait: a.resync, phase: phase, message: st.Failed.Message, retryUnreported: true}, nil
 	}
 	if other, msg := a.haltedBy(ap); other != "" {
 		m := fmt.Sprintf("revision %d waits: the rollout is halted because node %s failed: %s", target.Revision, other, msg)
-		a.event(ap, corev1.EventTypeWarning, v1alpha1.ReasonRolloutHalted, m)
-		return a.reportThen(ctx, v1alpha1.NodePending, m, a.resync)
+		return &gate{wait: a.resync, phase: v1alpha1.NodePending, message: m, halted: true, retryUnreported: true}, nil
 	}
 	if interval := ap.Spec.Rollout.MinRestartIntervalOrDefault(); interval > 0 && !st.LastRestartTime.IsZero() {
 		if wait := st.LastRestartTime.Add(interval).Sub(a.clock.Now()); wait > 0 {
-			_ = a.report(ctx, v1alpha1.NodePending, fmt.Sprintf("revision %d waits %s: rollout.minRestartInterval is %s", target.Revision, wait.Round(time.Second), interval))
-			return wait
+			m := fmt.Sprintf("revision %d waits %s: rollout.minRestartInterval is %s", target.Revision, wait.Round(time.Second), interval)
+			return &gate{wait: wait, phase: v1alpha1.NodePending, message: m}, nil
 		}
 	}
+	return nil, nil
+}
+
+// waitAt reports why g holds the restart back and returns when to pass again.
+func (a *Agent) waitAt(ctx context.Context, ap *v1alpha1.AuditPolicy, g gate) time.Duration {
+	if g.halted {
+		a.event(ap, corev1.EventTypeWarning, v1alpha1.ReasonRolloutHalted, g.message)
+	}
+	if g.retryUnreported {
+		return a.reportThen(ctx, g.phase, g.message, g.wait)
+	}
+	_ = a.report(ctx, g.phase, g.message)
+	return g.wait
+}
+
+// rollOut rolls this node out to target while it holds the rollout Lease, and returns when to
+// pass again. When another node holds the Lease, it reports that it waits for it.
+func (a *Agent) rollOut(ctx context.Context, ap *v1alpha1.AuditPolicy, target Target, timeout time.Duration) time.Duration {
 	duration := LeaseDuration(timeout)
 	ok, holder, err := a.lease.TryAcquire(ctx, duration)
 	if err != nil {
@@ -245,37 +302,44 @@ func (a *Agent) Pass(ctx context.Context) time.Duration {
 			a.release(ctx)
 		}
 	}()
+	var next time.Duration
+	next, keep = a.applyHoldingLease(ctx, ap, target, timeout, duration)
+	return next
+}
+
+// applyHoldingLease checks the singleton again, then applies target while it renews the Lease
+// and reports how the rollout ended. It returns when to pass again and whether to keep the
+// Lease rather than release it.
+func (a *Agent) applyHoldingLease(ctx context.Context, ap *v1alpha1.AuditPolicy, target Target, timeout, duration time.Duration) (next time.Duration, keepLease bool) {
 	// Read again now that we hold the lease: while we waited, the desired revision may have
 	// moved on (coalescing), or the previous holder may have failed (it reports before it
 	// releases the lease).
 	latest := &v1alpha1.AuditPolicy{}
 	if err := a.client.Get(ctx, client.ObjectKey{Name: v1alpha1.SingletonName}, latest); err != nil {
-		return a.retry
+		return a.retry, false
 	}
-	if ptr.Deref(latest.Status.DesiredRevision, 0) != *desired || latest.Generation != ap.Generation {
-		return 0
+	if ptr.Deref(latest.Status.DesiredRevision, 0) != *ap.Status.DesiredRevision || latest.Generation != ap.Generation {
+		return 0, false
 	}
 	if other, _ := a.haltedBy(latest); other != "" {
-		return 0
+		return 0, false
 	}
 	stopRenew := a.renew(ctx, duration)
 	a.event(ap, corev1.EventTypeNormal, v1alpha1.EventRolloutStarted, fmt.Sprintf("node %s: rolling out revision %d", a.nodeName, target.Revision))
 	res, err := a.rollout.Apply(ctx, target, timeout)
 	stopRenew()
 	if err != nil {
-		keep = true
 		logr.FromContextOrDiscard(ctx).Info("rollout interrupted; the next start of the agent finishes it", "revision", target.Revision, "err", err)
-		return 0
+		return 0, true
 	}
 	if !a.finish(ctx, ap, target.Revision, res) {
-		keep = true
 		logr.FromContextOrDiscard(ctx).Info("keeping the rollout lease until it expires: the failure could not be reported, and the next node must not roll out the same revision", "revision", target.Revision)
-		return a.retry
+		return a.retry, true
 	}
 	if res.Phase == v1alpha1.NodeFailed && !res.Restarted {
-		return a.retry
+		return a.retry, false
 	}
-	return 0
+	return 0, false
 }
 
 func (a *Agent) resume(ctx context.Context, ap *v1alpha1.AuditPolicy, haveAP bool, timeout time.Duration) time.Duration {
@@ -376,8 +440,8 @@ func (a *Agent) fail(ctx context.Context, ap *v1alpha1.AuditPolicy, msg string) 
 	a.event(ap, corev1.EventTypeWarning, v1alpha1.EventRolloutFailed, fmt.Sprintf("node %s: %s", a.nodeName, msg))
 }
 
-// target reads the desired revision and the managed flags.
-func (a *Agent) target(ctx context.Context, ap *v1alpha1.AuditPolicy) (Target, error) {
+// readTarget reads the desired revision and the managed flags, and verifies the revision.
+func (a *Agent) readTarget(ctx context.Context, ap *v1alpha1.AuditPolicy) (Target, error) {
 	n := *ap.Status.DesiredRevision
 	cm := &corev1.ConfigMap{}
 	if err := a.client.Get(ctx, client.ObjectKey{Namespace: a.namespace, Name: revision.Name(n)}, cm); err != nil {
