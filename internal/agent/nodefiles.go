@@ -15,7 +15,7 @@ import (
 	"github.com/kaudit/kaudit/internal/staticpod"
 )
 
-// Host paths the agent uses by default (SPEC Decisions: Node paths and files).
+// Host paths the agent uses by default (see docs/design.md, "Node paths and files").
 const (
 	DefaultManifest   = "/etc/kubernetes/manifests/kube-apiserver.yaml"
 	DefaultPolicyFile = "/etc/kubernetes/audit/policy.yaml"
