@@ -477,9 +477,10 @@ func (a *Agent) readTarget(ctx context.Context, ap *v1alpha1.AuditPolicy) (Targe
 	return t, nil
 }
 
-// haltedBy names another node whose rollout failed: the rollout waits for it (that node tries
-// the next desired revision first, since its own failure record is for another revision).
-func (a *Agent) haltedBy(ap *v1alpha1.AuditPolicy) (string, string) {
+// haltedBy names another node whose rollout failed, with its message: the rollout waits for it
+// (that node tries the next desired revision first, since its own failure record is for another
+// revision).
+func (a *Agent) haltedBy(ap *v1alpha1.AuditPolicy) (node, message string) {
 	for _, n := range ap.Status.Nodes {
 		if n.Name != a.nodeName && (n.Phase == v1alpha1.NodeFailed || n.Phase == v1alpha1.NodeRolledBack) {
 			return n.Name, n.Message

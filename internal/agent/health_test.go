@@ -127,6 +127,24 @@ func TestReadyzVerifiesTheServingCertificate(t *testing.T) {
 	}
 }
 
+func TestHealthWaitEndsAnAPICallThatNeverAnswersAtTheDeadline(t *testing.T) {
+	h := &APIServerHealth{
+		MirrorPod: func(ctx context.Context) (*corev1.Pod, error) { <-ctx.Done(); return nil, ctx.Err() },
+		Readyz:    func(context.Context) error { return nil },
+		Clock:     clock.RealClock{}, Interval: 10 * time.Millisecond,
+	}
+	done := make(chan error, 1)
+	go func() { done <- h.Wait(context.Background(), "abc", time.Now(), 200*time.Millisecond) }()
+	select {
+	case err := <-done:
+		if err == nil || !strings.Contains(err.Error(), "mirror pod") {
+			t.Errorf("Wait() = %v, want the mirror pod's error", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Wait() did not return after its 200ms timeout: an API call without deadline blocks it")
+	}
+}
+
 // kubeletHealth plays kubelet for APIServerHealth: the mirror pod carries the annotation of the
 // manifest on disk and a container started when the manifest last changed.
 func kubeletHealth(t *testing.T, tn *testNode, ready func(annotation string) bool) *APIServerHealth {
