@@ -198,19 +198,19 @@ func runAgent(ctx context.Context, o agentOptions) error {
 		Clock:    clk,
 		Interval: o.pollInterval,
 	}
-	node := agent.NewNode(o.paths)
-	a := &agent.Agent{
-		Node:      o.nodeName,
+	files := agent.NewNodeFiles(o.paths)
+	a := agent.New(agent.Options{
+		NodeName:  o.nodeName,
 		Namespace: o.namespace,
 		Client:    c,
-		Rollout:   &agent.Rollout{Node: node, Health: health, Clock: clk},
+		Rollout:   &agent.Rollout{Files: files, Health: health, Clock: clk},
 		Lease:     &agent.Lease{Client: c, Namespace: o.namespace, Name: agent.LeaseName, Identity: o.nodeName, Clock: clk},
-		Status:    &agent.StatusWriter{Client: c, Node: o.nodeName},
+		Status:    &agent.StatusWriter{Client: c, NodeName: o.nodeName},
 		Recorder:  recorder,
 		Clock:     clk,
 		Resync:    o.resync,
 		Retry:     o.retry,
-	}
+	})
 	log.Info("agent starting", "root", o.paths.Root, "manifest", o.paths.Manifest, "stateDir", o.paths.StateDir, "readyz", o.readyz.URL)
 	return a.Run(logr.NewContext(ctx, log))
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sync"
 	"time"
 
 	"github.com/go-logr/logr"
@@ -20,6 +19,7 @@ import (
 	"github.com/kaudit/kaudit/api/v1alpha1"
 	"github.com/kaudit/kaudit/internal/policy"
 	"github.com/kaudit/kaudit/internal/revision"
+	"github.com/kaudit/kaudit/internal/staticpod"
 )
 
 // Recorder records Kubernetes events (client-go's record.EventRecorder).
@@ -27,53 +27,79 @@ type Recorder interface {
 	Event(object runtime.Object, eventtype, reason, message string)
 }
 
+// Options configure an Agent.
+type Options struct {
+	// NodeName is this node's name (the downward API's spec.nodeName).
+	NodeName string
+	// Namespace holds the revisions and the Lease; "" means DefaultNamespace.
+	Namespace string
+	Client    client.WithWatch
+	// Rollout does the node's side; New sets its Progress.
+	Rollout *Rollout
+	Lease   *Lease
+	Status  *StatusWriter
+	// Recorder may be nil.
+	Recorder Recorder
+	Clock    clock.Clock
+	// Resync is the period of a pass without any change (0: a minute); Retry the delay after
+	// an error or while another node holds the lease (0: 10 s).
+	Resync time.Duration
+	Retry  time.Duration
+}
+
 // Agent brings its node to the singleton's desired revision, one node of the cluster at a time.
 // It is level-triggered: every pass reads the singleton and the node's files and does the next
 // thing, so a pass after any restart of the agent picks up where the last one stopped. It logs
 // to the logr.Logger in the context.
 type Agent struct {
-	// Node is this node's name (the downward API's spec.nodeName).
-	Node string
-	// Namespace holds the revisions and the Lease.
-	Namespace string
-	Client    client.WithWatch
-	Rollout   *Rollout
-	Lease     *Lease
-	Status    *StatusWriter
-	// Recorder may be nil.
-	Recorder Recorder
-	Clock    clock.Clock
-	// Resync is the period of a pass without any change; Retry the delay after an error or
-	// while another node holds the lease.
-	Resync time.Duration
-	Retry  time.Duration
+	nodeName  string
+	namespace string
+	client    client.WithWatch
+	rollout   *Rollout
+	lease     *Lease
+	status    *StatusWriter
+	recorder  Recorder
+	clock     clock.Clock
+	resync    time.Duration
+	retry     time.Duration
 
 	wake      chan struct{}
-	once      sync.Once
 	lastEvent string
 }
 
-func (a *Agent) init() {
-	a.once.Do(func() {
-		a.wake = make(chan struct{}, 1)
-		if a.Resync <= 0 {
-			a.Resync = time.Minute
-		}
-		if a.Retry <= 0 {
-			a.Retry = 10 * time.Second
-		}
-		if a.Namespace == "" {
-			a.Namespace = DefaultNamespace
-		}
-		a.Rollout.Progress = func(ctx context.Context, phase v1alpha1.NodePhase, msg string) {
-			_ = a.report(ctx, phase, msg)
-		}
-	})
+// New returns an Agent with o's defaults filled in. It sets o.Rollout.Progress to report each
+// phase of a rollout in the node's status entry as it happens.
+func New(o Options) *Agent {
+	a := &Agent{
+		nodeName:  o.NodeName,
+		namespace: o.Namespace,
+		client:    o.Client,
+		rollout:   o.Rollout,
+		lease:     o.Lease,
+		status:    o.Status,
+		recorder:  o.Recorder,
+		clock:     o.Clock,
+		resync:    o.Resync,
+		retry:     o.Retry,
+		wake:      make(chan struct{}, 1),
+	}
+	if a.resync <= 0 {
+		a.resync = time.Minute
+	}
+	if a.retry <= 0 {
+		a.retry = 10 * time.Second
+	}
+	if a.namespace == "" {
+		a.namespace = DefaultNamespace
+	}
+	a.rollout.Progress = func(ctx context.Context, phase v1alpha1.NodePhase, msg string) {
+		_ = a.report(ctx, phase, msg)
+	}
+	return a
 }
 
 // Run passes until ctx is done, after each change of the singleton and at least every Resync.
 func (a *Agent) Run(ctx context.Context) error {
-	a.init()
 	go a.watch(ctx)
 	for {
 		next := a.Pass(ctx)
@@ -83,7 +109,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		if next <= 0 {
 			continue
 		}
-		t := a.Clock.NewTimer(next)
+		t := a.clock.NewTimer(next)
 		select {
 		case <-ctx.Done():
 			t.Stop()
@@ -106,7 +132,7 @@ func (a *Agent) kick() {
 // finishing its rollout is a reason to try for the lease).
 func (a *Agent) watch(ctx context.Context) {
 	for ctx.Err() == nil {
-		w, err := a.Client.Watch(ctx, &v1alpha1.AuditPolicyList{}, client.MatchingFields{"metadata.name": v1alpha1.SingletonName})
+		w, err := a.client.Watch(ctx, &v1alpha1.AuditPolicyList{}, client.MatchingFields{"metadata.name": v1alpha1.SingletonName})
 		if err == nil {
 			for range w.ResultChan() {
 				a.kick()
@@ -117,18 +143,17 @@ func (a *Agent) watch(ctx context.Context) {
 		}
 		select {
 		case <-ctx.Done():
-		case <-a.Clock.After(time.Second):
+		case <-a.clock.After(time.Second):
 		}
 	}
 }
 
 // Pass does the next step towards the desired revision and returns when to pass again (0: at
-// once).
+// once). The steps: finish an unfinished rollout; find the next target (nextTarget); check that
+// the node may restart now (restartGate); roll out under the Lease (rollOut).
 func (a *Agent) Pass(ctx context.Context) time.Duration {
-	a.init()
-	node := a.Rollout.Node
 	ap := &v1alpha1.AuditPolicy{}
-	getErr := a.Client.Get(ctx, client.ObjectKey{Name: v1alpha1.SingletonName}, ap)
+	getErr := a.client.Get(ctx, client.ObjectKey{Name: v1alpha1.SingletonName}, ap)
 	timeout := v1alpha1.DefaultHealthTimeout
 	if getErr == nil {
 		timeout = ap.Spec.Rollout.HealthTimeoutOrDefault()
@@ -136,9 +161,9 @@ func (a *Agent) Pass(ctx context.Context) time.Duration {
 
 	// An unfinished rollout comes first, even while the API is unreachable: with a single
 	// control plane, our own restart is why it is unreachable.
-	if j, err := node.LoadJournal(); err != nil {
+	if j, err := a.rollout.Files.LoadJournal(); err != nil {
 		_ = a.report(ctx, v1alpha1.NodeFailed, err.Error())
-		return a.Retry
+		return a.retry
 	} else if j != nil {
 		if j.HealthTimeout > 0 {
 			timeout = j.HealthTimeout
@@ -146,71 +171,128 @@ func (a *Agent) Pass(ctx context.Context) time.Duration {
 		return a.resume(ctx, ap, getErr == nil, timeout)
 	}
 	if apierrors.IsNotFound(getErr) {
-		return a.Resync
+		return a.resync
 	}
 	if getErr != nil {
 		logr.FromContextOrDiscard(ctx).Info("cannot read the AuditPolicy", "err", getErr)
-		return a.Retry
+		return a.retry
 	}
-	desired := ap.Status.DesiredRevision
-	if desired == nil {
-		return a.reportThen(ctx, v1alpha1.NodePending, "waiting for the manager to choose a revision", a.Resync)
+	target, next := a.nextTarget(ctx, ap, timeout)
+	if target == nil {
+		return next
 	}
-	target, err := a.target(ctx, ap)
+	g, err := a.restartGate(ap, *target)
+	if err != nil {
+		a.fail(ctx, ap, err.Error())
+		return a.retry
+	}
+	if g != nil {
+		return a.waitAt(ctx, ap, *g)
+	}
+	return a.rollOut(ctx, ap, *target, timeout)
+}
+
+// nextTarget is the revision this node should roll out, with timeout as its health timeout. It
+// is nil, with when to pass again, while the manager has chosen no revision, when the revision
+// cannot be read or must never be written, and when the node already runs it (then the node
+// adopts it: see NodeFiles.Adopt).
+func (a *Agent) nextTarget(ctx context.Context, ap *v1alpha1.AuditPolicy, timeout time.Duration) (*Target, time.Duration) {
+	if ap.Status.DesiredRevision == nil {
+		return nil, a.reportThen(ctx, v1alpha1.NodePending, "waiting for the manager to choose a revision", a.resync)
+	}
+	target, err := a.readTarget(ctx, ap)
 	var bad *badRevisionError
 	if errors.As(err, &bad) {
 		a.fail(ctx, ap, err.Error())
-		return a.Resync
+		return nil, a.resync
 	}
 	if err != nil {
 		_ = a.report(ctx, v1alpha1.NodePending, err.Error())
-		return a.Retry
+		return nil, a.retry
 	}
 	target.HealthTimeout = timeout
-	up, err := node.UpToDate(target)
+	files := a.rollout.Files
+	up, err := files.UpToDate(target)
 	if err != nil {
 		a.fail(ctx, ap, fmt.Sprintf("revision %d: %v", target.Revision, err))
-		return a.Retry
+		return nil, a.retry
 	}
 	if up {
-		if err := node.Adopt(target); err != nil {
+		if err := files.Adopt(target); err != nil {
 			a.fail(ctx, ap, fmt.Sprintf("revision %d: %v", target.Revision, err))
-			return a.Retry
+			return nil, a.retry
 		}
-		return a.reportThen(ctx, v1alpha1.NodeApplied, fmt.Sprintf("revision %d applied", target.Revision), a.Resync)
+		return nil, a.reportThen(ctx, v1alpha1.NodeApplied, fmt.Sprintf("revision %d applied", target.Revision), a.resync)
 	}
-	st, err := node.LoadState()
+	return &target, 0
+}
+
+// gate holds back a restart: when to pass again, and what the node reports meanwhile.
+type gate struct {
+	wait    time.Duration
+	phase   v1alpha1.NodePhase
+	message string
+	// halted says that another node's failure halts the rollout, which is also an event.
+	halted bool
+	// retryUnreported makes the next pass come after Retry instead of wait when the report
+	// fails (see reportThen).
+	retryUnreported bool
+}
+
+// restartGate says whether this node may restart its apiserver for target now: nil when it
+// may, otherwise why not. The checks, in order: a failure of this node recorded for target
+// under the current spec generation (not retried until the revision or the spec changes),
+// another node's failure (which halts the rollout), and rollout.minRestartInterval since this
+// node's last restart.
+func (a *Agent) restartGate(ap *v1alpha1.AuditPolicy, target Target) (*gate, error) {
+	st, err := a.rollout.Files.LoadState()
 	if err != nil {
-		a.fail(ctx, ap, err.Error())
-		return a.Retry
+		return nil, err
 	}
 	if st.Failed != nil && st.Failed.Key == target.Key() && st.Failed.Generation >= ap.Generation {
 		phase := v1alpha1.NodeFailed
 		if st.Failed.RolledBack {
 			phase = v1alpha1.NodeRolledBack
 		}
-		return a.reportThen(ctx, phase, st.Failed.Message, a.Resync)
+		return &gate{wait: a.resync, phase: phase, message: st.Failed.Message, retryUnreported: true}, nil
 	}
 	if other, msg := a.haltedBy(ap); other != "" {
 		m := fmt.Sprintf("revision %d waits: the rollout is halted because node %s failed: %s", target.Revision, other, msg)
-		a.event(ap, corev1.EventTypeWarning, v1alpha1.ReasonRolloutHalted, m)
-		return a.reportThen(ctx, v1alpha1.NodePending, m, a.Resync)
+		return &gate{wait: a.resync, phase: v1alpha1.NodePending, message: m, halted: true, retryUnreported: true}, nil
 	}
 	if interval := ap.Spec.Rollout.MinRestartIntervalOrDefault(); interval > 0 && !st.LastRestartTime.IsZero() {
-		if wait := st.LastRestartTime.Add(interval).Sub(a.Clock.Now()); wait > 0 {
-			_ = a.report(ctx, v1alpha1.NodePending, fmt.Sprintf("revision %d waits %s: rollout.minRestartInterval is %s", target.Revision, wait.Round(time.Second), interval))
-			return wait
+		if wait := st.LastRestartTime.Add(interval).Sub(a.clock.Now()); wait > 0 {
+			m := fmt.Sprintf("revision %d waits %s: rollout.minRestartInterval is %s", target.Revision, wait.Round(time.Second), interval)
+			return &gate{wait: wait, phase: v1alpha1.NodePending, message: m}, nil
 		}
 	}
+	return nil, nil
+}
+
+// waitAt reports why g holds the restart back and returns when to pass again.
+func (a *Agent) waitAt(ctx context.Context, ap *v1alpha1.AuditPolicy, g gate) time.Duration {
+	if g.halted {
+		a.event(ap, corev1.EventTypeWarning, v1alpha1.ReasonRolloutHalted, g.message)
+	}
+	if g.retryUnreported {
+		return a.reportThen(ctx, g.phase, g.message, g.wait)
+	}
+	_ = a.report(ctx, g.phase, g.message)
+	return g.wait
+}
+
+// rollOut rolls this node out to target while it holds the rollout Lease, and returns when to
+// pass again. When another node holds the Lease, it reports that it waits for it.
+func (a *Agent) rollOut(ctx context.Context, ap *v1alpha1.AuditPolicy, target Target, timeout time.Duration) time.Duration {
 	duration := LeaseDuration(timeout)
-	ok, holder, err := a.Lease.TryAcquire(ctx, duration)
+	ok, holder, err := a.lease.TryAcquire(ctx, duration)
 	if err != nil {
 		logr.FromContextOrDiscard(ctx).Info("cannot take the rollout lease", "err", err)
-		return a.Retry
+		return a.retry
 	}
 	if !ok {
 		_ = a.report(ctx, v1alpha1.NodePending, fmt.Sprintf("revision %d waits for node %s to finish its rollout", target.Revision, holder))
-		return a.Retry
+		return a.retry
 	}
 	// The lease is kept when a rollout is interrupted (the agent stops while kubelet restarts
 	// the apiserver): the next agent on this node takes it back as the same holder and finishes.
@@ -220,47 +302,54 @@ func (a *Agent) Pass(ctx context.Context) time.Duration {
 			a.release(ctx)
 		}
 	}()
+	var next time.Duration
+	next, keep = a.applyHoldingLease(ctx, ap, target, timeout, duration)
+	return next
+}
+
+// applyHoldingLease checks the singleton again, then applies target while it renews the Lease
+// and reports how the rollout ended. It returns when to pass again and whether to keep the
+// Lease rather than release it.
+func (a *Agent) applyHoldingLease(ctx context.Context, ap *v1alpha1.AuditPolicy, target Target, timeout, duration time.Duration) (next time.Duration, keepLease bool) {
 	// Read again now that we hold the lease: while we waited, the desired revision may have
 	// moved on (coalescing), or the previous holder may have failed (it reports before it
 	// releases the lease).
 	latest := &v1alpha1.AuditPolicy{}
-	if err := a.Client.Get(ctx, client.ObjectKey{Name: v1alpha1.SingletonName}, latest); err != nil {
-		return a.Retry
+	if err := a.client.Get(ctx, client.ObjectKey{Name: v1alpha1.SingletonName}, latest); err != nil {
+		return a.retry, false
 	}
-	if ptr.Deref(latest.Status.DesiredRevision, 0) != *desired || latest.Generation != ap.Generation {
-		return 0
+	if ptr.Deref(latest.Status.DesiredRevision, 0) != *ap.Status.DesiredRevision || latest.Generation != ap.Generation {
+		return 0, false
 	}
 	if other, _ := a.haltedBy(latest); other != "" {
-		return 0
+		return 0, false
 	}
 	stopRenew := a.renew(ctx, duration)
-	a.event(ap, corev1.EventTypeNormal, v1alpha1.EventRolloutStarted, fmt.Sprintf("node %s: rolling out revision %d", a.Node, target.Revision))
-	res, err := a.Rollout.Apply(ctx, target, timeout)
+	a.event(ap, corev1.EventTypeNormal, v1alpha1.EventRolloutStarted, fmt.Sprintf("node %s: rolling out revision %d", a.nodeName, target.Revision))
+	res, err := a.rollout.Apply(ctx, target, timeout)
 	stopRenew()
 	if err != nil {
-		keep = true
 		logr.FromContextOrDiscard(ctx).Info("rollout interrupted; the next start of the agent finishes it", "revision", target.Revision, "err", err)
-		return 0
+		return 0, true
 	}
 	if !a.finish(ctx, ap, target.Revision, res) {
-		keep = true
 		logr.FromContextOrDiscard(ctx).Info("keeping the rollout lease until it expires: the failure could not be reported, and the next node must not roll out the same revision", "revision", target.Revision)
-		return a.Retry
+		return a.retry, true
 	}
 	if res.Phase == v1alpha1.NodeFailed && !res.Restarted {
-		return a.Retry
+		return a.retry, false
 	}
-	return 0
+	return 0, false
 }
 
 func (a *Agent) resume(ctx context.Context, ap *v1alpha1.AuditPolicy, haveAP bool, timeout time.Duration) time.Duration {
 	duration := LeaseDuration(timeout)
 	// Best effort: the manifest may already have changed, so the rollout goes on regardless.
-	if ok, holder, err := a.Lease.TryAcquire(ctx, duration); err == nil && !ok {
+	if ok, holder, err := a.lease.TryAcquire(ctx, duration); err == nil && !ok {
 		logr.FromContextOrDiscard(ctx).Info("finishing an interrupted rollout while another node holds the lease", "holder", holder)
 	}
 	stopRenew := a.renew(ctx, duration)
-	res, err := a.Rollout.Resume(ctx, timeout)
+	res, err := a.rollout.Resume(ctx, timeout)
 	stopRenew()
 	if err != nil {
 		// Interrupted (ctx done): keep the lease for the next start. Otherwise release it once
@@ -268,7 +357,7 @@ func (a *Agent) resume(ctx context.Context, ap *v1alpha1.AuditPolicy, haveAP boo
 		if a.reportWithRetry(ctx, v1alpha1.NodeFailed, err.Error()) && ctx.Err() == nil {
 			a.release(ctx)
 		}
-		return a.Retry
+		return a.retry
 	}
 	reported := true
 	if res != nil {
@@ -280,7 +369,7 @@ func (a *Agent) resume(ctx context.Context, ap *v1alpha1.AuditPolicy, haveAP boo
 	}
 	if !reported {
 		logr.FromContextOrDiscard(ctx).Info("keeping the rollout lease until it expires: the failure could not be reported")
-		return a.Retry
+		return a.retry
 	}
 	if ctx.Err() == nil {
 		a.release(ctx)
@@ -303,13 +392,13 @@ func (a *Agent) finish(ctx context.Context, ap *v1alpha1.AuditPolicy, revision i
 	}
 	switch res.Phase {
 	case v1alpha1.NodeApplied:
-		a.event(ap, corev1.EventTypeNormal, v1alpha1.EventNodeUpdated, fmt.Sprintf("node %s: %s in %s", a.Node, res.Message, res.Duration.Round(time.Second)))
+		a.event(ap, corev1.EventTypeNormal, v1alpha1.EventNodeUpdated, fmt.Sprintf("node %s: %s in %s", a.nodeName, res.Message, res.Duration.Round(time.Second)))
 	case v1alpha1.NodeRolledBack:
-		a.event(ap, corev1.EventTypeWarning, v1alpha1.EventRolledBack, fmt.Sprintf("node %s: %s", a.Node, res.Message))
+		a.event(ap, corev1.EventTypeWarning, v1alpha1.EventRolledBack, fmt.Sprintf("node %s: %s", a.nodeName, res.Message))
 	case v1alpha1.NodePending:
-		a.event(ap, corev1.EventTypeNormal, v1alpha1.EventRolloutRecovered, fmt.Sprintf("node %s: %s", a.Node, res.Message))
+		a.event(ap, corev1.EventTypeNormal, v1alpha1.EventRolloutRecovered, fmt.Sprintf("node %s: %s", a.nodeName, res.Message))
 	default:
-		a.event(ap, corev1.EventTypeWarning, v1alpha1.EventRolloutFailed, fmt.Sprintf("node %s: %s", a.Node, res.Message))
+		a.event(ap, corev1.EventTypeWarning, v1alpha1.EventRolloutFailed, fmt.Sprintf("node %s: %s", a.nodeName, res.Message))
 	}
 	return reported
 }
@@ -318,7 +407,7 @@ func terminalFailure(p v1alpha1.NodePhase) bool {
 	return p == v1alpha1.NodeFailed || p == v1alpha1.NodeRolledBack
 }
 
-// terminalReportAttempts bounds reportWithRetry: attempts are a.Retry apart, well inside the
+// terminalReportAttempts bounds reportWithRetry: attempts are a.retry apart, well inside the
 // lease's duration.
 const terminalReportAttempts = 5
 
@@ -335,7 +424,7 @@ func (a *Agent) reportWithRetry(ctx context.Context, phase v1alpha1.NodePhase, m
 		select {
 		case <-ctx.Done():
 			return false
-		case <-a.Clock.After(a.Retry):
+		case <-a.clock.After(a.retry):
 		}
 	}
 }
@@ -348,15 +437,15 @@ func (e *badRevisionError) Error() string { return e.msg }
 
 func (a *Agent) fail(ctx context.Context, ap *v1alpha1.AuditPolicy, msg string) {
 	_ = a.report(ctx, v1alpha1.NodeFailed, msg)
-	a.event(ap, corev1.EventTypeWarning, v1alpha1.EventRolloutFailed, fmt.Sprintf("node %s: %s", a.Node, msg))
+	a.event(ap, corev1.EventTypeWarning, v1alpha1.EventRolloutFailed, fmt.Sprintf("node %s: %s", a.nodeName, msg))
 }
 
-// target reads the desired revision and the managed flags.
-func (a *Agent) target(ctx context.Context, ap *v1alpha1.AuditPolicy) (Target, error) {
+// readTarget reads the desired revision and the managed flags, and verifies the revision.
+func (a *Agent) readTarget(ctx context.Context, ap *v1alpha1.AuditPolicy) (Target, error) {
 	n := *ap.Status.DesiredRevision
 	cm := &corev1.ConfigMap{}
-	if err := a.Client.Get(ctx, client.ObjectKey{Namespace: a.Namespace, Name: revision.Name(n)}, cm); err != nil {
-		return Target{}, fmt.Errorf("revision %d: reading ConfigMap %s/%s: %w", n, a.Namespace, revision.Name(n), err)
+	if err := a.client.Get(ctx, client.ObjectKey{Namespace: a.namespace, Name: revision.Name(n)}, cm); err != nil {
+		return Target{}, fmt.Errorf("revision %d: reading ConfigMap %s/%s: %w", n, a.namespace, revision.Name(n), err)
 	}
 	rev, err := revision.FromConfigMap(cm)
 	if err != nil {
@@ -367,7 +456,7 @@ func (a *Agent) target(ctx context.Context, ap *v1alpha1.AuditPolicy) (Target, e
 	}
 	// The bytes must be what the manager hashed: never write a policy that differs from its
 	// revision (a hand-edited or corrupted ConfigMap).
-	name := a.Namespace + "/" + revision.Name(n)
+	name := a.namespace + "/" + revision.Name(n)
 	got, err := policy.HashOf(rev.Policy)
 	if err != nil {
 		return Target{}, &badRevisionError{fmt.Sprintf("revision %d: ConfigMap %s: policy.yaml: %v; not written", n, name, err)}
@@ -382,17 +471,18 @@ func (a *Agent) target(ctx context.Context, ap *v1alpha1.AuditPolicy) (Target, e
 	t := Target{Revision: rev.Number, Hash: rev.Hash, Policy: rev.Policy, Generation: ap.Generation}
 	if ap.Spec.ManageAPIServerFlags {
 		l := ap.Spec.AuditLog
-		t.Flags = &FlagSettings{PolicyFile: a.Rollout.Node.Paths.PolicyFile, LogPath: l.PathOrDefault(),
+		t.Flags = &staticpod.FlagSettings{PolicyFile: a.rollout.Files.Paths.PolicyFile, LogPath: l.PathOrDefault(),
 			MaxAge: l.MaxAgeOrDefault(), MaxBackup: l.MaxBackupOrDefault(), MaxSize: l.MaxSizeOrDefault()}
 	}
 	return t, nil
 }
 
-// haltedBy names another node whose rollout failed: the rollout waits for it (that node tries
-// the next desired revision first, since its own failure record is for another revision).
-func (a *Agent) haltedBy(ap *v1alpha1.AuditPolicy) (string, string) {
+// haltedBy names another node whose rollout failed, with its message: the rollout waits for it
+// (that node tries the next desired revision first, since its own failure record is for another
+// revision).
+func (a *Agent) haltedBy(ap *v1alpha1.AuditPolicy) (node, message string) {
 	for _, n := range ap.Status.Nodes {
-		if n.Name != a.Node && (n.Phase == v1alpha1.NodeFailed || n.Phase == v1alpha1.NodeRolledBack) {
+		if n.Name != a.nodeName && (n.Phase == v1alpha1.NodeFailed || n.Phase == v1alpha1.NodeRolledBack) {
 			return n.Name, n.Message
 		}
 	}
@@ -404,7 +494,7 @@ func (a *Agent) haltedBy(ap *v1alpha1.AuditPolicy) (string, string) {
 // node that waits a whole Resync to say it is done holds up the singleton's Available.
 func (a *Agent) reportThen(ctx context.Context, phase v1alpha1.NodePhase, msg string, next time.Duration) time.Duration {
 	if a.report(ctx, phase, msg) != nil {
-		return a.Retry
+		return a.retry
 	}
 	return next
 }
@@ -413,11 +503,11 @@ func (a *Agent) reportThen(ctx context.Context, phase v1alpha1.NodePhase, msg st
 // says the same. It compares with the singleton as it is now, not with the last write, so an
 // entry that was dropped (by the manager, or with a recreated singleton) is written again.
 func (a *Agent) report(ctx context.Context, phase v1alpha1.NodePhase, msg string) error {
-	st, err := a.Rollout.Node.LoadState()
+	st, err := a.rollout.Files.LoadState()
 	if err != nil {
 		logr.FromContextOrDiscard(ctx).Info("cannot read the agent's state", "err", err)
 	}
-	e := v1alpha1.NodeStatus{Name: a.Node, Phase: phase, Message: msg, PolicyHash: st.Hash}
+	e := v1alpha1.NodeStatus{Name: a.nodeName, Phase: phase, Message: msg, PolicyHash: st.Hash}
 	if st.Revision > 0 {
 		e.AppliedRevision = ptr.To(st.Revision)
 	}
@@ -428,12 +518,12 @@ func (a *Agent) report(ctx context.Context, phase v1alpha1.NodePhase, msg string
 		e.LastRolloutSeconds = ptr.To(st.LastRolloutSeconds)
 	}
 	cur := &v1alpha1.AuditPolicy{}
-	if err := a.Client.Get(ctx, client.ObjectKey{Name: v1alpha1.SingletonName}, cur); err == nil {
-		if n := cur.Status.Node(a.Node); n != nil && equality.Semantic.DeepEqual(*n, e) {
+	if err := a.client.Get(ctx, client.ObjectKey{Name: v1alpha1.SingletonName}, cur); err == nil {
+		if n := cur.Status.Node(a.nodeName); n != nil && equality.Semantic.DeepEqual(*n, e) {
 			return nil
 		}
 	}
-	if err := a.Status.Apply(ctx, e); err != nil {
+	if err := a.status.Apply(ctx, e); err != nil {
 		logr.FromContextOrDiscard(ctx).Info("cannot write the node's status; retrying at the next pass", "err", err)
 		return err
 	}
@@ -441,18 +531,18 @@ func (a *Agent) report(ctx context.Context, phase v1alpha1.NodePhase, msg string
 }
 
 func (a *Agent) event(ap *v1alpha1.AuditPolicy, eventType, reason, msg string) {
-	if a.Recorder == nil || ap == nil || ap.UID == "" || msg == a.lastEvent {
+	if a.recorder == nil || ap == nil || ap.UID == "" || msg == a.lastEvent {
 		return
 	}
 	a.lastEvent = msg
-	a.Recorder.Event(ap, eventType, reason, msg)
+	a.recorder.Event(ap, eventType, reason, msg)
 }
 
 func (a *Agent) release(ctx context.Context) {
 	// Release even when ctx is done: a stopping agent should not make the others wait.
 	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()
-	if err := a.Lease.Release(rctx); err != nil {
+	if err := a.lease.Release(rctx); err != nil {
 		logr.FromContextOrDiscard(ctx).Info("cannot release the rollout lease; it expires on its own", "err", err)
 	}
 }
@@ -468,8 +558,8 @@ func (a *Agent) renew(ctx context.Context, duration time.Duration) (stop func())
 			select {
 			case <-ctx.Done():
 				return
-			case <-a.Clock.After(duration / 3):
-				if err := a.Lease.Renew(ctx, duration); err != nil && ctx.Err() == nil {
+			case <-a.clock.After(duration / 3):
+				if err := a.lease.Renew(ctx, duration); err != nil && ctx.Err() == nil {
 					logr.FromContextOrDiscard(ctx).V(1).Info("renewing the rollout lease failed", "err", err)
 				}
 			}

@@ -13,6 +13,8 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/utils/clock"
+
+	"github.com/kaudit/kaudit/internal/staticpod"
 )
 
 // Health tells when a node's apiserver runs a given manifest and is ready.
@@ -69,22 +71,22 @@ func (h *APIServerHealth) check(ctx context.Context, annotation string, since ti
 	if err != nil {
 		return fmt.Errorf("getting the mirror pod: %w", err)
 	}
-	if got := pod.Annotations[AnnotationPolicyHash]; got != annotation {
-		return fmt.Errorf("mirror pod %s/%s has %s=%q, want %q", pod.Namespace, pod.Name, AnnotationPolicyHash, got, annotation)
+	if got := pod.Annotations[staticpod.AnnotationPolicyHash]; got != annotation {
+		return fmt.Errorf("mirror pod %s/%s has %s=%q, want %q", pod.Namespace, pod.Name, staticpod.AnnotationPolicyHash, got, annotation)
 	}
 	var started *time.Time
 	for _, c := range pod.Status.ContainerStatuses {
-		if c.Name == APIServerContainer && c.State.Running != nil {
+		if c.Name == staticpod.APIServerContainer && c.State.Running != nil {
 			t := c.State.Running.StartedAt.Time
 			started = &t
 		}
 	}
 	if started == nil {
-		return fmt.Errorf("mirror pod %s/%s: container %s is not running", pod.Namespace, pod.Name, APIServerContainer)
+		return fmt.Errorf("mirror pod %s/%s: container %s is not running", pod.Namespace, pod.Name, staticpod.APIServerContainer)
 	}
 	// Pod times have a resolution of one second.
 	if started.Before(since.Truncate(time.Second)) {
-		return fmt.Errorf("mirror pod %s/%s: container %s started at %s, before the change at %s", pod.Namespace, pod.Name, APIServerContainer, started.UTC().Format(time.RFC3339), since.UTC().Format(time.RFC3339))
+		return fmt.Errorf("mirror pod %s/%s: container %s started at %s, before the change at %s", pod.Namespace, pod.Name, staticpod.APIServerContainer, started.UTC().Format(time.RFC3339), since.UTC().Format(time.RFC3339))
 	}
 	if err := h.Readyz(ctx); err != nil {
 		return fmt.Errorf("/readyz: %w", err)

@@ -18,6 +18,7 @@ import (
 
 	"github.com/kaudit/kaudit/api/v1alpha1"
 	"github.com/kaudit/kaudit/internal/policy"
+	"github.com/kaudit/kaudit/internal/staticpod"
 )
 
 // readyzServer is a local /readyz; ready decides each answer.
@@ -46,9 +47,9 @@ func readyzServer(t *testing.T, ready func() bool) ReadyzOptions {
 
 func runningPod(annotation string, started time.Time) *corev1.Pod {
 	return &corev1.Pod{
-		ObjectMeta: metav1.ObjectMeta{Namespace: "kube-system", Name: "kube-apiserver-node1", Annotations: map[string]string{AnnotationPolicyHash: annotation}},
+		ObjectMeta: metav1.ObjectMeta{Namespace: "kube-system", Name: "kube-apiserver-node1", Annotations: map[string]string{staticpod.AnnotationPolicyHash: annotation}},
 		Status: corev1.PodStatus{ContainerStatuses: []corev1.ContainerStatus{{
-			Name: APIServerContainer, State: corev1.ContainerState{Running: &corev1.ContainerStateRunning{StartedAt: metav1.NewTime(started)}},
+			Name: staticpod.APIServerContainer, State: corev1.ContainerState{Running: &corev1.ContainerStateRunning{StartedAt: metav1.NewTime(started)}},
 		}}},
 	}
 }
@@ -97,7 +98,7 @@ func TestHealthWaitNeedsTheNewAnnotationAndANewContainer(t *testing.T) {
 	for name, pod := range map[string]*corev1.Pod{
 		"old annotation":          runningPod("old", since.Add(time.Second)),
 		"container not restarted": runningPod("abc", since.Add(-time.Hour)),
-		"container not running":   {ObjectMeta: metav1.ObjectMeta{Annotations: map[string]string{AnnotationPolicyHash: "abc"}}},
+		"container not running":   {ObjectMeta: metav1.ObjectMeta{Annotations: map[string]string{staticpod.AnnotationPolicyHash: "abc"}}},
 	} {
 		h := &APIServerHealth{
 			MirrorPod: func(context.Context) (*corev1.Pod, error) { return pod, nil },
@@ -126,6 +127,24 @@ func TestReadyzVerifiesTheServingCertificate(t *testing.T) {
 	}
 }
 
+func TestHealthWaitEndsAnAPICallThatNeverAnswersAtTheDeadline(t *testing.T) {
+	h := &APIServerHealth{
+		MirrorPod: func(ctx context.Context) (*corev1.Pod, error) { <-ctx.Done(); return nil, ctx.Err() },
+		Readyz:    func(context.Context) error { return nil },
+		Clock:     clock.RealClock{}, Interval: 10 * time.Millisecond,
+	}
+	done := make(chan error, 1)
+	go func() { done <- h.Wait(context.Background(), "abc", time.Now(), 200*time.Millisecond) }()
+	select {
+	case err := <-done:
+		if err == nil || !strings.Contains(err.Error(), "mirror pod") {
+			t.Errorf("Wait() = %v, want the mirror pod's error", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Wait() did not return after its 200ms timeout: an API call without deadline blocks it")
+	}
+}
+
 // kubeletHealth plays kubelet for APIServerHealth: the mirror pod carries the annotation of the
 // manifest on disk and a container started when the manifest last changed.
 func kubeletHealth(t *testing.T, tn *testNode, ready func(annotation string) bool) *APIServerHealth {
@@ -135,7 +154,7 @@ func kubeletHealth(t *testing.T, tn *testNode, ready func(annotation string) boo
 		if err != nil {
 			return ""
 		}
-		a, _ := Annotation(b, AnnotationPolicyHash)
+		a, _ := staticpod.Annotation(b, staticpod.AnnotationPolicyHash)
 		return a
 	}
 	readyz, err := NewReadyz(readyzServer(t, func() bool { return ready(current()) }))
@@ -167,7 +186,7 @@ func TestRolloutAgainstReadyz(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			tn := newTestNode(t, "kubeadm-v1.33.yaml", true)
-			r := &Rollout{Node: tn.node(OSFS{}), Health: kubeletHealth(t, tn, tc.ready), Clock: clock.RealClock{}}
+			r := &Rollout{Files: tn.files(OSFS{}), Health: kubeletHealth(t, tn, tc.ready), Clock: clock.RealClock{}}
 			res, err := r.Apply(context.Background(), tn.target(), 300*time.Millisecond)
 			if err != nil {
 				t.Fatal(err)
@@ -183,7 +202,7 @@ func TestRolloutAgainstReadyz(t *testing.T) {
 			if got := tn.read(t, tn.policyFile); got != wantPolicy {
 				t.Errorf("policy = %q", got)
 			}
-			st, _ := r.Node.LoadState()
+			st, _ := r.Files.LoadState()
 			if tc.want != v1alpha1.NodeApplied && (st.Failed == nil || st.Failed.RolledBack != (tc.want == v1alpha1.NodeRolledBack)) {
 				t.Errorf("state.Failed = %+v", st.Failed)
 			}

@@ -13,7 +13,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 )
 
-// Lease names (SPEC Decisions: One node at a time).
+// Lease names (see docs/design.md, "One node at a time").
 const (
 	DefaultNamespace = "kaudit-system"
 	LeaseName        = "kaudit-rollout"

@@ -8,12 +8,13 @@ import (
 	"k8s.io/utils/clock"
 
 	"github.com/kaudit/kaudit/api/v1alpha1"
+	"github.com/kaudit/kaudit/internal/staticpod"
 )
 
-// Rollout brings one node to a target revision: the file steps of Node, the health wait, and
+// Rollout brings one node to a target revision: the file steps of NodeFiles, the health wait, and
 // the rollback when the apiserver does not come back.
 type Rollout struct {
-	Node   *Node
+	Files  *NodeFiles
 	Health Health
 	Clock  clock.Clock
 	// Progress is told each phase change as it happens (status, events); may be nil.
@@ -51,15 +52,15 @@ func (r *Rollout) Apply(ctx context.Context, t Target, timeout time.Duration) (R
 	if t.HealthTimeout <= 0 {
 		t.HealthTimeout = timeout
 	}
-	j, err := r.Node.Begin(t)
+	j, err := r.Files.Begin(t)
 	if err != nil {
 		return r.done(start, Result{Phase: v1alpha1.NodeFailed, Message: err.Error()}), nil
 	}
 	r.progress(ctx, v1alpha1.NodeRollingOut, fmt.Sprintf("revision %d: writing the policy to %s", t.Revision, j.PolicyFile))
-	if err := r.Node.WritePolicy(j, t); err != nil {
+	if err := r.Files.WritePolicy(j, t); err != nil {
 		return r.done(start, r.abort(j, fmt.Errorf("revision %d: %w", t.Revision, err))), nil
 	}
-	if err := r.Node.BumpManifest(j, t); err != nil {
+	if err := r.Files.BumpManifest(j, t); err != nil {
 		if ann, aerr := r.currentAnnotation(); aerr != nil || ann != j.Annotation {
 			return r.done(start, r.abort(j, fmt.Errorf("revision %d: %w", t.Revision, err))), nil
 		}
@@ -73,12 +74,12 @@ func (r *Rollout) Apply(ctx context.Context, t Target, timeout time.Duration) (R
 	return r.done(start, res), nil
 }
 
-// Resume finishes a rollout that a killed agent left (see Node.Recover). It returns nil when
+// Resume finishes a rollout that a killed agent left (see NodeFiles.Recover). It returns nil when
 // there was none. It waits for the health timeout recorded in the journal, or timeout for a
 // journal that has none.
 func (r *Rollout) Resume(ctx context.Context, timeout time.Duration) (*Result, error) {
 	start := r.Clock.Now()
-	j, rec, err := r.Node.Recover()
+	j, rec, err := r.Files.Recover()
 	if err != nil {
 		return nil, fmt.Errorf("recovering the unfinished rollout: %w", err)
 	}
@@ -116,7 +117,7 @@ func (r *Rollout) waitNew(ctx context.Context, j *Journal, timeout time.Duration
 		return Result{}, fmt.Errorf("interrupted while waiting for revision %d: %w", j.Revision, ctx.Err())
 	}
 	if err == nil {
-		if err := r.Node.Commit(j); err != nil {
+		if err := r.Files.Commit(j); err != nil {
 			return Result{}, fmt.Errorf("recording revision %d as applied: %w", j.Revision, err)
 		}
 		return Result{Phase: v1alpha1.NodeApplied, Revision: j.Revision, Hash: j.Hash, Restarted: true, RestartTime: j.ChangedAt, HealthWait: wait,
@@ -124,7 +125,7 @@ func (r *Rollout) waitNew(ctx context.Context, j *Journal, timeout time.Duration
 	}
 	reason := fmt.Sprintf("revision %d: %v", j.Revision, err)
 	// Files first, report after: the report may wait for an unreachable API.
-	if err := r.Node.Restore(j, reason); err != nil {
+	if err := r.Files.Restore(j, reason); err != nil {
 		return Result{Phase: v1alpha1.NodeFailed, Revision: j.Revision, Hash: j.Hash, Restarted: true, RestartTime: j.ChangedAt, HealthWait: wait,
 			Message: fmt.Sprintf("%s; restoring the previous policy and manifest failed: %v", reason, err)}, nil
 	}
@@ -150,7 +151,7 @@ func (r *Rollout) waitRollback(ctx context.Context, j *Journal, timeout time.Dur
 		res.Phase = v1alpha1.NodeFailed
 		res.Message = fmt.Sprintf("%s; after the rollback: %v", j.Reason, err)
 	}
-	if ferr := r.Node.FinishRollback(j, res.Message, err == nil); ferr != nil {
+	if ferr := r.Files.FinishRollback(j, res.Message, err == nil); ferr != nil {
 		return res, fmt.Errorf("recording the rollback: %w", ferr)
 	}
 	return res, nil
@@ -159,18 +160,18 @@ func (r *Rollout) waitRollback(ctx context.Context, j *Journal, timeout time.Dur
 // abort undoes a rollout that failed before the manifest changed.
 func (r *Rollout) abort(j *Journal, cause error) Result {
 	res := Result{Phase: v1alpha1.NodeFailed, Revision: j.PreviousRevision, Hash: j.PreviousHash, Message: cause.Error() + "; nothing was restarted"}
-	if err := r.Node.Abort(j); err != nil {
+	if err := r.Files.Abort(j); err != nil {
 		res.Message = fmt.Sprintf("%v; restoring the previous policy failed too (the agent retries at start): %v", cause, err)
 	}
 	return res
 }
 
 func (r *Rollout) currentAnnotation() (string, error) {
-	b, err := r.Node.ReadManifest()
+	b, err := r.Files.ReadManifest()
 	if err != nil {
 		return "", err
 	}
-	return Annotation(b, AnnotationPolicyHash)
+	return staticpod.Annotation(b, staticpod.AnnotationPolicyHash)
 }
 
 func (r *Rollout) done(start time.Time, res Result) Result {

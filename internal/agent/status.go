@@ -28,13 +28,14 @@ func FieldManager(node string) string {
 // apply, so that agents of several nodes and the manager never overwrite each other.
 type StatusWriter struct {
 	Client client.Client
-	Node   string
+	// NodeName is the node whose entry this writer owns.
+	NodeName string
 }
 
 // Apply makes the node's entry equal to e. Fields left empty in e are removed from the entry:
 // pass the whole entry each time.
 func (w *StatusWriter) Apply(ctx context.Context, e v1alpha1.NodeStatus) error {
-	e.Name = w.Node
+	e.Name = w.NodeName
 	raw, err := json.Marshal(e)
 	if err != nil {
 		return err
@@ -49,9 +50,9 @@ func (w *StatusWriter) Apply(ctx context.Context, e v1alpha1.NodeStatus) error {
 		"metadata":   map[string]any{"name": v1alpha1.SingletonName},
 		"status":     map[string]any{"nodes": []any{entry}},
 	}}
-	err = w.Client.Status().Apply(ctx, client.ApplyConfigurationFromUnstructured(u), client.FieldOwner(FieldManager(w.Node)), client.ForceOwnership)
+	err = w.Client.Status().Apply(ctx, client.ApplyConfigurationFromUnstructured(u), client.FieldOwner(FieldManager(w.NodeName)), client.ForceOwnership)
 	if err != nil {
-		return fmt.Errorf("writing status.nodes[%s] of AuditPolicy %s: %w", w.Node, v1alpha1.SingletonName, err)
+		return fmt.Errorf("writing status.nodes[%s] of AuditPolicy %s: %w", w.NodeName, v1alpha1.SingletonName, err)
 	}
 	return nil
 }

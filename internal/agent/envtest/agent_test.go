@@ -110,7 +110,7 @@ var _ = Describe("Node status", func() {
 			go func() {
 				defer GinkgoRecover()
 				defer wg.Done()
-				w := &agent.StatusWriter{Client: k8s, Node: fmt.Sprintf("cp-%d", i)}
+				w := &agent.StatusWriter{Client: k8s, NodeName: fmt.Sprintf("cp-%d", i)}
 				for n := int64(1); n <= writes; n++ {
 					Expect(w.Apply(ctx, v1alpha1.NodeStatus{
 						AppliedRevision: ptr.To(n), PolicyHash: hashOf(n), Phase: v1alpha1.NodeApplied,
@@ -163,7 +163,7 @@ var _ = Describe("Agents", func() {
 	})
 	start := func(n int, restartTime time.Duration, bad func(string) bool) {
 		for i := 1; i <= n; i++ {
-			agents = append(agents, startAgent(fmt.Sprintf("cp-%d", i), all, restartTime, bad))
+			agents = append(agents, startAgent(agentOptions{name: fmt.Sprintf("cp-%d", i), restarts: all, restartTime: restartTime, bad: bad}))
 		}
 	}
 	allAppliedOf := func(names []string, rev int64) func(g Gomega) {
@@ -250,7 +250,7 @@ var _ = Describe("Agents", func() {
 
 	It("keep the lease through an agent restart in the middle of a rollout, and finish it", func() {
 		createSingleton("20s", "0s", true)
-		slow := startAgent("cp-1", all, 3*time.Second, nil)
+		slow := startAgent(agentOptions{name: "cp-1", restarts: all, restartTime: 3 * time.Second})
 		agents = append(agents, slow)
 		publish(1)
 		Eventually(func(g Gomega) {
@@ -259,12 +259,12 @@ var _ = Describe("Agents", func() {
 			g.Expect(e.Message).To(ContainSubstring("waiting for kube-apiserver to restart"))
 		}).WithTimeout(30 * time.Second).WithPolling(50 * time.Millisecond).Should(Succeed())
 		slow.shutdown() // killed while kubelet restarts the apiserver
-		j, err := agent.NewNode(slow.paths).LoadJournal()
+		j, err := agent.NewNodeFiles(slow.paths).LoadJournal()
 		Expect(err).NotTo(HaveOccurred())
 		Expect(j).NotTo(BeNil())
 		Expect(j.Step).To(Equal(agent.StepManifestWritten))
 
-		other := startAgent("cp-2", all, 100*time.Millisecond, nil)
+		other := startAgent(agentOptions{name: "cp-2", restarts: all, restartTime: 100 * time.Millisecond})
 		agents = append(agents, other)
 		Eventually(func(g Gomega) {
 			e := singleton().Status.Node("cp-2")
@@ -273,7 +273,7 @@ var _ = Describe("Agents", func() {
 		}).WithTimeout(30 * time.Second).WithPolling(50 * time.Millisecond).Should(Succeed())
 		Expect(other.state().Restarts).To(BeZero())
 
-		restarted := runAgent(k8s, "cp-1", slow.paths, all, 100*time.Millisecond, nil)
+		restarted := startAgent(agentOptions{name: "cp-1", paths: slow.paths, restarts: all, restartTime: 100 * time.Millisecond})
 		agents = append(agents, restarted)
 		Eventually(allAppliedOf([]string{"cp-1", "cp-2"}, 1)).WithTimeout(30 * time.Second).WithPolling(100 * time.Millisecond).Should(Succeed())
 		Expect(restarted.state().Restarts).To(Equal(int64(1)), "the resumed rollout is not redone")

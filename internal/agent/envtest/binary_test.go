@@ -1,20 +1,11 @@
 package envtest_test
 
 import (
-	"bufio"
-	"bytes"
 	"context"
-	"encoding/json"
-	"encoding/pem"
 	"fmt"
-	"net/http"
-	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
-	"strings"
-	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -22,7 +13,6 @@ import (
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
 	corev1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 	"k8s.io/utils/clock"
@@ -50,13 +40,13 @@ var _ = Describe("An agent with the real health checks", func() {
 			},
 			Readyz: readyz, Clock: clock.RealClock{}, Interval: 50 * time.Millisecond,
 		}
-		a := &agent.Agent{
-			Node: nodeName, Namespace: namespace, Client: k8s,
-			Rollout: &agent.Rollout{Node: agent.NewNode(agent.DefaultPaths(cp.root)), Health: health, Clock: clock.RealClock{}},
+		a := agent.New(agent.Options{
+			NodeName: nodeName, Namespace: namespace, Client: k8s,
+			Rollout: &agent.Rollout{Files: agent.NewNodeFiles(agent.DefaultPaths(cp.root)), Health: health, Clock: clock.RealClock{}},
 			Lease:   &agent.Lease{Client: k8s, Namespace: namespace, Name: agent.LeaseName, Identity: nodeName, Clock: clock.RealClock{}},
-			Status:  &agent.StatusWriter{Client: k8s, Node: nodeName},
+			Status:  &agent.StatusWriter{Client: k8s, NodeName: nodeName},
 			Clock:   clock.RealClock{}, Resync: 2 * time.Second, Retry: 100 * time.Millisecond,
-		}
+		})
 		actx, stop := context.WithCancel(ctx)
 		done := make(chan struct{})
 		go func() {
@@ -167,148 +157,3 @@ var _ = Describe("The kaudit agent binary", func() {
 		GinkgoWriter.Println(report)
 	})
 })
-
-const managedPolicyFile = agent.DefaultPolicyFile
-
-func rssKiB(pid int) int64 { return procStatus(pid, "VmRSS:") }
-func hwmKiB(pid int) int64 { return procStatus(pid, "VmHWM:") }
-
-func procStatus(pid int, key string) int64 {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return 0
-	}
-	s := bufio.NewScanner(bytes.NewReader(b))
-	for s.Scan() {
-		if f := strings.Fields(s.Text()); len(f) >= 2 && f[0] == key {
-			n, _ := strconv.ParseInt(f[1], 10, 64)
-			return n
-		}
-	}
-	return 0
-}
-
-// finishedRollouts reads the agent's "rollout finished" log lines.
-func finishedRollouts(logs string) []string {
-	var out []string
-	for _, line := range strings.Split(logs, "\n") {
-		var l struct {
-			Msg        string  `json:"msg"`
-			Phase      string  `json:"phase"`
-			Seconds    float64 `json:"seconds"`
-			HealthWait float64 `json:"healthWaitSeconds"`
-			Overhead   float64 `json:"overheadSeconds"`
-		}
-		if json.Unmarshal([]byte(line), &l) == nil && l.Msg == "rollout finished" {
-			out = append(out, fmt.Sprintf("%s %.3f/%.3f/%.3f", l.Phase, l.Seconds, l.HealthWait, l.Overhead))
-		}
-	}
-	return out
-}
-
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
-func nodePhase(nodeName string, want v1alpha1.NodePhase, rev int64) func(g Gomega) {
-	return func(g Gomega) {
-		e := singleton().Status.Node(nodeName)
-		g.Expect(e).NotTo(BeNil())
-		g.Expect(e.Phase).To(Equal(want), e.Message)
-		g.Expect(e.AppliedRevision).To(HaveValue(Equal(rev)))
-	}
-}
-
-// fakeControlPlane is one node's kubelet and kube-apiserver: a node root with kind's manifest,
-// a mirror pod that follows the manifest's annotation after restartTime (a new container start
-// time each time), and a /readyz over TLS that fails while a policy whose annotation starts
-// with badPrefix runs.
-type fakeControlPlane struct {
-	root, manifest, readyzURL, caFile string
-	badPrefix                         atomic.Value
-}
-
-func newFakeControlPlane(nodeName string, restartTime time.Duration) *fakeControlPlane {
-	root := GinkgoT().TempDir()
-	for _, d := range []string{"etc/kubernetes/manifests", "etc/kubernetes/kaudit", "etc/kubernetes/audit"} {
-		Expect(os.MkdirAll(filepath.Join(root, d), 0o755)).To(Succeed())
-	}
-	manifestData, err := os.ReadFile(filepath.Join("..", "testdata", "kind-v1.30.yaml"))
-	Expect(err).NotTo(HaveOccurred())
-	manifest := filepath.Join(root, agent.DefaultManifest)
-	Expect(os.WriteFile(manifest, manifestData, 0o600)).To(Succeed())
-
-	// kube-apiserver: /readyz is not ready while a bad policy runs.
-	cp := &fakeControlPlane{root: root, manifest: manifest}
-	cp.badPrefix.Store("none")
-	currentAnnotation := func() string {
-		b, err := os.ReadFile(manifest)
-		if err != nil {
-			return ""
-		}
-		a, _ := agent.Annotation(b, agent.AnnotationPolicyHash)
-		return a
-	}
-	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
-		if strings.HasPrefix(currentAnnotation(), cp.badPrefix.Load().(string)) {
-			http.Error(w, "[-]poststarthook/start-apiserver-admission-initializer failed", http.StatusInternalServerError)
-			return
-		}
-		_, _ = w.Write([]byte("ok"))
-	}))
-	DeferCleanup(srv.Close)
-	ca := filepath.Join(root, "ca.crt")
-	Expect(os.WriteFile(ca, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw}), 0o600)).To(Succeed())
-
-	// kubelet: the mirror pod follows the manifest after restartTime.
-	pod := &corev1.Pod{
-		ObjectMeta: metav1.ObjectMeta{Namespace: "kube-system", Name: "kube-apiserver-" + nodeName},
-		Spec:       corev1.PodSpec{NodeName: nodeName, Containers: []corev1.Container{{Name: agent.APIServerContainer, Image: "registry.k8s.io/kube-apiserver:v1.30.0"}}},
-	}
-	_ = k8s.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "kube-system"}})
-	Expect(client.IgnoreAlreadyExists(k8s.Create(ctx, pod))).To(Succeed())
-	kubeletCtx, stopKubelet := context.WithCancel(ctx)
-	DeferCleanup(stopKubelet)
-	go func() {
-		defer GinkgoRecover()
-		seen := ""
-		for kubeletCtx.Err() == nil {
-			if a := currentAnnotation(); a != seen {
-				seen = a
-				select {
-				case <-kubeletCtx.Done():
-					return
-				case <-time.After(restartTime):
-				}
-				p := &corev1.Pod{}
-				if k8s.Get(kubeletCtx, client.ObjectKeyFromObject(pod), p) == nil {
-					p.Annotations = map[string]string{agent.AnnotationPolicyHash: a}
-					_ = k8s.Update(kubeletCtx, p)
-					p.Status.ContainerStatuses = []corev1.ContainerStatus{{Name: agent.APIServerContainer, Ready: true,
-						State: corev1.ContainerState{Running: &corev1.ContainerStateRunning{StartedAt: metav1.Now()}}}}
-					_ = k8s.Status().Update(kubeletCtx, p)
-				}
-			}
-			select {
-			case <-kubeletCtx.Done():
-			case <-time.After(20 * time.Millisecond):
-			}
-		}
-	}()
-
-	cp.readyzURL, cp.caFile = srv.URL+"/readyz", ca
-	return cp
-}

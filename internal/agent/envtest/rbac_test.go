@@ -62,7 +62,7 @@ var _ = Describe("The agent's RBAC from config/agent", func() {
 
 	It("is enough for a whole rollout", func() {
 		createSingleton("5s", "0s", true)
-		a := startAgentAs(agentClient, "cp-rbac", &restarts{}, 100*time.Millisecond, nil)
+		a := startAgent(agentOptions{name: "cp-rbac", client: agentClient, restarts: &restarts{}, restartTime: 100 * time.Millisecond})
 		DeferCleanup(a.shutdown)
 		publish(1)
 		Eventually(func(g Gomega) {

@@ -3,11 +3,9 @@ package agent
 import (
 	"context"
 	"os"
-	"strings"
 	"testing"
 	"time"
 
-	corev1 "k8s.io/api/core/v1"
 	"k8s.io/utils/clock"
 
 	"github.com/kaudit/kaudit/api/v1alpha1"
@@ -29,7 +27,7 @@ func hashedTarget(t *testing.T, tn *testNode) Target {
 func TestUpToDateComparesThePolicyFileNotTheRecordedHash(t *testing.T) {
 	tn := newTestNode(t, "kubeadm-v1.33.yaml", true)
 	tg := hashedTarget(t, tn)
-	r := &Rollout{Node: tn.node(OSFS{}), Health: &fakeKubelet{tn: tn}, Clock: clock.RealClock{}}
+	r := &Rollout{Files: tn.files(OSFS{}), Health: &fakeKubelet{tn: tn}, Clock: clock.RealClock{}}
 	if res, err := r.Apply(context.Background(), tg, time.Second); err != nil || res.Phase != v1alpha1.NodeApplied {
 		t.Fatalf("Apply() = %+v, %v", res, err)
 	}
@@ -37,17 +35,17 @@ func TestUpToDateComparesThePolicyFileNotTheRecordedHash(t *testing.T) {
 	if err := os.WriteFile(tn.local(tn.policyFile), []byte(oldPolicy), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if ok, err := r.Node.UpToDate(tg); err != nil || ok {
+	if ok, err := r.Files.UpToDate(tg); err != nil || ok {
 		t.Errorf("UpToDate() with a different policy in the file = %v, %v; want false", ok, err)
 	}
 	// Comments only: up to date, and Adopt refreshes the file without a restart.
 	if err := os.WriteFile(tn.local(tn.policyFile), []byte("# renamed module\n"+newPolicy), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if ok, err := r.Node.UpToDate(tg); err != nil || !ok {
+	if ok, err := r.Files.UpToDate(tg); err != nil || !ok {
 		t.Fatalf("UpToDate() with only comments changed = %v, %v; want true", ok, err)
 	}
-	if err := r.Node.Adopt(tg); err != nil {
+	if err := r.Files.Adopt(tg); err != nil {
 		t.Fatal(err)
 	}
 	if got := tn.read(t, tn.policyFile); got != newPolicy {
@@ -67,7 +65,7 @@ func TestAdoptNeverWritesAPolicyThatFailsValidationOrItsHash(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			tn := newTestNode(t, "kubeadm-v1.33.yaml", true)
 			tg := hashedTarget(t, tn)
-			r := &Rollout{Node: tn.node(OSFS{}), Health: &fakeKubelet{tn: tn}, Clock: clock.RealClock{}}
+			r := &Rollout{Files: tn.files(OSFS{}), Health: &fakeKubelet{tn: tn}, Clock: clock.RealClock{}}
 			if res, err := r.Apply(context.Background(), tg, time.Second); err != nil || res.Phase != v1alpha1.NodeApplied {
 				t.Fatalf("Apply() = %+v, %v", res, err)
 			}
@@ -77,7 +75,7 @@ func TestAdoptNeverWritesAPolicyThatFailsValidationOrItsHash(t *testing.T) {
 			}
 			bad := tg
 			bad.Policy, bad.Hash = []byte(tc.policy), tc.hash(tg)
-			if err := r.Node.Adopt(bad); err == nil {
+			if err := r.Files.Adopt(bad); err == nil {
 				t.Error("Adopt() = nil, want an error")
 			}
 			if got := tn.read(t, tn.policyFile); got != "# x\n"+newPolicy {
@@ -89,16 +87,16 @@ func TestAdoptNeverWritesAPolicyThatFailsValidationOrItsHash(t *testing.T) {
 
 // changeFiles runs a rollout of tg up to the restart: journal, policy file, manifest. What
 // follows is up to the test, as after an agent that died there.
-func changeFiles(t *testing.T, n *Node, tg Target) *Journal {
+func changeFiles(t *testing.T, files *NodeFiles, tg Target) *Journal {
 	t.Helper()
-	j, err := n.Begin(tg)
+	j, err := files.Begin(tg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := n.WritePolicy(j, tg); err != nil {
+	if err := files.WritePolicy(j, tg); err != nil {
 		t.Fatal(err)
 	}
-	if err := n.BumpManifest(j, tg); err != nil {
+	if err := files.BumpManifest(j, tg); err != nil {
 		t.Fatal(err)
 	}
 	return j
@@ -108,22 +106,22 @@ func changeFiles(t *testing.T, n *Node, tg Target) *Journal {
 // state.json; a rollback found at the next start must record the previous one again.
 func TestFinishRollbackRecordsThePreviousRevision(t *testing.T) {
 	tn := newTestNode(t, "kubeadm-v1.33.yaml", true)
-	n := tn.node(OSFS{})
-	if err := n.saveState(State{Revision: 1, Hash: "1111"}); err != nil {
+	files := tn.files(OSFS{})
+	if err := files.saveState(State{Revision: 1, Hash: "1111"}); err != nil {
 		t.Fatal(err)
 	}
-	j := changeFiles(t, n, tn.target())
-	st, _ := n.LoadState()
+	j := changeFiles(t, files, tn.target())
+	st, _ := files.LoadState()
 	st.Revision, st.Hash = j.Revision, j.Hash // Commit's first half
-	if err := n.saveState(st); err != nil {
+	if err := files.saveState(st); err != nil {
 		t.Fatal(err)
 	}
-	r := &Rollout{Node: n, Health: &fakeKubelet{tn: tn, bad: badNew}, Clock: clock.RealClock{}}
+	r := &Rollout{Files: files, Health: &fakeKubelet{tn: tn, bad: badNew}, Clock: clock.RealClock{}}
 	res, err := r.Resume(context.Background(), time.Second)
 	if err != nil || res == nil || res.Phase != v1alpha1.NodeRolledBack {
 		t.Fatalf("Resume() = %+v, %v", res, err)
 	}
-	if st, _ := n.LoadState(); st.Revision != 1 || st.Hash != "1111" {
+	if st, _ := files.LoadState(); st.Revision != 1 || st.Hash != "1111" {
 		t.Errorf("state after the rollback = revision %d hash %q, want revision 1 hash 1111", st.Revision, st.Hash)
 	}
 }
@@ -138,35 +136,17 @@ func (h *timeoutRecorder) Wait(_ context.Context, _ string, _ time.Time, timeout
 
 func TestResumeWaitsForTheHealthTimeoutRecordedAtBegin(t *testing.T) {
 	tn := newTestNode(t, "kubeadm-v1.33.yaml", true)
-	n := tn.node(OSFS{})
+	files := tn.files(OSFS{})
 	tg := tn.target()
 	tg.HealthTimeout = time.Hour
-	changeFiles(t, n, tg)
+	changeFiles(t, files, tg)
 	h := &timeoutRecorder{}
-	r := &Rollout{Node: n, Health: h, Clock: clock.RealClock{}}
+	r := &Rollout{Files: files, Health: h, Clock: clock.RealClock{}}
 	// The agent restarted and cannot read the singleton: it passes the default.
 	if _, err := r.Resume(context.Background(), v1alpha1.DefaultHealthTimeout); err != nil {
 		t.Fatal(err)
 	}
 	if h.got < 59*time.Minute {
 		t.Errorf("Resume waited up to %s, want the recorded 1h", h.got)
-	}
-}
-
-func TestHealthWaitEndsAnAPICallThatNeverAnswersAtTheDeadline(t *testing.T) {
-	h := &APIServerHealth{
-		MirrorPod: func(ctx context.Context) (*corev1.Pod, error) { <-ctx.Done(); return nil, ctx.Err() },
-		Readyz:    func(context.Context) error { return nil },
-		Clock:     clock.RealClock{}, Interval: 10 * time.Millisecond,
-	}
-	done := make(chan error, 1)
-	go func() { done <- h.Wait(context.Background(), "abc", time.Now(), 200*time.Millisecond) }()
-	select {
-	case err := <-done:
-		if err == nil || !strings.Contains(err.Error(), "mirror pod") {
-			t.Errorf("Wait() = %v, want the mirror pod's error", err)
-		}
-	case <-time.After(5 * time.Second):
-		t.Fatal("Wait() did not return after its 200ms timeout: an API call without deadline blocks it")
 	}
 }

@@ -1,7 +1,6 @@
 package agent
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -13,21 +12,14 @@ import (
 	"k8s.io/utils/clock"
 
 	"github.com/kaudit/kaudit/internal/policy"
+	"github.com/kaudit/kaudit/internal/staticpod"
 )
 
-// Host paths the agent uses by default (SPEC Decisions: Node paths and files).
+// Host paths the agent uses by default (see docs/design.md, "Node paths and files").
 const (
 	DefaultManifest   = "/etc/kubernetes/manifests/kube-apiserver.yaml"
 	DefaultPolicyFile = "/etc/kubernetes/audit/policy.yaml"
 	DefaultStateDir   = "/etc/kubernetes/kaudit"
-)
-
-// Files in the state directory.
-const (
-	journalFile        = "journal.json"
-	stateFile          = "state.json"
-	backupPolicyFile   = "previous-policy.yaml"
-	backupManifestFile = "previous-kube-apiserver.yaml"
 )
 
 // Paths are the node's files, as host paths. The agent sees the host's files under Root ("/"
@@ -57,8 +49,8 @@ func DefaultPaths(root string) Paths {
 
 func (p Paths) local(host string) string { return filepath.Join(p.Root, filepath.FromSlash(host)) }
 
-// Node performs the file steps of a rollout on one node.
-type Node struct {
+// NodeFiles performs the file steps of a rollout on one node.
+type NodeFiles struct {
 	Paths Paths
 	FS    FS
 	Clock clock.PassiveClock
@@ -68,8 +60,10 @@ type Node struct {
 	crossMount bool
 }
 
-// NewNode returns a Node on the real file system and clock.
-func NewNode(p Paths) *Node { return &Node{Paths: p, FS: OSFS{}, Clock: clock.RealClock{}} }
+// NewNodeFiles returns the node's files on the real file system and clock.
+func NewNodeFiles(p Paths) *NodeFiles {
+	return &NodeFiles{Paths: p, FS: OSFS{}, Clock: clock.RealClock{}}
+}
 
 // Target is what a node should run.
 type Target struct {
@@ -78,7 +72,7 @@ type Target struct {
 	Hash   string
 	Policy []byte
 	// Flags, when not nil, are the apiserver flags to manage (spec.manageAPIServerFlags).
-	Flags *FlagSettings
+	Flags *staticpod.FlagSettings
 	// Generation is the singleton's spec generation that asked for this target. A failed target
 	// is retried once the spec changes (e.g. a longer rollout.healthTimeout).
 	Generation int64
@@ -96,153 +90,36 @@ func (t Target) Key() string {
 	return fmt.Sprintf("%s flags=%+v", t.Hash, *t.Flags)
 }
 
-// Journal steps, in order.
-const (
-	StepBegun           = "Begun"
-	StepPolicyWritten   = "PolicyWritten"
-	StepManifestWriting = "ManifestWriting"
-	StepManifestWritten = "ManifestWritten"
-	StepRollingBack     = "RollingBack"
-)
-
-// Journal records a rollout in progress on the node.
-type Journal struct {
-	Step     string `json:"step"`
-	Revision int64  `json:"revision"`
-	Hash     string `json:"hash"`
-	// Key is the target's Key.
-	Key        string `json:"key"`
-	Generation int64  `json:"generation,omitempty"`
-	// HealthTimeout is the health timeout the rollout started with; Resume uses it.
-	HealthTimeout time.Duration `json:"healthTimeout,omitempty"`
-	// Annotation is the value of the policy-hash annotation that starts the new apiserver.
-	Annotation string `json:"annotation"`
-	// PolicyFile is the host path of the policy file being replaced.
-	PolicyFile string `json:"policyFile"`
-	// HadPolicy says whether a policy file existed before (backed up in the state directory).
-	HadPolicy          bool   `json:"hadPolicy"`
-	PreviousRevision   int64  `json:"previousRevision,omitempty"`
-	PreviousHash       string `json:"previousHash,omitempty"`
-	PreviousAnnotation string `json:"previousAnnotation,omitempty"`
-	// RollbackAnnotation is the annotation value that restarts the apiserver on the old files.
-	RollbackAnnotation string    `json:"rollbackAnnotation"`
-	StartedAt          time.Time `json:"startedAt"`
-	// ChangedAt is when the manifest was (about to be) changed: the apiserver container must
-	// have started after it.
-	ChangedAt time.Time `json:"changedAt,omitzero"`
-	// RollbackAt is when the manifest was (about to be) restored.
-	RollbackAt time.Time `json:"rollbackAt,omitzero"`
-	// Reason is why the rollout is being rolled back.
-	Reason string `json:"reason,omitempty"`
-}
-
-// State is what the node runs, kept in the state directory across agent restarts.
-type State struct {
-	Revision           int64     `json:"revision,omitempty"`
-	Hash               string    `json:"hash,omitempty"`
-	Annotation         string    `json:"annotation,omitempty"`
-	LastRestartTime    time.Time `json:"lastRestartTime,omitzero"`
-	LastRolloutSeconds int64     `json:"lastRolloutSeconds,omitempty"`
-	// Restarts and Rollbacks count manifest changes; they make annotation values unique.
-	Restarts  int64 `json:"restarts,omitempty"`
-	Rollbacks int64 `json:"rollbacks,omitempty"`
-	// Failed is the last revision that could not be applied; the agent does not retry it.
-	Failed *Failure `json:"failed,omitempty"`
-}
-
-// Failure records a revision the node could not apply.
-type Failure struct {
-	Revision int64  `json:"revision"`
-	Hash     string `json:"hash"`
-	// Key is the failed target's Key, and Generation the spec generation it was tried under.
-	Key        string `json:"key"`
-	Generation int64  `json:"generation,omitempty"`
-	// RolledBack says whether the node returned to its previous policy and is healthy on it.
-	RolledBack bool   `json:"rolledBack"`
-	Message    string `json:"message"`
-}
-
-// LoadState reads the node's state; a node the agent never touched has an empty state.
-func (n *Node) LoadState() (State, error) {
-	var s State
-	b, ok, err := readOptional(n.FS, n.stateFile(stateFile))
-	if err != nil || !ok {
-		return s, err
-	}
-	if err := json.Unmarshal(b, &s); err != nil {
-		return s, fmt.Errorf("state file %s: %w", n.stateFile(stateFile), err)
-	}
-	return s, nil
-}
-
-func (n *Node) saveState(s State) error {
-	return n.writeJSON(stateFile, s)
-}
-
-// LoadJournal reads the journal of an unfinished rollout, or nil.
-func (n *Node) LoadJournal() (*Journal, error) {
-	b, ok, err := readOptional(n.FS, n.stateFile(journalFile))
-	if err != nil || !ok {
-		return nil, err
-	}
-	var j Journal
-	if err := json.Unmarshal(b, &j); err != nil {
-		return nil, fmt.Errorf("journal %s: %w", n.stateFile(journalFile), err)
-	}
-	return &j, nil
-}
-
-func (n *Node) saveJournal(j *Journal) error { return n.writeJSON(journalFile, j) }
-
-func (n *Node) removeJournal() error {
-	if err := n.FS.Remove(n.stateFile(journalFile)); err != nil && !errors.Is(err, os.ErrNotExist) {
-		return fmt.Errorf("removing journal: %w", err)
-	}
-	return SyncDir(n.FS, n.Paths.local(n.Paths.StateDir))
-}
-
-func (n *Node) writeJSON(name string, v any) error {
-	b, err := json.MarshalIndent(v, "", "  ")
-	if err != nil {
-		return err
-	}
-	return WriteAtomic(n.FS, n.stateFile(name), "", append(b, '\n'), 0o600)
-}
-
-func (n *Node) stateFile(name string) string {
-	return filepath.Join(n.Paths.local(n.Paths.StateDir), name)
-}
-
-func (n *Node) manifestFile() string { return n.Paths.local(n.Paths.Manifest) }
+func (f *NodeFiles) manifestFile() string { return f.Paths.local(f.Paths.Manifest) }
 
 // ReadManifest reads the apiserver's static pod manifest.
-func (n *Node) ReadManifest() ([]byte, error) {
-	b, err := n.FS.ReadFile(n.manifestFile())
+func (f *NodeFiles) ReadManifest() ([]byte, error) {
+	b, err := f.FS.ReadFile(f.manifestFile())
 	if errors.Is(err, os.ErrNotExist) {
-		return nil, fmt.Errorf("static pod manifest %s not found: is this a kubeadm-style control-plane node, and is %s mounted into the agent pod?", n.Paths.Manifest, path.Dir(n.Paths.Manifest))
+		return nil, fmt.Errorf("static pod manifest %s not found: is this a kubeadm-style control-plane node, and is %s mounted into the agent pod?", f.Paths.Manifest, path.Dir(f.Paths.Manifest))
 	}
 	if err != nil {
-		return nil, fmt.Errorf("reading %s: %w", n.Paths.Manifest, explain(err))
+		return nil, fmt.Errorf("reading %s: %w", f.Paths.Manifest, explain(err))
 	}
 	return b, nil
 }
 
 // desiredManifest is the current manifest with the managed flags applied, and the host path of
 // the policy file that manifest makes the apiserver read.
-func (n *Node) desiredManifest(t Target) (manifest []byte, policyFile string, err error) {
-	cur, err := n.ReadManifest()
+func (f *NodeFiles) desiredManifest(t Target) (manifest []byte, policyFile string, err error) {
+	cur, err := f.ReadManifest()
 	if err != nil {
 		return nil, "", err
 	}
 	manifest = cur
 	if t.Flags != nil {
-		if manifest, err = EnsureFlags(cur, *t.Flags); err != nil {
-			return nil, "", fmt.Errorf("%s: %w", n.Paths.Manifest, err)
+		if manifest, err = staticpod.EnsureFlags(cur, *t.Flags); err != nil {
+			return nil, "", fmt.Errorf("%s: %w", f.Paths.Manifest, err)
 		}
 	}
-	_, host, err := PolicyFileInManifest(manifest)
+	_, host, err := staticpod.PolicyFileInManifest(manifest)
 	if err != nil {
-		return nil, "", fmt.Errorf("%s: %w", n.Paths.Manifest, err)
+		return nil, "", fmt.Errorf("%s: %w", f.Paths.Manifest, err)
 	}
 	return manifest, host, nil
 }
@@ -250,26 +127,26 @@ func (n *Node) desiredManifest(t Target) (manifest []byte, policyFile string, er
 // UpToDate reports whether the node already runs t: the manifest carries t's hash and the
 // managed flags, and the policy file holds t's policy, or one with the same hash that differs
 // only in comments (then Adopt refreshes the file without a restart).
-func (n *Node) UpToDate(t Target) (bool, error) {
-	cur, err := n.ReadManifest()
+func (f *NodeFiles) UpToDate(t Target) (bool, error) {
+	cur, err := f.ReadManifest()
 	if err != nil {
 		return false, err
 	}
-	want, file, err := n.desiredManifest(t)
+	want, file, err := f.desiredManifest(t)
 	if err != nil {
 		return false, err
 	}
 	if string(want) != string(cur) {
 		return false, nil
 	}
-	ann, err := Annotation(cur, AnnotationPolicyHash)
+	ann, err := staticpod.Annotation(cur, staticpod.AnnotationPolicyHash)
 	if err != nil {
 		return false, err
 	}
 	if annotationBase(ann) != policy.ShortHash(t.Hash) {
 		return false, nil
 	}
-	b, ok, err := readOptional(n.FS, n.Paths.local(file))
+	b, ok, err := readOptional(f.FS, f.Paths.local(file))
 	if err != nil {
 		return false, fmt.Errorf("reading %s: %w", file, err)
 	}
@@ -287,12 +164,12 @@ func (n *Node) UpToDate(t Target) (bool, error) {
 
 // Adopt records an up-to-date node as running t's revision, and rewrites the policy file when
 // only its comments differ (a renamed module), which needs no restart.
-func (n *Node) Adopt(t Target) error {
-	_, file, err := n.desiredManifest(t)
+func (f *NodeFiles) Adopt(t Target) error {
+	_, file, err := f.desiredManifest(t)
 	if err != nil {
 		return err
 	}
-	if b, _, err := readOptional(n.FS, n.Paths.local(file)); err != nil {
+	if b, _, err := readOptional(f.FS, f.Paths.local(file)); err != nil {
 		return err
 	} else if string(b) != string(t.Policy) {
 		if _, err := policy.Load(t.Policy); err != nil {
@@ -304,26 +181,26 @@ func (n *Node) Adopt(t Target) error {
 		if h, err := policy.HashOf(b); err != nil || h != t.Hash {
 			return fmt.Errorf("%s differs from the revision's policy in more than comments: it needs a rollout, not a rewrite", file)
 		}
-		if err := WriteAtomic(n.FS, n.Paths.local(file), "", t.Policy, 0o644); err != nil {
+		if err := WriteAtomic(f.FS, f.Paths.local(file), "", t.Policy, 0o644); err != nil {
 			return err
 		}
 	}
-	st, err := n.LoadState()
+	st, err := f.LoadState()
 	if err != nil {
 		return err
 	}
 	if st.Revision == t.Revision && st.Hash == t.Hash {
 		return nil
 	}
-	cur, err := n.ReadManifest()
+	cur, err := f.ReadManifest()
 	if err != nil {
 		return err
 	}
 	st.Revision, st.Hash = t.Revision, t.Hash
-	if st.Annotation, err = Annotation(cur, AnnotationPolicyHash); err != nil {
+	if st.Annotation, err = staticpod.Annotation(cur, staticpod.AnnotationPolicyHash); err != nil {
 		return err
 	}
-	return n.saveState(st)
+	return f.saveState(st)
 }
 
 // rollbackAnnotation is the annotation value of a rollback: never the value the manifest had
@@ -347,38 +224,38 @@ func annotationBase(v string) string {
 
 // Begin validates t, resolves the policy file, backs up the policy and the manifest into the
 // state directory and writes the journal. It changes nothing the apiserver reads.
-func (n *Node) Begin(t Target) (*Journal, error) {
+func (f *NodeFiles) Begin(t Target) (*Journal, error) {
 	if _, err := policy.Load(t.Policy); err != nil {
 		return nil, fmt.Errorf("revision %d: policy rejected by the apiserver's loader: %w", t.Revision, err)
 	}
-	stateDir := n.Paths.local(n.Paths.StateDir)
-	if fi, err := n.FS.Stat(stateDir); err != nil || !fi.IsDir() {
-		return nil, fmt.Errorf("state directory %s is missing: mount it into the agent pod as a hostPath directory", n.Paths.StateDir)
+	stateDir := f.Paths.local(f.Paths.StateDir)
+	if fi, err := f.FS.Stat(stateDir); err != nil || !fi.IsDir() {
+		return nil, fmt.Errorf("state directory %s is missing: mount it into the agent pod as a hostPath directory", f.Paths.StateDir)
 	}
-	if j, err := n.LoadJournal(); err != nil {
+	if j, err := f.LoadJournal(); err != nil {
 		return nil, err
 	} else if j != nil {
 		return nil, fmt.Errorf("a rollout of revision %d is unfinished on this node: recover it first", j.Revision)
 	}
-	st, err := n.LoadState()
+	st, err := f.LoadState()
 	if err != nil {
 		return nil, err
 	}
-	cur, err := n.ReadManifest()
+	cur, err := f.ReadManifest()
 	if err != nil {
 		return nil, err
 	}
-	if _, err := ParsePod(cur); err != nil {
-		return nil, fmt.Errorf("%s: %w", n.Paths.Manifest, err)
+	if _, err := staticpod.ParsePod(cur); err != nil {
+		return nil, fmt.Errorf("%s: %w", f.Paths.Manifest, err)
 	}
-	_, file, err := n.desiredManifest(t)
+	_, file, err := f.desiredManifest(t)
 	if err != nil {
 		return nil, err
 	}
-	if fi, err := n.FS.Stat(n.Paths.local(path.Dir(file))); err != nil || !fi.IsDir() {
+	if fi, err := f.FS.Stat(f.Paths.local(path.Dir(file))); err != nil || !fi.IsDir() {
 		return nil, fmt.Errorf("the policy's directory %s is not mounted into the agent pod: add a hostPath directory mount for it", path.Dir(file))
 	}
-	prevAnn, err := Annotation(cur, AnnotationPolicyHash)
+	prevAnn, err := staticpod.Annotation(cur, staticpod.AnnotationPolicyHash)
 	if err != nil {
 		return nil, err
 	}
@@ -403,124 +280,124 @@ func (n *Node) Begin(t Target) (*Journal, error) {
 		PreviousHash:       st.Hash,
 		PreviousAnnotation: prevAnn,
 		RollbackAnnotation: rollbackAnnotation(prevBase, prevAnn, st.Rollbacks+1),
-		StartedAt:          n.Clock.Now().UTC(),
+		StartedAt:          f.Clock.Now().UTC(),
 	}
-	old, had, err := readOptional(n.FS, n.Paths.local(file))
+	old, had, err := readOptional(f.FS, f.Paths.local(file))
 	if err != nil {
 		return nil, fmt.Errorf("reading %s: %w", file, explain(err))
 	}
 	j.HadPolicy = had
 	if had {
-		if err := WriteAtomic(n.FS, n.stateFile(backupPolicyFile), "", old, 0o600); err != nil {
+		if err := WriteAtomic(f.FS, f.inStateDir(backupPolicyFile), "", old, 0o600); err != nil {
 			return nil, fmt.Errorf("backing up the policy: %w", err)
 		}
 	}
-	if err := WriteAtomic(n.FS, n.stateFile(backupManifestFile), "", cur, 0o600); err != nil {
+	if err := WriteAtomic(f.FS, f.inStateDir(backupManifestFile), "", cur, 0o600); err != nil {
 		return nil, fmt.Errorf("backing up the manifest: %w", err)
 	}
-	if err := n.saveJournal(j); err != nil {
+	if err := f.saveJournal(j); err != nil {
 		return nil, fmt.Errorf("writing the journal: %w", err)
 	}
 	return j, nil
 }
 
 // WritePolicy writes the new policy file atomically.
-func (n *Node) WritePolicy(j *Journal, t Target) error {
-	if err := WriteAtomic(n.FS, n.Paths.local(j.PolicyFile), "", t.Policy, 0o644); err != nil {
+func (f *NodeFiles) WritePolicy(j *Journal, t Target) error {
+	if err := WriteAtomic(f.FS, f.Paths.local(j.PolicyFile), "", t.Policy, 0o644); err != nil {
 		return err
 	}
 	j.Step = StepPolicyWritten
-	return n.saveJournal(j)
+	return f.saveJournal(j)
 }
 
 // BumpManifest writes the manifest with the managed flags and the new policy-hash annotation,
 // which makes kubelet restart the apiserver.
-func (n *Node) BumpManifest(j *Journal, t Target) error {
-	manifest, _, err := n.desiredManifest(t)
+func (f *NodeFiles) BumpManifest(j *Journal, t Target) error {
+	manifest, _, err := f.desiredManifest(t)
 	if err != nil {
 		return err
 	}
-	if manifest, err = SetAnnotation(manifest, AnnotationPolicyHash, j.Annotation); err != nil {
-		return fmt.Errorf("%s: %w", n.Paths.Manifest, err)
+	if manifest, err = staticpod.SetAnnotation(manifest, staticpod.AnnotationPolicyHash, j.Annotation); err != nil {
+		return fmt.Errorf("%s: %w", f.Paths.Manifest, err)
 	}
-	j.Step, j.ChangedAt = StepManifestWriting, n.Clock.Now().UTC()
-	if err := n.saveJournal(j); err != nil {
+	j.Step, j.ChangedAt = StepManifestWriting, f.Clock.Now().UTC()
+	if err := f.saveJournal(j); err != nil {
 		return err
 	}
-	if err := n.writeManifest(manifest); err != nil {
+	if err := f.writeManifest(manifest); err != nil {
 		return err
 	}
 	j.Step = StepManifestWritten
-	return n.saveJournal(j)
+	return f.saveJournal(j)
 }
 
 // writeManifest replaces the manifest atomically with its temporary file outside the manifests
 // directory, so kubelet never reads a partial manifest nor a second one.
-func (n *Node) writeManifest(b []byte) error {
-	tmp := n.Paths.ManifestTempDir
+func (f *NodeFiles) writeManifest(b []byte) error {
+	tmp := f.Paths.ManifestTempDir
 	if tmp == "" {
-		tmp = n.Paths.StateDir
+		tmp = f.Paths.StateDir
 	}
 	perm := os.FileMode(0o600) // kubeadm's
-	if fi, err := n.FS.Stat(n.manifestFile()); err == nil {
+	if fi, err := f.FS.Stat(f.manifestFile()); err == nil {
 		perm = fi.Mode().Perm()
 	}
-	if !n.crossMount {
-		err := WriteAtomic(n.FS, n.manifestFile(), n.Paths.local(tmp), b, perm)
+	if !f.crossMount {
+		err := WriteAtomic(f.FS, f.manifestFile(), f.Paths.local(tmp), b, perm)
 		if err == nil || !isEXDEV(err) {
 			return err
 		}
 		// Different mounts (the DaemonSet mounts each directory separately): from now on, a
 		// dotfile next to the manifest, which kubelet skips.
-		n.crossMount = true
+		f.crossMount = true
 	}
-	return WriteAtomic(n.FS, n.manifestFile(), "", b, perm)
+	return WriteAtomic(f.FS, f.manifestFile(), "", b, perm)
 }
 
 // Commit records the node as running j's revision and ends the rollout.
-func (n *Node) Commit(j *Journal) error {
-	st, err := n.LoadState()
+func (f *NodeFiles) Commit(j *Journal) error {
+	st, err := f.LoadState()
 	if err != nil {
 		return err
 	}
-	now := n.Clock.Now().UTC()
+	now := f.Clock.Now().UTC()
 	st.Revision, st.Hash, st.Annotation = j.Revision, j.Hash, j.Annotation
 	st.LastRestartTime = j.ChangedAt
 	st.LastRolloutSeconds = int64(now.Sub(j.StartedAt).Round(time.Second) / time.Second)
 	st.Restarts++
 	st.Failed = nil
-	if err := n.saveState(st); err != nil {
+	if err := f.saveState(st); err != nil {
 		return err
 	}
-	return n.removeJournal()
+	return f.removeJournal()
 }
 
 // Abort undoes a rollout whose manifest was not changed: the old policy file comes back and the
 // apiserver was never restarted. Nothing is recorded as failed: such errors come from the node
 // (a read-only or full disk), not from the revision, so the agent tries again later.
-func (n *Node) Abort(j *Journal) error {
-	if err := n.restorePolicy(j); err != nil {
+func (f *NodeFiles) Abort(j *Journal) error {
+	if err := f.restorePolicy(j); err != nil {
 		return err
 	}
-	return n.removeJournal()
+	return f.removeJournal()
 }
 
-func (n *Node) restorePolicy(j *Journal) error {
-	file := n.Paths.local(j.PolicyFile)
+func (f *NodeFiles) restorePolicy(j *Journal) error {
+	file := f.Paths.local(j.PolicyFile)
 	if !j.HadPolicy {
-		if err := n.FS.Remove(file); err != nil && !errors.Is(err, os.ErrNotExist) {
+		if err := f.FS.Remove(file); err != nil && !errors.Is(err, os.ErrNotExist) {
 			return fmt.Errorf("removing %s: %w", j.PolicyFile, explain(err))
 		}
-		return SyncDir(n.FS, filepath.Dir(file))
+		return SyncDir(f.FS, filepath.Dir(file))
 	}
-	old, err := n.FS.ReadFile(n.stateFile(backupPolicyFile))
+	old, err := f.FS.ReadFile(f.inStateDir(backupPolicyFile))
 	if err != nil {
 		return fmt.Errorf("reading the policy backup: %w", err)
 	}
-	if cur, ok, err := readOptional(n.FS, file); err == nil && ok && string(cur) == string(old) {
+	if cur, ok, err := readOptional(f.FS, file); err == nil && ok && string(cur) == string(old) {
 		return nil // never changed, or already restored
 	}
-	if err := WriteAtomic(n.FS, file, "", old, 0o644); err != nil {
+	if err := WriteAtomic(f.FS, file, "", old, 0o644); err != nil {
 		return fmt.Errorf("restoring the policy: %w", err)
 	}
 	return nil
@@ -528,31 +405,31 @@ func (n *Node) restorePolicy(j *Journal) error {
 
 // Restore puts the previous policy and manifest back, with a new annotation value so that
 // kubelet restarts the apiserver on them even if it never restarted for the new one.
-func (n *Node) Restore(j *Journal, reason string) error {
+func (f *NodeFiles) Restore(j *Journal, reason string) error {
 	if j.Step != StepRollingBack {
-		j.Step, j.Reason, j.RollbackAt = StepRollingBack, reason, n.Clock.Now().UTC()
-		if err := n.saveJournal(j); err != nil {
+		j.Step, j.Reason, j.RollbackAt = StepRollingBack, reason, f.Clock.Now().UTC()
+		if err := f.saveJournal(j); err != nil {
 			return err
 		}
 	}
-	if err := n.restorePolicy(j); err != nil {
+	if err := f.restorePolicy(j); err != nil {
 		return err
 	}
-	old, err := n.FS.ReadFile(n.stateFile(backupManifestFile))
+	old, err := f.FS.ReadFile(f.inStateDir(backupManifestFile))
 	if err != nil {
 		return fmt.Errorf("reading the manifest backup: %w", err)
 	}
-	manifest, err := SetAnnotation(old, AnnotationPolicyHash, j.RollbackAnnotation)
+	manifest, err := staticpod.SetAnnotation(old, staticpod.AnnotationPolicyHash, j.RollbackAnnotation)
 	if err != nil {
 		return fmt.Errorf("manifest backup: %w", err)
 	}
-	return n.writeManifest(manifest)
+	return f.writeManifest(manifest)
 }
 
 // FinishRollback records the failure after a rollback and ends the rollout. healthy says
 // whether the apiserver came back on the old files.
-func (n *Node) FinishRollback(j *Journal, message string, healthy bool) error {
-	st, err := n.LoadState()
+func (f *NodeFiles) FinishRollback(j *Journal, message string, healthy bool) error {
+	st, err := f.LoadState()
 	if err != nil {
 		return err
 	}
@@ -563,10 +440,10 @@ func (n *Node) FinishRollback(j *Journal, message string, healthy bool) error {
 	st.Restarts++
 	st.Rollbacks++
 	st.Failed = &Failure{Revision: j.Revision, Hash: j.Hash, Key: j.Key, Generation: j.Generation, RolledBack: healthy, Message: message}
-	if err := n.saveState(st); err != nil {
+	if err := f.saveState(st); err != nil {
 		return err
 	}
-	return n.removeJournal()
+	return f.removeJournal()
 }
 
 // Recovery is what Recover found and did.
@@ -588,28 +465,28 @@ const (
 // Recover finishes what a killed agent left: it removes temporary files and, from the journal
 // and the files themselves, either undoes a rollout whose manifest never changed, or redoes an
 // interrupted rollback, or reports that the new manifest is in place.
-func (n *Node) Recover() (*Journal, Recovery, error) {
-	tmpDir := n.Paths.ManifestTempDir
+func (f *NodeFiles) Recover() (*Journal, Recovery, error) {
+	tmpDir := f.Paths.ManifestTempDir
 	if tmpDir == "" {
-		tmpDir = n.Paths.StateDir
+		tmpDir = f.Paths.StateDir
 	}
-	for _, d := range []string{n.Paths.StateDir, path.Dir(n.Paths.Manifest), tmpDir, path.Dir(n.Paths.PolicyFile)} {
-		if err := RemoveTemps(n.FS, n.Paths.local(d)); err != nil {
+	for _, d := range []string{f.Paths.StateDir, path.Dir(f.Paths.Manifest), tmpDir, path.Dir(f.Paths.PolicyFile)} {
+		if err := RemoveTemps(f.FS, f.Paths.local(d)); err != nil {
 			return nil, RecoveredNothing, fmt.Errorf("removing temporary files from %s: %w", d, err)
 		}
 	}
-	j, err := n.LoadJournal()
+	j, err := f.LoadJournal()
 	if err != nil || j == nil {
 		return nil, RecoveredNothing, err
 	}
-	if err := RemoveTemps(n.FS, n.Paths.local(path.Dir(j.PolicyFile))); err != nil {
+	if err := RemoveTemps(f.FS, f.Paths.local(path.Dir(j.PolicyFile))); err != nil {
 		return nil, RecoveredNothing, err
 	}
-	cur, err := n.ReadManifest()
+	cur, err := f.ReadManifest()
 	if err != nil {
 		return j, RecoveredNothing, err
 	}
-	ann, err := Annotation(cur, AnnotationPolicyHash)
+	ann, err := staticpod.Annotation(cur, staticpod.AnnotationPolicyHash)
 	if err != nil {
 		return j, RecoveredNothing, err
 	}
@@ -619,24 +496,24 @@ func (n *Node) Recover() (*Journal, Recovery, error) {
 			j.Step = StepRollingBack
 		}
 		if j.RollbackAt.IsZero() {
-			j.RollbackAt = n.Clock.Now().UTC()
+			j.RollbackAt = f.Clock.Now().UTC()
 		}
-		if err := n.Restore(j, j.Reason); err != nil {
+		if err := f.Restore(j, j.Reason); err != nil {
 			return j, RecoveredNothing, err
 		}
 		return j, RecoveredWaitRollback, nil
 	case ann == j.Annotation:
 		if j.Step != StepManifestWritten {
 			j.Step = StepManifestWritten
-			if err := n.saveJournal(j); err != nil {
+			if err := f.saveJournal(j); err != nil {
 				return j, RecoveredNothing, err
 			}
 		}
 		return j, RecoveredWaitNew, nil
 	default:
-		if err := n.restorePolicy(j); err != nil {
+		if err := f.restorePolicy(j); err != nil {
 			return j, RecoveredNothing, err
 		}
-		return j, RecoveredUndone, n.removeJournal()
+		return j, RecoveredUndone, f.removeJournal()
 	}
 }

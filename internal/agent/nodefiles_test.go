@@ -18,6 +18,7 @@ import (
 
 	"github.com/kaudit/kaudit/api/v1alpha1"
 	"github.com/kaudit/kaudit/internal/policy"
+	"github.com/kaudit/kaudit/internal/staticpod"
 )
 
 const (
@@ -26,16 +27,34 @@ const (
 	newHash   = "aaaabbbbccccdddd00000000000000000000000000000000000000000000ffff"
 )
 
+// managed are the apiserver flags of the tests that manage them, at kubeadm's paths.
+var managed = staticpod.FlagSettings{
+	PolicyFile: "/etc/kubernetes/audit/policy.yaml",
+	LogPath:    "/var/log/kubernetes/audit/audit.log",
+	MaxAge:     7, MaxBackup: 10, MaxSize: 100,
+}
+
+// readTestManifest reads one of the static pod manifests that internal/staticpod tests its edits
+// on.
+func readTestManifest(t testing.TB, name string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join("..", "staticpod", "testdata", name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
 // testNode lays out a control-plane node's /etc/kubernetes under a temporary root.
 type testNode struct {
 	root, manifest string
 	original       []byte
 	policyFile     string // host path
-	flags          *FlagSettings
+	flags          *staticpod.FlagSettings
 }
 
-// newTestNode copies a testdata manifest. Managed flags use kubeadm's paths; the hand-edited
-// manifest brings its own --audit-policy-file.
+// newTestNode copies one of staticpod's test manifests. Managed flags use kubeadm's paths; the
+// hand-edited manifest brings its own --audit-policy-file.
 func newTestNode(t testing.TB, manifestName string, managedFlags bool) *testNode {
 	t.Helper()
 	root := t.TempDir()
@@ -45,7 +64,7 @@ func newTestNode(t testing.TB, manifestName string, managedFlags bool) *testNode
 			t.Fatal(err)
 		}
 	}
-	tn.original = readTestdata(t, manifestName)
+	tn.original = readTestManifest(t, manifestName)
 	if err := os.WriteFile(tn.manifest, tn.original, 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -63,8 +82,8 @@ func newTestNode(t testing.TB, manifestName string, managedFlags bool) *testNode
 
 func (tn *testNode) local(host string) string { return filepath.Join(tn.root, host) }
 
-func (tn *testNode) node(fsys FS) *Node {
-	return &Node{Paths: DefaultPaths(tn.root), FS: fsys, Clock: clock.RealClock{}}
+func (tn *testNode) files(fsys FS) *NodeFiles {
+	return &NodeFiles{Paths: DefaultPaths(tn.root), FS: fsys, Clock: clock.RealClock{}}
 }
 
 func (tn *testNode) target() Target {
@@ -93,7 +112,7 @@ func (k *fakeKubelet) Wait(ctx context.Context, annotation string, since time.Ti
 	if err != nil {
 		return err
 	}
-	got, err := Annotation(b, AnnotationPolicyHash)
+	got, err := staticpod.Annotation(b, staticpod.AnnotationPolicyHash)
 	if err != nil {
 		return err
 	}
@@ -115,7 +134,7 @@ func TestApplyWritesPolicyThenBumpsManifestAndKeepsBackups(t *testing.T) {
 	}{{"kubeadm-v1.33.yaml", true}, {"kind-v1.30.yaml", true}, {"hand-edited-audit.yaml", false}} {
 		t.Run(tc.manifest, func(t *testing.T) {
 			tn := newTestNode(t, tc.manifest, tc.managed)
-			r := &Rollout{Node: tn.node(OSFS{}), Health: &fakeKubelet{tn: tn}, Clock: clock.RealClock{}}
+			r := &Rollout{Files: tn.files(OSFS{}), Health: &fakeKubelet{tn: tn}, Clock: clock.RealClock{}}
 			res, err := r.Apply(context.Background(), tn.target(), time.Second)
 			if err != nil {
 				t.Fatal(err)
@@ -127,7 +146,7 @@ func TestApplyWritesPolicyThenBumpsManifestAndKeepsBackups(t *testing.T) {
 				t.Errorf("policy file = %q", got)
 			}
 			m := []byte(tn.read(t, DefaultManifest))
-			if v, _ := Annotation(m, AnnotationPolicyHash); v != policy.ShortHash(newHash) {
+			if v, _ := staticpod.Annotation(m, staticpod.AnnotationPolicyHash); v != policy.ShortHash(newHash) {
 				t.Errorf("annotation = %q", v)
 			}
 			if got := tn.read(t, "/etc/kubernetes/kaudit/previous-policy.yaml"); got != oldPolicy {
@@ -138,7 +157,7 @@ func TestApplyWritesPolicyThenBumpsManifestAndKeepsBackups(t *testing.T) {
 			}
 			assertOnlyManifest(t, tn)
 			// Nothing else to do: the node is up to date, and a second rollout is not needed.
-			if ok, err := r.Node.UpToDate(tn.target()); err != nil || !ok {
+			if ok, err := r.Files.UpToDate(tn.target()); err != nil || !ok {
 				t.Errorf("UpToDate() = %v, %v", ok, err)
 			}
 		})
@@ -148,7 +167,7 @@ func TestApplyWritesPolicyThenBumpsManifestAndKeepsBackups(t *testing.T) {
 func TestApplyRollsBackWhenTheAPIServerNeverGetsReady(t *testing.T) {
 	tn := newTestNode(t, "kubeadm-v1.33.yaml", true)
 	var phases []string
-	r := &Rollout{Node: tn.node(OSFS{}), Health: &fakeKubelet{tn: tn, bad: badNew}, Clock: clock.RealClock{},
+	r := &Rollout{Files: tn.files(OSFS{}), Health: &fakeKubelet{tn: tn, bad: badNew}, Clock: clock.RealClock{},
 		Progress: func(_ context.Context, p v1alpha1.NodePhase, msg string) {
 			phases = append(phases, string(p)+": "+msg)
 			// The report may block on an unreachable API: the files are restored before it.
@@ -167,11 +186,11 @@ func TestApplyRollsBackWhenTheAPIServerNeverGetsReady(t *testing.T) {
 		t.Errorf("policy file after rollback = %q", got)
 	}
 	m := []byte(tn.read(t, DefaultManifest))
-	want, _ := SetAnnotation(tn.original, AnnotationPolicyHash, "none-rollback-1")
+	want, _ := staticpod.SetAnnotation(tn.original, staticpod.AnnotationPolicyHash, "none-rollback-1")
 	if !bytes.Equal(m, want) {
 		t.Errorf("manifest after rollback must be the original with a new annotation:\n%s", m)
 	}
-	st, _ := r.Node.LoadState()
+	st, _ := r.Files.LoadState()
 	if st.Failed == nil || st.Failed.Hash != newHash || !st.Failed.RolledBack {
 		t.Errorf("state.Failed = %+v", st.Failed)
 	}
@@ -183,7 +202,7 @@ func TestApplyRollsBackWhenTheAPIServerNeverGetsReady(t *testing.T) {
 
 func TestApplyRejectsAnInvalidPolicyWithoutTouchingTheNode(t *testing.T) {
 	tn := newTestNode(t, "kubeadm-v1.33.yaml", true)
-	r := &Rollout{Node: tn.node(OSFS{}), Health: &fakeKubelet{tn: tn}, Clock: clock.RealClock{}}
+	r := &Rollout{Files: tn.files(OSFS{}), Health: &fakeKubelet{tn: tn}, Clock: clock.RealClock{}}
 	tg := tn.target()
 	tg.Policy = []byte("apiVersion: audit.k8s.io/v1\nkind: Policy\nrules:\n- level: Everything\n")
 	res, _ := r.Apply(context.Background(), tg, time.Second)
@@ -223,7 +242,7 @@ func TestReadOnlyOrFullDiskGivesAClearErrorAndNoChange(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			tn := newTestNode(t, "kubeadm-v1.33.yaml", true)
 			ffs := &faultFS{FS: OSFS{}, fail: tc.fail}
-			r := &Rollout{Node: tn.node(ffs), Health: &fakeKubelet{tn: tn}, Clock: clock.RealClock{}}
+			r := &Rollout{Files: tn.files(ffs), Health: &fakeKubelet{tn: tn}, Clock: clock.RealClock{}}
 			res, err := r.Apply(context.Background(), tn.target(), time.Second)
 			if err != nil {
 				t.Fatal(err)
@@ -235,7 +254,7 @@ func TestReadOnlyOrFullDiskGivesAClearErrorAndNoChange(t *testing.T) {
 			if tn.read(t, DefaultManifest) != string(tn.original) || tn.read(t, tn.policyFile) != oldPolicy {
 				t.Error("the node changed")
 			}
-			if j, _ := r.Node.LoadJournal(); j != nil {
+			if j, _ := r.Files.LoadJournal(); j != nil {
 				t.Error("journal left behind")
 			}
 			assertOnlyManifest(t, tn)
@@ -253,7 +272,7 @@ func TestReadOnlyDirectoryWithRealPermissions(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = os.Chmod(dir, 0o755) })
-	r := &Rollout{Node: tn.node(OSFS{}), Health: &fakeKubelet{tn: tn}, Clock: clock.RealClock{}}
+	r := &Rollout{Files: tn.files(OSFS{}), Health: &fakeKubelet{tn: tn}, Clock: clock.RealClock{}}
 	res, _ := r.Apply(context.Background(), tn.target(), time.Second)
 	if res.Phase != v1alpha1.NodeFailed || !strings.Contains(res.Message, "permission denied") {
 		t.Fatalf("result = %+v", res)
@@ -275,7 +294,7 @@ func TestManifestTempFileFallsBackToADotfileAcrossMounts(t *testing.T) {
 		}
 		return nil
 	}}
-	r := &Rollout{Node: tn.node(ffs), Health: &fakeKubelet{tn: tn}, Clock: clock.RealClock{}}
+	r := &Rollout{Files: tn.files(ffs), Health: &fakeKubelet{tn: tn}, Clock: clock.RealClock{}}
 	res, _ := r.Apply(context.Background(), tn.target(), time.Second)
 	if res.Phase != v1alpha1.NodeApplied || !sawDotfile {
 		t.Fatalf("result = %+v, dotfile used = %v", res, sawDotfile)
@@ -285,7 +304,7 @@ func TestManifestTempFileFallsBackToADotfileAcrossMounts(t *testing.T) {
 
 func TestReapplyingTheSameHashUsesANewAnnotationValue(t *testing.T) {
 	tn := newTestNode(t, "kubeadm-v1.33.yaml", true)
-	r := &Rollout{Node: tn.node(OSFS{}), Health: &fakeKubelet{tn: tn}, Clock: clock.RealClock{}}
+	r := &Rollout{Files: tn.files(OSFS{}), Health: &fakeKubelet{tn: tn}, Clock: clock.RealClock{}}
 	if res, _ := r.Apply(context.Background(), tn.target(), time.Second); res.Phase != v1alpha1.NodeApplied {
 		t.Fatal(res)
 	}
@@ -294,14 +313,14 @@ func TestReapplyingTheSameHashUsesANewAnnotationValue(t *testing.T) {
 	f := *tg.Flags
 	f.MaxAge = 30
 	tg.Flags = &f
-	if ok, _ := r.Node.UpToDate(tg); ok {
+	if ok, _ := r.Files.UpToDate(tg); ok {
 		t.Fatal("a flag change must make the node out of date")
 	}
 	res, _ := r.Apply(context.Background(), tg, time.Second)
 	if res.Phase != v1alpha1.NodeApplied {
 		t.Fatal(res)
 	}
-	v, _ := Annotation([]byte(tn.read(t, DefaultManifest)), AnnotationPolicyHash)
+	v, _ := staticpod.Annotation([]byte(tn.read(t, DefaultManifest)), staticpod.AnnotationPolicyHash)
 	if v != policy.ShortHash(newHash)+"-r2" {
 		t.Errorf("annotation = %q", v)
 	}
@@ -330,7 +349,7 @@ func TestCrashAtEveryStepLeavesOldOrNewPolicy(t *testing.T) {
 			// Count the operations of an uninterrupted rollout.
 			tn := newTestNode(t, tc.manifest, tc.managed)
 			counter := &faultFS{FS: OSFS{}}
-			r := &Rollout{Node: tn.node(counter), Health: &fakeKubelet{tn: tn, bad: bad}, Clock: clock.RealClock{}}
+			r := &Rollout{Files: tn.files(counter), Health: &fakeKubelet{tn: tn, bad: bad}, Clock: clock.RealClock{}}
 			if _, err := r.Apply(context.Background(), tn.target(), time.Second); err != nil {
 				t.Fatal(err)
 			}
@@ -342,18 +361,18 @@ func TestCrashAtEveryStepLeavesOldOrNewPolicy(t *testing.T) {
 				tn := newTestNode(t, tc.manifest, tc.managed)
 				kubelet := &fakeKubelet{tn: tn, bad: bad}
 				crasher := &faultFS{FS: OSFS{}, crashAt: k}
-				r := &Rollout{Node: tn.node(crasher), Health: kubelet, Clock: clock.RealClock{}}
+				r := &Rollout{Files: tn.files(crasher), Health: kubelet, Clock: clock.RealClock{}}
 				op := runUntilCrash(t, func() { _, _ = r.Apply(context.Background(), tn.target(), time.Second) }, crasher)
 				where := fmt.Sprintf("crash at operation %d (%s)", k, op)
 				assertNodeConsistent(t, tn, where, false)
 
 				// A new agent starts and finishes or undoes the rollout.
-				r2 := &Rollout{Node: tn.node(OSFS{}), Health: kubelet, Clock: clock.RealClock{}}
+				r2 := &Rollout{Files: tn.files(OSFS{}), Health: kubelet, Clock: clock.RealClock{}}
 				if _, err := r2.Resume(context.Background(), time.Second); err != nil {
 					t.Fatalf("%s: resume: %v", where, err)
 				}
 				assertNodeConsistent(t, tn, where, true)
-				if j, _ := r2.Node.LoadJournal(); j != nil {
+				if j, _ := r2.Files.LoadJournal(); j != nil {
 					t.Errorf("%s: journal left after recovery", where)
 				}
 			}
@@ -380,7 +399,7 @@ func runUntilCrash(t *testing.T, f func(), fsys *faultFS) (op string) {
 func assertNodeConsistent(t *testing.T, tn *testNode, where string, recovered bool) {
 	t.Helper()
 	m := []byte(tn.read(t, DefaultManifest))
-	ann, err := Annotation(m, AnnotationPolicyHash)
+	ann, err := staticpod.Annotation(m, staticpod.AnnotationPolicyHash)
 	if err != nil {
 		t.Fatalf("%s: manifest does not parse: %v", where, err)
 	}
@@ -537,7 +556,7 @@ func TestNothingButTheManifestIsEverCreatedInTheManifestsDirectory(t *testing.T)
 		if !healthy {
 			kubelet = &fakeKubelet{tn: tn, bad: badNew}
 		}
-		r := &Rollout{Node: tn.node(record), Health: kubelet, Clock: clock.RealClock{}}
+		r := &Rollout{Files: tn.files(record), Health: kubelet, Clock: clock.RealClock{}}
 		if _, err := r.Apply(context.Background(), tn.target(), time.Second); err != nil {
 			t.Fatal(err)
 		}
@@ -556,7 +575,7 @@ func BenchmarkRolloutOverhead(b *testing.B) {
 	for b.Loop() {
 		b.StopTimer()
 		tn := newTestNode(b, "kubeadm-v1.33.yaml", true)
-		r := &Rollout{Node: tn.node(OSFS{}), Health: &fakeKubelet{tn: tn}, Clock: clock.RealClock{}}
+		r := &Rollout{Files: tn.files(OSFS{}), Health: &fakeKubelet{tn: tn}, Clock: clock.RealClock{}}
 		b.StartTimer()
 		res, err := r.Apply(context.Background(), tn.target(), time.Second)
 		if err != nil || res.Phase != v1alpha1.NodeApplied {

@@ -44,7 +44,7 @@ var _ = Describe("Agents facing a damaged API", func() {
 
 	It("never write a revision whose policy does not match its hash annotation, and say so", func() {
 		createSingleton("5s", "0s", true)
-		a := startAgent("cp-1", all, 100*time.Millisecond, nil)
+		a := startAgent(agentOptions{name: "cp-1", restarts: all, restartTime: 100 * time.Millisecond})
 		agents = append(agents, a)
 		publish(1)
 		Eventually(applied("cp-1", 1)).WithTimeout(30 * time.Second).WithPolling(100 * time.Millisecond).Should(Succeed())
@@ -64,7 +64,7 @@ var _ = Describe("Agents facing a damaged API", func() {
 
 	It("write their entry again when it disappears from the status while the node is Applied", func() {
 		createSingleton("5s", "0s", true)
-		agents = append(agents, startAgent("cp-1", all, 100*time.Millisecond, nil))
+		agents = append(agents, startAgent(agentOptions{name: "cp-1", restarts: all, restartTime: 100 * time.Millisecond}))
 		publish(1)
 		Eventually(applied("cp-1", 1)).WithTimeout(30 * time.Second).WithPolling(100 * time.Millisecond).Should(Succeed())
 
@@ -89,7 +89,7 @@ var _ = Describe("Agents facing a damaged API", func() {
 		failures := &atomic.Int32{}
 		failures.Store(3)
 		sc := failingStatus{WithWatch: k8s, phases: []string{string(v1alpha1.NodeApplied)}, failures: failures}
-		agents = append(agents, runAgentWithStatus(k8s, sc, "cp-1", newNodeRoot(), all, 100*time.Millisecond, nil, time.Hour))
+		agents = append(agents, startAgent(agentOptions{name: "cp-1", statusClient: sc, restarts: all, restartTime: 100 * time.Millisecond, resync: time.Hour}))
 		publish(1)
 		Eventually(applied("cp-1", 1)).WithTimeout(30 * time.Second).WithPolling(100 * time.Millisecond).Should(Succeed())
 		Expect(failures.Load()).To(BeNumerically("<", 0), "the refused writes were retried")
@@ -101,7 +101,7 @@ var _ = Describe("Agents facing a damaged API", func() {
 		isBad := func(a string) bool { return strings.HasPrefix(a, bad) }
 		sc := failingStatus{WithWatch: k8s, phases: []string{string(v1alpha1.NodeRolledBack), string(v1alpha1.NodeFailed)}}
 		for _, name := range []string{"cp-1", "cp-2"} {
-			agents = append(agents, runAgentWithStatus(k8s, sc, name, newNodeRoot(), all, 100*time.Millisecond, isBad, 2*time.Second))
+			agents = append(agents, startAgent(agentOptions{name: name, statusClient: sc, restarts: all, restartTime: 100 * time.Millisecond, bad: isBad, resync: 2 * time.Second}))
 		}
 		publish(1)
 		for _, name := range []string{"cp-1", "cp-2"} {

@@ -1,0 +1,73 @@
+package agent
+
+import (
+	"encoding/json"
+	"fmt"
+	"path/filepath"
+	"time"
+)
+
+// Files in the state directory.
+const (
+	journalFile        = "journal.json"
+	stateFile          = "state.json"
+	backupPolicyFile   = "previous-policy.yaml"
+	backupManifestFile = "previous-kube-apiserver.yaml"
+)
+
+// State is what the node runs, kept in the state directory across agent restarts.
+type State struct {
+	Revision           int64     `json:"revision,omitempty"`
+	Hash               string    `json:"hash,omitempty"`
+	Annotation         string    `json:"annotation,omitempty"`
+	LastRestartTime    time.Time `json:"lastRestartTime,omitzero"`
+	LastRolloutSeconds int64     `json:"lastRolloutSeconds,omitempty"`
+	// Restarts and Rollbacks count manifest changes; they make annotation values unique.
+	Restarts  int64 `json:"restarts,omitempty"`
+	Rollbacks int64 `json:"rollbacks,omitempty"`
+	// Failed is the last revision that could not be applied; the agent does not retry it.
+	Failed *Failure `json:"failed,omitempty"`
+}
+
+// Failure records a revision the node could not apply.
+type Failure struct {
+	Revision int64  `json:"revision"`
+	Hash     string `json:"hash"`
+	// Key is the failed target's Key, and Generation the spec generation it was tried under.
+	Key        string `json:"key"`
+	Generation int64  `json:"generation,omitempty"`
+	// RolledBack says whether the node returned to its previous policy and is healthy on it.
+	RolledBack bool   `json:"rolledBack"`
+	Message    string `json:"message"`
+}
+
+// LoadState reads the node's state; a node the agent never touched has an empty state.
+func (f *NodeFiles) LoadState() (State, error) {
+	var s State
+	b, ok, err := readOptional(f.FS, f.inStateDir(stateFile))
+	if err != nil || !ok {
+		return s, err
+	}
+	if err := json.Unmarshal(b, &s); err != nil {
+		return s, fmt.Errorf("state file %s: %w", f.inStateDir(stateFile), err)
+	}
+	return s, nil
+}
+
+func (f *NodeFiles) saveState(s State) error {
+	return f.writeJSON(stateFile, s)
+}
+
+// writeJSON writes v as the state directory's file name.
+func (f *NodeFiles) writeJSON(name string, v any) error {
+	b, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return err
+	}
+	return WriteAtomic(f.FS, f.inStateDir(name), "", append(b, '\n'), 0o600)
+}
+
+// inStateDir is the agent's path of the state directory's file name.
+func (f *NodeFiles) inStateDir(name string) string {
+	return filepath.Join(f.Paths.local(f.Paths.StateDir), name)
+}

@@ -1,0 +1,221 @@
+package staticpod
+
+import (
+	"fmt"
+	"path"
+	"slices"
+	"strings"
+
+	"go.yaml.in/yaml/v3"
+	corev1 "k8s.io/api/core/v1"
+)
+
+// FlagSettings are the apiserver flags kaudit manages when spec.manageAPIServerFlags is true.
+type FlagSettings struct {
+	// PolicyFile is --audit-policy-file, a host path mounted at the same path in the pod.
+	PolicyFile string
+	// LogPath is --audit-log-path, likewise.
+	LogPath   string
+	MaxAge    int32
+	MaxBackup int32
+	MaxSize   int32
+}
+
+// flags are the flags of s with their values, in alphabetical order.
+func (s FlagSettings) flags() [][2]string {
+	return [][2]string{
+		{"--audit-log-maxage", fmt.Sprint(s.MaxAge)},
+		{"--audit-log-maxbackup", fmt.Sprint(s.MaxBackup)},
+		{"--audit-log-maxsize", fmt.Sprint(s.MaxSize)},
+		{"--audit-log-path", s.LogPath},
+		{"--audit-policy-file", s.PolicyFile},
+	}
+}
+
+// EnsureFlags returns the manifest with the audit flags of s set on the kube-apiserver
+// container and hostPath directory volumes mounted for the policy and the log. It never touches
+// any other flag, and is idempotent: a manifest that already has them comes back unchanged.
+func EnsureFlags(manifest []byte, s FlagSettings) ([]byte, error) {
+	if !path.IsAbs(s.PolicyFile) || !path.IsAbs(s.LogPath) {
+		return nil, fmt.Errorf("audit policy file %q and log path %q must be absolute", s.PolicyFile, s.LogPath)
+	}
+	out := manifest
+	var err error
+	for _, f := range s.flags() {
+		if out, err = ensureFlag(out, f[0], f[1]); err != nil {
+			return nil, fmt.Errorf("setting flag %s: %w", f[0], err)
+		}
+	}
+	mounts := []struct {
+		name, dir string
+		readOnly  bool
+	}{
+		{VolumePolicy, path.Dir(s.PolicyFile), true},
+		{VolumeLog, path.Dir(s.LogPath), false},
+	}
+	for _, m := range mounts {
+		if out, err = ensureHostPathMount(out, m.name, m.dir, m.readOnly); err != nil {
+			return nil, fmt.Errorf("mounting %s: %w", m.dir, err)
+		}
+	}
+	return out, verifyEdit(manifest, out, func(p *corev1.Pod) error {
+		c := apiserverContainer(p)
+		for _, f := range s.flags() {
+			setFlag(c, f[0], f[1])
+		}
+		for _, m := range mounts {
+			addMount(p, c, m.name, m.dir, m.readOnly)
+		}
+		return nil
+	})
+}
+
+// setFlag is the meaning of ensureFlag's text edit, used to verify it.
+func setFlag(c *corev1.Container, flag, value string) {
+	for _, list := range []*[]string{&c.Command, &c.Args} {
+		for i, a := range *list {
+			if strings.HasPrefix(a, flag+"=") {
+				(*list)[i] = flag + "=" + value
+				return
+			}
+		}
+	}
+	list := &c.Command
+	if !hasFlags(c.Command) && hasFlags(c.Args) {
+		list = &c.Args
+	}
+	item := flag + "=" + value
+	at := len(*list)
+	for i, a := range *list {
+		if i > 0 && strings.HasPrefix(a, "--") && a > item {
+			at = i
+			break
+		}
+	}
+	*list = slices.Insert(*list, at, item)
+}
+
+// hasFlags reports whether a command or args list holds a flag.
+func hasFlags(list []string) bool {
+	return slices.ContainsFunc(list, func(s string) bool { return strings.HasPrefix(s, "--") })
+}
+
+// ensureFlag sets flag=value in the apiserver container's command or args: in place where the
+// flag is, otherwise as a new item before the first flag that sorts after it.
+func ensureFlag(src []byte, flag, value string) ([]byte, error) {
+	t, err := parseText(src)
+	if err != nil {
+		return nil, err
+	}
+	c, err := t.container()
+	if err != nil {
+		return nil, err
+	}
+	_, cmd := mapGet(c, "command")
+	_, args := mapGet(c, "args")
+	for _, list := range []*yaml.Node{cmd, args} {
+		if list == nil {
+			continue
+		}
+		if list.Kind != yaml.SequenceNode || isFlow(list) {
+			return nil, fmt.Errorf("line %d: command/args is not a block sequence", list.Line)
+		}
+		for _, item := range list.Content {
+			if item.Kind != yaml.ScalarNode {
+				continue
+			}
+			if item.Value == flag {
+				return nil, fmt.Errorf("line %d: %s is given as a separate argument; write it as %s=VALUE", item.Line, flag, flag)
+			}
+			if strings.HasPrefix(item.Value, flag+"=") {
+				if item.Value == flag+"="+value {
+					return src, nil
+				}
+				if err := t.replaceScalar(item, flag+"="+value); err != nil {
+					return nil, err
+				}
+				return t.bytes(), nil
+			}
+		}
+	}
+	list := cmd
+	if list == nil || (!nodeHasFlags(cmd) && nodeHasFlags(args)) {
+		list = args
+	}
+	if list == nil || len(list.Content) == 0 {
+		return nil, fmt.Errorf("line %d: the %s container has no command or args to add %s to", c.Line, APIServerContainer, flag)
+	}
+	item := flag + "=" + value
+	dash := list.Content[0].Column - 3
+	if dash < 0 || !t.dashAt(list.Content[0].Line, dash) {
+		return nil, fmt.Errorf("line %d: unsupported layout of the command list", list.Line)
+	}
+	text := strings.Repeat(" ", dash) + "- " + scalar(item) + "\n"
+	for i, n := range list.Content {
+		if i > 0 && strings.HasPrefix(n.Value, "--") && n.Value > item {
+			t.insertBefore(n.Line, text)
+			return t.bytes(), nil
+		}
+	}
+	t.insertAfter(t.extent(list.Content[len(list.Content)-1], dash), text)
+	return t.bytes(), nil
+}
+
+// nodeHasFlags is hasFlags on a command or args sequence of the parse tree.
+func nodeHasFlags(list *yaml.Node) bool {
+	if list == nil {
+		return false
+	}
+	return slices.ContainsFunc(list.Content, func(n *yaml.Node) bool { return strings.HasPrefix(n.Value, "--") })
+}
+
+// PolicyFileInManifest finds where the manifest's kube-apiserver reads its audit policy: the
+// value of --audit-policy-file in the container and, through the volume mounts, the host path.
+func PolicyFileInManifest(manifest []byte) (containerPath, hostPath string, err error) {
+	pod, err := ParsePod(manifest)
+	if err != nil {
+		return "", "", err
+	}
+	c := apiserverContainer(pod)
+	if c == nil {
+		return "", "", fmt.Errorf("the manifest has no container named %s", APIServerContainer)
+	}
+	args := append(slices.Clone(c.Command), c.Args...)
+	for i, a := range args {
+		switch {
+		case strings.HasPrefix(a, "--audit-policy-file="):
+			containerPath = strings.TrimPrefix(a, "--audit-policy-file=")
+		case a == "--audit-policy-file" && i+1 < len(args):
+			containerPath = args[i+1]
+		}
+	}
+	if containerPath == "" {
+		return "", "", fmt.Errorf("kube-apiserver has no --audit-policy-file flag: add it with a hostPath directory volume, or set spec.manageAPIServerFlags: true on AuditPolicy %q", "cluster")
+	}
+	containerPath = path.Clean(containerPath)
+	best := ""
+	var bestMount corev1.VolumeMount
+	for _, m := range c.VolumeMounts {
+		mp := path.Clean(m.MountPath)
+		if (containerPath == mp || strings.HasPrefix(containerPath, strings.TrimSuffix(mp, "/")+"/")) && len(mp) > len(best) {
+			best, bestMount = mp, m
+		}
+	}
+	if best == "" {
+		return containerPath, "", fmt.Errorf("--audit-policy-file=%s is not under any volume mount of kube-apiserver, so the agent cannot tell its host path", containerPath)
+	}
+	for _, v := range pod.Spec.Volumes {
+		if v.Name != bestMount.Name {
+			continue
+		}
+		if v.HostPath == nil {
+			return containerPath, "", fmt.Errorf("--audit-policy-file=%s is on volume %q, which is not a hostPath volume", containerPath, v.Name)
+		}
+		rel := strings.TrimPrefix(strings.TrimPrefix(containerPath, best), "/")
+		if bestMount.SubPath != "" {
+			rel = path.Join(bestMount.SubPath, rel)
+		}
+		return containerPath, path.Join(v.HostPath.Path, rel), nil
+	}
+	return containerPath, "", fmt.Errorf("volume mount %q of --audit-policy-file=%s has no volume", bestMount.Name, containerPath)
+}

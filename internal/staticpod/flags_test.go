@@ -1,0 +1,118 @@
+package staticpod
+
+import (
+	"bytes"
+	"strings"
+	"testing"
+)
+
+func TestEnsureFlagsAddsOnlyAuditFlagsAndMounts(t *testing.T) {
+	for _, name := range manifests {
+		t.Run(name, func(t *testing.T) {
+			in := readTestdata(t, name)
+			out, err := EnsureFlags(in, managed)
+			if err != nil {
+				t.Fatal(err)
+			}
+			golden(t, strings.TrimSuffix(name, ".yaml")+".flags.golden", out)
+			if !isSubsequence(removeReplaced(in, out), out) {
+				t.Error("original lines were reordered")
+			}
+			for _, l := range changedLines(in, out) {
+				if strings.Contains(l, "- --") && !strings.Contains(l, "--audit-") {
+					t.Errorf("a non-audit flag changed: %q", l)
+				}
+			}
+			again, err := EnsureFlags(out, managed)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(again, out) {
+				t.Errorf("EnsureFlags is not idempotent; second run changed:\n%q", changedLines(out, again))
+			}
+			c, host, err := PolicyFileInManifest(out)
+			if err != nil || c != managed.PolicyFile || host != managed.PolicyFile {
+				t.Errorf("PolicyFileInManifest() = %q, %q, %v", c, host, err)
+			}
+		})
+	}
+}
+
+func TestEnsureFlagsChangesAValueInPlaceKeepingItsComment(t *testing.T) {
+	in := readTestdata(t, "hand-edited-audit.yaml")
+	s := managed
+	s.PolicyFile = "/etc/kubernetes/policies/audit-policy.yaml"
+	out, err := EnsureFlags(in, s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Contains(out, []byte("    - --audit-log-maxage=7\n")) || bytes.Contains(out, []byte("maxage=30")) {
+		t.Errorf("maxage not replaced in place:\n%s", out)
+	}
+	if !bytes.Contains(out, []byte("    - --secure-port=6443 # keep in sync with the load balancer\n")) {
+		t.Error("an untouched flag's comment was lost")
+	}
+	if bytes.Contains(out, []byte(VolumePolicy)) || bytes.Contains(out, []byte(VolumeLog)) {
+		t.Errorf("existing mounts of the same directories must be reused:\n%s", out)
+	}
+}
+
+func TestPolicyFileInManifestMapsThroughTheVolumeMount(t *testing.T) {
+	c, host, err := PolicyFileInManifest(readTestdata(t, "hand-edited-audit.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c != "/etc/kubernetes/policies/audit-policy.yaml" || host != "/etc/kubernetes/policies/audit-policy.yaml" {
+		t.Errorf("got %q, %q", c, host)
+	}
+	_, _, err = PolicyFileInManifest(readTestdata(t, "kubeadm-v1.33.yaml"))
+	if err == nil || !strings.Contains(err.Error(), "manageAPIServerFlags") {
+		t.Errorf("a manifest without --audit-policy-file must say how to fix it, got %v", err)
+	}
+	moved := bytes.Replace(readTestdata(t, "hand-edited-audit.yaml"), []byte("      path: /etc/kubernetes/policies\n"), []byte("      path: /srv/audit\n"), 1)
+	if _, host, err := PolicyFileInManifest(moved); err != nil || host != "/srv/audit/audit-policy.yaml" {
+		t.Errorf("host path through a volume at another path: got %q, %v", host, err)
+	}
+	unmounted := bytes.Replace(readTestdata(t, "hand-edited-audit.yaml"), []byte("policies/audit-policy.yaml"), []byte("elsewhere/p.yaml"), 1)
+	if _, _, err := PolicyFileInManifest(unmounted); err == nil || !strings.Contains(err.Error(), "not under any volume mount") {
+		t.Errorf("unmounted policy: got %v", err)
+	}
+}
+
+// A hostPath volume of the log directory that is mounted elsewhere, or not at all, is mounted
+// under its own name: a mount naming a volume the pod lacks makes kubelet reject the pod.
+func TestEnsureFlagsMountsAnExistingLogVolumeUnderItsOwnName(t *testing.T) {
+	in := readTestdata(t, "kubeadm-v1.33.yaml")
+	withVolume, err := appendItem(in, "volumes", false, "hostPath:\n  path: /var/log/kubernetes/audit\n  type: DirectoryOrCreate\nname: audit-logs\n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	elsewhere, err := appendItem(withVolume, "volumeMounts", true, "mountPath: /logs\nname: audit-logs\n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, manifest := range map[string][]byte{"not mounted": withVolume, "mounted elsewhere": elsewhere} {
+		t.Run(name, func(t *testing.T) {
+			out, err := EnsureFlags(manifest, managed)
+			if err != nil {
+				t.Fatal(err)
+			}
+			pod, err := ParsePod(out)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := mountsResolve(pod); err != nil {
+				t.Fatal(err)
+			}
+			m := mountFor(apiserverContainer(pod), "/var/log/kubernetes/audit")
+			if m == nil || m.Name != "audit-logs" {
+				t.Errorf("log directory mount = %+v, want the existing volume audit-logs", m)
+			}
+			for _, v := range pod.Spec.Volumes {
+				if v.Name == VolumeLog {
+					t.Errorf("a second volume %s was added for the same directory", VolumeLog)
+				}
+			}
+		})
+	}
+}
