@@ -124,10 +124,10 @@ func (s splitClient) Watch(ctx context.Context, list client.ObjectList, opts ...
 // agentConfigs derives from cfg the configuration of the agent's requests, each of which ends
 // after apiTimeout, so that a call to an apiserver that accepts connections but never answers
 // cannot hold up a rollout, and the configuration of its watch, which stays open.
-func agentConfigs(cfg *rest.Config) (api, watch *rest.Config) {
-	api, watch = rest.CopyConfig(cfg), rest.CopyConfig(cfg)
-	api.Timeout, watch.Timeout = apiTimeout, 0
-	return api, watch
+func agentConfigs(cfg *rest.Config) (api, watcher *rest.Config) {
+	api, watcher = rest.CopyConfig(cfg), rest.CopyConfig(cfg)
+	api.Timeout, watcher.Timeout = apiTimeout, 0
+	return api, watcher
 }
 
 func newAgentClient(cfg, watchCfg *rest.Config, scheme *runtime.Scheme) (client.WithWatch, error) {

@@ -380,8 +380,8 @@ func (a *Agent) resume(ctx context.Context, ap *v1alpha1.AuditPolicy, haveAP boo
 // finish reports how a rollout ended. It returns false when a failure (Failed, RolledBack)
 // could not be reported even after a few retries: the caller then keeps the lease, so that no
 // other node rolls out the same revision before the failure is visible.
-func (a *Agent) finish(ctx context.Context, ap *v1alpha1.AuditPolicy, revision int64, res Result) bool {
-	log := logr.FromContextOrDiscard(ctx).WithValues("revision", revision, "phase", res.Phase)
+func (a *Agent) finish(ctx context.Context, ap *v1alpha1.AuditPolicy, rev int64, res Result) bool {
+	log := logr.FromContextOrDiscard(ctx).WithValues("revision", rev, "phase", res.Phase)
 	log.Info("rollout finished", "message", res.Message, "seconds", res.Duration.Seconds(),
 		"healthWaitSeconds", res.HealthWait.Seconds(), "overheadSeconds", (res.Duration - res.HealthWait).Seconds())
 	reported := true

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -43,6 +44,7 @@ func (h *APIServerHealth) Wait(ctx context.Context, annotation string, since tim
 		interval = time.Second
 	}
 	deadline := h.Clock.Now().Add(timeout)
+	var reason error
 	for {
 		// Each check ends by the overall deadline (at least one interval): an API call to an
 		// apiserver that accepts connections but never answers must not outlast the timeout.
@@ -55,8 +57,13 @@ func (h *APIServerHealth) Wait(ctx context.Context, annotation string, since tim
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
+		// A check cut short by the deadline says less than the one before it (a /readyz
+		// answer naming the failing check), so the reason shown is the last complete one.
+		if reason == nil || !errors.Is(last, context.DeadlineExceeded) {
+			reason = last
+		}
 		if !h.Clock.Now().Before(deadline) {
-			return fmt.Errorf("kube-apiserver not healthy %s after the change: %w", timeout, last)
+			return fmt.Errorf("kube-apiserver not healthy %s after the change: %w", timeout, reason)
 		}
 		select {
 		case <-ctx.Done():

@@ -78,12 +78,17 @@ func TestHealthWaitTimesOutWhenReadyzNeverAnswersOK(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// One call first, so the TLS handshake (slow under -race on a loaded machine) is not what
+	// the timeout measures: the error must carry /readyz's own answer.
+	if err := readyz(context.Background()); err == nil {
+		t.Fatal("the test server's /readyz answered ok")
+	}
 	since := time.Now()
 	h := &APIServerHealth{
 		MirrorPod: func(context.Context) (*corev1.Pod, error) { return runningPod("abc", since), nil },
 		Readyz:    readyz, Clock: clock.RealClock{}, Interval: 10 * time.Millisecond,
 	}
-	err = h.Wait(context.Background(), "abc", since, 200*time.Millisecond)
+	err = h.Wait(context.Background(), "abc", since, 500*time.Millisecond)
 	if err == nil || !strings.Contains(err.Error(), "/readyz") || !strings.Contains(err.Error(), "500") || !strings.Contains(err.Error(), "admission-initializer") {
 		t.Fatalf("err = %v", err)
 	}

@@ -362,7 +362,7 @@ func TestCrashAtEveryStepLeavesOldOrNewPolicy(t *testing.T) {
 				kubelet := &fakeKubelet{tn: tn, bad: bad}
 				crasher := &faultFS{FS: OSFS{}, crashAt: k}
 				r := &Rollout{Files: tn.files(crasher), Health: kubelet, Clock: clock.RealClock{}}
-				op := runUntilCrash(t, func() { _, _ = r.Apply(context.Background(), tn.target(), time.Second) }, crasher)
+				op := runUntilCrash(t, func() { _, _ = r.Apply(context.Background(), tn.target(), time.Second) })
 				where := fmt.Sprintf("crash at operation %d (%s)", k, op)
 				assertNodeConsistent(t, tn, where, false)
 
@@ -380,7 +380,7 @@ func TestCrashAtEveryStepLeavesOldOrNewPolicy(t *testing.T) {
 	}
 }
 
-func runUntilCrash(t *testing.T, f func(), fsys *faultFS) (op string) {
+func runUntilCrash(t *testing.T, f func()) (op string) {
 	t.Helper()
 	defer func() {
 		if v := recover(); v != nil {

@@ -140,7 +140,7 @@ var _ = Describe("Node status", func() {
 		for _, mf := range ap.ManagedFields {
 			if strings.HasPrefix(mf.Manager, "kaudit-agent-") {
 				Expect(mf.Subresource).To(Equal("status"))
-				Expect(string(mf.FieldsV1.Raw)).To(ContainSubstring(`"k:{\"name\":\"` + strings.TrimPrefix(mf.Manager, "kaudit-agent-") + `\"}"`))
+				Expect(mf.FieldsV1.GetRawString()).To(ContainSubstring(`"k:{\"name\":\"` + strings.TrimPrefix(mf.Manager, "kaudit-agent-") + `\"}"`))
 			}
 		}
 	})
