@@ -20,6 +20,7 @@ import (
 
 	"github.com/kaudit/kaudit/cmd"
 	"github.com/kaudit/kaudit/config/crd"
+	"github.com/kaudit/kaudit/controllers"
 )
 
 // Namespace is kaudit's own namespace, created by Start.
@@ -55,10 +56,12 @@ func Start(ctx context.Context) (*Env, error) {
 	return e, nil
 }
 
-// StartManager runs the kaudit manager until ctx ends; its result arrives on the channel.
+// StartManager runs the kaudit manager, with the default caps, until ctx ends; its result
+// arrives on the channel.
 func (e *Env) StartManager(ctx context.Context, historyLimit int) (<-chan error, error) {
 	mgr, err := cmd.NewManager(e.Config, cmd.ManagerOptions{
 		Namespace: Namespace, HistoryLimit: historyLimit,
+		MaxPolicyRules: controllers.DefaultMaxPolicyRules, MaxPolicyBytes: controllers.DefaultMaxPolicyBytes,
 		MetricsAddress: "0", HealthProbeAddress: "0",
 	})
 	if err != nil {
