@@ -27,10 +27,10 @@ func init() { register(newManagerCommand) }
 type ManagerOptions struct {
 	Namespace          string
 	HistoryLimit       int
+	MaxPolicyRules     int
+	MaxPolicyBytes     int
 	MetricsAddress     string
 	HealthProbeAddress string
-	LeaderElection     bool
-	LeaderElectionID   string
 }
 
 func newManagerCommand() *cobra.Command {
@@ -46,8 +46,8 @@ singleton "cluster", which it creates when missing.`,
 		Example: `  # Run against the cluster of the current kubeconfig context
   kaudit manager
 
-  # Keep 20 revisions and run with leader election (as the Deployment does)
-  kaudit manager --revision-history-limit=20 --leader-elect`,
+  # Keep 20 revisions
+  kaudit manager --revision-history-limit=20`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctrl.SetLogger(zap.New(zap.UseFlagOptions(&zapOpts)))
@@ -63,8 +63,8 @@ singleton "cluster", which it creates when missing.`,
 	f.IntVar(&opts.HistoryLimit, "revision-history-limit", 10, "revisions to keep; the desired, pinned and node-applied ones are never deleted, even beyond the limit")
 	f.StringVar(&opts.MetricsAddress, "metrics-bind-address", ":8080", "address of the metrics endpoint; 0 disables it")
 	f.StringVar(&opts.HealthProbeAddress, "health-probe-bind-address", ":8081", "address of the /healthz and /readyz probes")
-	f.BoolVar(&opts.LeaderElection, "leader-elect", false, "elect a leader, so that only one of several replicas acts")
-	f.StringVar(&opts.LeaderElectionID, "leader-election-id", "kaudit-manager.audit.kaudit.io", "name of the leader election Lease")
+	f.IntVar(&opts.MaxPolicyRules, "max-policy-rules", controllers.DefaultMaxPolicyRules, "most rules of the merged policy; over it no revision is made (kube-apiserver checks the rules one by one on every request)")
+	f.IntVar(&opts.MaxPolicyBytes, "max-policy-bytes", controllers.DefaultMaxPolicyBytes, fmt.Sprintf("most bytes of the rendered policy, at most %d; over it no revision is made", revision.MaxPolicyBytes))
 	zapFlags := flag.NewFlagSet("zap", flag.ContinueOnError)
 	zapOpts.BindFlags(zapFlags)
 	f.AddGoFlagSet(zapFlags)
@@ -89,13 +89,17 @@ func NewManager(cfg *rest.Config, opts ManagerOptions) (ctrl.Manager, error) {
 	if opts.HistoryLimit < 1 {
 		return nil, fmt.Errorf("--revision-history-limit must be at least 1, got %d", opts.HistoryLimit)
 	}
+	if opts.MaxPolicyRules < 1 {
+		return nil, fmt.Errorf("--max-policy-rules must be at least 1, got %d", opts.MaxPolicyRules)
+	}
+	if opts.MaxPolicyBytes < 1 || opts.MaxPolicyBytes > revision.MaxPolicyBytes {
+		return nil, fmt.Errorf("--max-policy-bytes must be between 1 and %d (what a revision can hold), got %d", revision.MaxPolicyBytes, opts.MaxPolicyBytes)
+	}
+	// No leader election: see config/manager/manager.yaml.
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
-		Scheme:                  Scheme(),
-		Metrics:                 metricsserver.Options{BindAddress: opts.MetricsAddress},
-		HealthProbeBindAddress:  opts.HealthProbeAddress,
-		LeaderElection:          opts.LeaderElection,
-		LeaderElectionID:        opts.LeaderElectionID,
-		LeaderElectionNamespace: opts.Namespace,
+		Scheme:                 Scheme(),
+		Metrics:                metricsserver.Options{BindAddress: opts.MetricsAddress},
+		HealthProbeBindAddress: opts.HealthProbeAddress,
 		Cache: cache.Options{ByObject: map[client.Object]cache.ByObject{
 			&corev1.ConfigMap{}: {
 				Namespaces: map[string]cache.Config{opts.Namespace: {}},
@@ -106,7 +110,8 @@ func NewManager(cfg *rest.Config, opts ManagerOptions) (ctrl.Manager, error) {
 	if err != nil {
 		return nil, fmt.Errorf("creating the manager: %w", err)
 	}
-	if err := controllers.Setup(mgr, controllers.Options{Namespace: opts.Namespace, HistoryLimit: opts.HistoryLimit}); err != nil {
+	if err := controllers.Setup(mgr, controllers.Options{Namespace: opts.Namespace, HistoryLimit: opts.HistoryLimit,
+		MaxPolicyRules: opts.MaxPolicyRules, MaxPolicyBytes: opts.MaxPolicyBytes}); err != nil {
 		return nil, fmt.Errorf("setting up controllers: %w", err)
 	}
 	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {

@@ -3,6 +3,7 @@ package controllers
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -14,6 +15,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/events"
 	"k8s.io/utils/clock"
+	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -40,15 +42,29 @@ type PolicyReconciler struct {
 	// HistoryLimit is how many revisions are kept; the desired, pinned and node-applied ones
 	// are never deleted, even beyond it.
 	HistoryLimit int
+	// MaxPolicyRules and MaxPolicyBytes cap the merged policy: kube-apiserver checks its rules
+	// one by one on every request, and the agent refuses a policy over 128 MiB. Over a cap no
+	// revision is made.
+	MaxPolicyRules int
+	MaxPolicyBytes int
 
 	revisions *revisionStore
 	verdicts  *verdictCache
+	// One worker reconciles the singleton, so the fields below need no lock.
 	// The debounce state: the desired policy hash not yet written to a revision, when it was
-	// first seen and when it last changed. One worker reconciles the singleton, so no lock.
+	// first seen and when it last changed.
 	pendingHash  string
 	pendingSince time.Time
 	lastChange   time.Time
+	// warned holds, per untrusted ConfigMap, the reason last reported in an event.
+	warned map[types.UID]string
+	// nameTaken is the highest revision number whose name another object was found to hold;
+	// numbering continues above it.
+	nameTaken int64
 }
+
+// maxNameTries bounds the revision numbers one reconcile tries when names are taken.
+const maxNameTries = 5
 
 // +kubebuilder:rbac:groups=audit.kaudit.io,resources=auditpolicies,verbs=get;list;watch;create
 // +kubebuilder:rbac:groups=audit.kaudit.io,resources=auditpolicies/status,verbs=get;patch
@@ -76,26 +92,25 @@ func (r *PolicyReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctr
 	if err := r.List(ctx, &modules); err != nil {
 		return ctrl.Result{}, err
 	}
-	revs, err := r.revisions.list(ctx)
+	set, err := r.revisions.list(ctx, ap.Status.Revisions)
 	if err != nil {
 		return ctrl.Result{}, err
 	}
-	var latest *revision.Revision
-	if len(revs) > 0 {
-		latest = revs[len(revs)-1].Revision
-	}
-	st := statusBuilder{old: ap.Status, now: r.Clock.Now(), generation: ap.Generation}
+	st := statusBuilder{old: ap.Status, now: r.Clock.Now(), generation: ap.Generation, records: set.records}
+	revs, untrusted := set.trusted, set.untrusted
 
-	result, err := r.makeRevision(ctx, &ap, modules.Items, latest, &st)
+	result, err := r.makeRevision(ctx, &ap, modules.Items, set, &st)
 	if err != nil {
 		return ctrl.Result{}, err
 	}
 	if st.created != nil {
 		revs = append(revs, *st.created)
-		latest = st.created.Revision
+		// An adopted revision was untrusted until now.
+		untrusted = slices.DeleteFunc(untrusted, func(u untrustedRevision) bool { return u.ConfigMap.Name == st.created.ConfigMap.Name })
 	}
-	if latest != nil {
-		n := latest.Number
+	r.reportUntrusted(ctx, &ap, untrusted, &st)
+	if len(revs) > 0 {
+		n := revs[len(revs)-1].Number
 		st.latest = &n
 	}
 	desired := r.desiredRevision(&ap, revs, &st)
@@ -135,24 +150,22 @@ func (r *PolicyReconciler) createSingleton(ctx context.Context) error {
 	return nil
 }
 
-// makeRevision writes a new revision when the merged policy differs from the latest one and
-// the debounce allows it.
-func (r *PolicyReconciler) makeRevision(ctx context.Context, ap *v1alpha1.AuditPolicy, modules []v1alpha1.AuditPolicyModule, latest *revision.Revision, st *statusBuilder) (ctrl.Result, error) {
+// makeRevision writes a new revision when the merged policy differs from the latest trusted
+// one, is within the caps and the debounce allows it.
+func (r *PolicyReconciler) makeRevision(ctx context.Context, ap *v1alpha1.AuditPolicy, modules []v1alpha1.AuditPolicyModule, set revisionSet, st *statusBuilder) (ctrl.Result, error) {
 	settings := policy.SettingsFrom(ap.Spec)
 	if err := policy.ValidateSettings(settings); err != nil {
 		st.degraded(v1alpha1.ReasonInvalidSettings, err.Error()+". No new revision is made until this is fixed; the current one stays in force.")
 		r.event(ap, corev1.EventTypeWarning, v1alpha1.ReasonInvalidSettings, err.Error())
 		return ctrl.Result{}, nil
 	}
-	next := int64(1)
-	if latest != nil {
-		next = latest.Number + 1
+	var latest *revision.Revision
+	if len(set.trusted) > 0 {
+		latest = set.trusted[len(set.trusted)-1].Revision
 	}
-	if old := ap.Status.LatestRevision; old != nil && *old >= next {
-		// Revisions deleted by hand must not make numbers be reused.
-		next = *old + 1
-	}
-	inForce, records := modulesInForce(r.verdicts.judge(modules), latest, next)
+	next := r.nextNumber(ap, set)
+	verdicts := r.verdicts.judge(modules)
+	inForce, _ := modulesInForce(verdicts, latest, next)
 	if len(inForce) == 0 && latest == nil {
 		st.progressing(metav1.ConditionFalse, v1alpha1.ReasonNoModules, "No accepted AuditPolicyModule yet: no revision is made, and nodes keep the policy they have.")
 		r.resetPending()
@@ -166,6 +179,13 @@ func (r *PolicyReconciler) makeRevision(ctx context.Context, ap *v1alpha1.AuditP
 	}
 	hash := merged.Hash()
 	if latest != nil && latest.Hash == hash {
+		r.resetPending()
+		return ctrl.Result{}, nil
+	}
+	rendered := merged.Render()
+	if msg := r.overCaps(len(merged.Policy.Rules), len(rendered)); msg != "" {
+		st.degraded(v1alpha1.ReasonPolicyTooLarge, msg+". No new revision is made; the current one stays in force.")
+		r.event(ap, corev1.EventTypeWarning, v1alpha1.ReasonPolicyTooLarge, msg)
 		r.resetPending()
 		return ctrl.Result{}, nil
 	}
@@ -183,22 +203,112 @@ func (r *PolicyReconciler) makeRevision(ctx context.Context, ap *v1alpha1.AuditP
 		return ctrl.Result{RequeueAfter: wait}, nil
 	}
 
-	rev := revision.Revision{Number: next, Hash: hash, Policy: merged.Render(), Modules: records}
-	cm, err := revision.ToConfigMap(r.Namespace, rev)
-	if err != nil {
-		st.degraded(v1alpha1.ReasonMergeFailed, err.Error())
-		r.event(ap, corev1.EventTypeWarning, v1alpha1.ReasonMergeFailed, err.Error())
+	for n := next; n < next+maxNameTries; n++ {
+		// The records name the revision that first held each module, so they depend on n.
+		_, records := modulesInForce(verdicts, latest, n)
+		rev := revision.Revision{Number: n, Hash: hash, Policy: rendered, Modules: records}
+		cm, err := revision.ToConfigMap(r.Namespace, rev)
+		if err != nil {
+			st.degraded(v1alpha1.ReasonMergeFailed, err.Error())
+			r.event(ap, corev1.EventTypeWarning, v1alpha1.ReasonMergeFailed, err.Error())
+			return ctrl.Result{}, nil
+		}
+		stored, err := r.publish(ctx, ap, cm, rev)
+		if err != nil {
+			return ctrl.Result{}, err
+		}
+		if stored == nil {
+			continue // the name is taken
+		}
+		r.resetPending()
+		st.created = stored
+		st.records[n] = stored.Digest
+		log.FromContext(ctx).Info("created revision", "revision", n, "policyHash", policy.ShortHash(hash), "modules", len(inForce), "rules", len(merged.Policy.Rules))
+		r.event(ap, corev1.EventTypeNormal, v1alpha1.EventRevisionCreated, fmt.Sprintf("Revision %d (policy %s) from %d modules, %d rules", n, policy.ShortHash(hash), len(merged.Modules), len(merged.Policy.Rules)))
 		return ctrl.Result{}, nil
 	}
-	if err := r.Create(ctx, cm); err != nil {
-		return ctrl.Result{}, fmt.Errorf("creating revision %d: %w", next, err)
+	return ctrl.Result{}, fmt.Errorf("the names of revisions %d to %d are all taken by ConfigMaps the manager did not make; trying higher numbers", next, next+maxNameTries-1)
+}
+
+// nextNumber is one more than every recorded revision number, status.latestRevision and any
+// number whose name was found taken. Numbers of untrusted ConfigMaps never count: a forged
+// label near the int64 limit must not exhaust the numbers (see docs/design.md, "Revisions").
+func (r *PolicyReconciler) nextNumber(ap *v1alpha1.AuditPolicy, set revisionSet) int64 {
+	n := max(r.nameTaken, ptr.Deref(ap.Status.LatestRevision, 0))
+	for recorded := range set.records {
+		n = max(n, recorded)
 	}
-	r.revisions.created(next)
-	r.resetPending()
-	st.created = &storedRevision{Revision: &rev, ConfigMap: cm}
-	log.FromContext(ctx).Info("created revision", "revision", next, "policyHash", policy.ShortHash(hash), "modules", len(inForce), "rules", len(merged.Policy.Rules))
-	r.event(ap, corev1.EventTypeNormal, v1alpha1.EventRevisionCreated, fmt.Sprintf("Revision %d (policy %s) from %d modules, %d rules", next, policy.ShortHash(hash), len(merged.Modules), len(merged.Policy.Rules)))
-	return ctrl.Result{}, nil
+	return n + 1
+}
+
+// publish records and creates revision rev as cm. When the name is taken by a ConfigMap that is
+// exactly that revision (this manager's own create, whose status write was lost in a crash),
+// it adopts it. When it is taken by anything else it returns nil and moves numbering past it.
+func (r *PolicyReconciler) publish(ctx context.Context, ap *v1alpha1.AuditPolicy, cm *corev1.ConfigMap, rev revision.Revision) (*storedRevision, error) {
+	digest := revision.Digest(rev)
+	r.revisions.record(rev.Number, digest)
+	err := r.Create(ctx, cm)
+	if err == nil {
+		r.revisions.created(rev.Number)
+		return &storedRevision{Revision: &rev, ConfigMap: cm, Digest: digest}, nil
+	}
+	if !apierrors.IsAlreadyExists(err) {
+		r.revisions.forget(rev.Number)
+		return nil, fmt.Errorf("creating revision %d: %w", rev.Number, err)
+	}
+	existing := &corev1.ConfigMap{}
+	if err := r.revisions.live.Get(ctx, client.ObjectKeyFromObject(cm), existing); err != nil {
+		r.revisions.forget(rev.Number)
+		return nil, fmt.Errorf("reading ConfigMap %s/%s, which holds the name of revision %d: %w", cm.Namespace, cm.Name, rev.Number, err)
+	}
+	if _, err := revision.Verify(existing, digest); err != nil {
+		r.revisions.forget(rev.Number)
+		r.nameTaken = max(r.nameTaken, rev.Number)
+		r.event(ap, corev1.EventTypeWarning, v1alpha1.EventRevisionNameTaken, fmt.Sprintf("Skipping revision number %d: ConfigMap %s/%s already exists and is not the revision the manager would write (%v)", rev.Number, cm.Namespace, cm.Name, err))
+		return nil, nil
+	}
+	r.revisions.created(rev.Number)
+	log.FromContext(ctx).Info("adopted revision", "revision", rev.Number, "configMap", existing.Name)
+	r.event(ap, corev1.EventTypeNormal, v1alpha1.EventRevisionAdopted, fmt.Sprintf("Revision %d already existed with exactly the content to write (a create whose status write was lost); recorded it", rev.Number))
+	return &storedRevision{Revision: &rev, ConfigMap: existing, Digest: digest}, nil
+}
+
+// overCaps says how the merged policy exceeds MaxPolicyRules or MaxPolicyBytes, or "".
+func (r *PolicyReconciler) overCaps(rules, bytes int) string {
+	switch {
+	case rules > r.MaxPolicyRules:
+		return fmt.Sprintf("the merged policy has %d rules, over the limit of %d (--max-policy-rules)", rules, r.MaxPolicyRules)
+	case bytes > r.MaxPolicyBytes:
+		return fmt.Sprintf("the merged policy renders to %d bytes, over the limit of %d (--max-policy-bytes)", bytes, r.MaxPolicyBytes)
+	}
+	return ""
+}
+
+// reportUntrusted records a Warning event once per untrusted ConfigMap and reason, and keeps
+// the singleton Degraded while any exists (see docs/design.md, "Revisions"). The manager never
+// deletes them: they are evidence for whoever investigates.
+func (r *PolicyReconciler) reportUntrusted(ctx context.Context, ap *v1alpha1.AuditPolicy, untrusted []untrustedRevision, st *statusBuilder) {
+	present := make(map[types.UID]bool, len(untrusted))
+	reasons := make([]string, 0, len(untrusted))
+	for _, u := range untrusted {
+		present[u.ConfigMap.UID] = true
+		reasons = append(reasons, u.Reason)
+		if r.warned[u.ConfigMap.UID] == u.Reason {
+			continue
+		}
+		r.warned[u.ConfigMap.UID] = u.Reason
+		log.FromContext(ctx).Info("ignoring an untrusted revision ConfigMap", "configMap", u.ConfigMap.Name, "reason", u.Reason)
+		r.event(ap, corev1.EventTypeWarning, v1alpha1.ReasonUntrustedRevision, "Ignored: "+u.Reason)
+	}
+	for uid := range r.warned {
+		if !present[uid] {
+			delete(r.warned, uid)
+		}
+	}
+	if len(reasons) > 0 {
+		st.degraded(v1alpha1.ReasonUntrustedRevision, "ConfigMaps with the label "+revision.LabelRevision+" that the manager did not make, or that changed since, are ignored: "+
+			strings.Join(reasons, "; ")+". Find out who wrote them, then delete them.")
+	}
 }
 
 func (r *PolicyReconciler) resetPending() {
@@ -320,7 +430,7 @@ var specOrNodesChanged = predicate.Or(predicate.GenerationChangedPredicate{}, pr
 // control-plane nodes (metadata only), and triggers one reconcile at start so the singleton
 // is created even when nothing else happens.
 func (r *PolicyReconciler) SetupWithManager(mgr ctrl.Manager, revisions *revisionStore, verdicts *verdictCache) error {
-	r.revisions, r.verdicts = revisions, verdicts
+	r.revisions, r.verdicts, r.warned = revisions, verdicts, map[types.UID]string{}
 	toSingleton := handler.EnqueueRequestsFromMapFunc(func(context.Context, client.Object) []reconcile.Request {
 		return []reconcile.Request{{NamespacedName: types.NamespacedName{Name: v1alpha1.SingletonName}}}
 	})
@@ -343,7 +453,18 @@ type Options struct {
 	Namespace string
 	// HistoryLimit is how many revisions are kept.
 	HistoryLimit int
+	// MaxPolicyRules and MaxPolicyBytes cap the merged policy.
+	MaxPolicyRules int
+	MaxPolicyBytes int
 }
+
+// The default caps of the merged policy leave room for 5,000 modules of 3 rules, which render
+// to about 4 MiB, and stay well under the agent's 128 MiB limit and the revision format's
+// decompression cap (revision.MaxPolicyBytes).
+const (
+	DefaultMaxPolicyRules = 20000
+	DefaultMaxPolicyBytes = 16 << 20
+)
 
 // Setup registers the kaudit controllers with a manager.
 func Setup(mgr ctrl.Manager, opts Options) error {
@@ -353,10 +474,12 @@ func Setup(mgr ctrl.Manager, opts Options) error {
 		return err
 	}
 	return (&PolicyReconciler{
-		Client:       mgr.GetClient(),
-		Recorder:     mgr.GetEventRecorder("kaudit-manager"),
-		Clock:        clock.RealClock{},
-		Namespace:    opts.Namespace,
-		HistoryLimit: opts.HistoryLimit,
+		Client:         mgr.GetClient(),
+		Recorder:       mgr.GetEventRecorder("kaudit-manager"),
+		Clock:          clock.RealClock{},
+		Namespace:      opts.Namespace,
+		HistoryLimit:   opts.HistoryLimit,
+		MaxPolicyRules: opts.MaxPolicyRules,
+		MaxPolicyBytes: opts.MaxPolicyBytes,
 	}).SetupWithManager(mgr, revisions, verdicts)
 }

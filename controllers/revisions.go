@@ -10,91 +10,182 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/log"
 
+	"github.com/kaudit/kaudit/api/v1alpha1"
 	"github.com/kaudit/kaudit/internal/revision"
 )
 
-// storedRevision is a decoded revision and the ConfigMap it came from.
+// storedRevision is a trusted revision, the ConfigMap it came from and its recorded digest.
 type storedRevision struct {
 	*revision.Revision
 	ConfigMap *corev1.ConfigMap
+	Digest    string
 }
 
-// revisionStore lists revision ConfigMaps from the cache and keeps them decoded: revisions are
-// immutable, so each is decompressed once, not on every reconcile of every module.
+// untrustedRevision is a ConfigMap with the revision label that the manager ignores, and why.
+type untrustedRevision struct {
+	ConfigMap *corev1.ConfigMap
+	Reason    string
+}
+
+// revisionSet is what one look at the revision ConfigMaps found.
+type revisionSet struct {
+	// trusted holds the revisions that pass the trust rule, oldest first.
+	trusted []storedRevision
+	// untrusted holds every other ConfigMap with the revision label, by name.
+	untrusted []untrustedRevision
+	// records are the records of revisions whose ConfigMap exists, trusted or not: what
+	// status.revisions must hold.
+	records map[int64]string
+}
+
+// revisionStore lists revision ConfigMaps and applies the trust rule (see docs/design.md,
+// "Revisions"): a ConfigMap is used only if its number is recorded, it is named after its
+// number, immutable, and its content has the recorded digest. Every other ConfigMap carrying the
+// revision label was not made by the manager, or was changed since, and is only reported.
+//
+// The records are status.revisions, which only the manager, the agents (admission keeps them to
+// their own node entry) and cluster administrators can write; the store also keeps them in
+// memory, so a singleton deleted while the manager runs gets them back. Verified revisions are
+// kept decoded per UID and resourceVersion: decompressing every revision on every reconcile of
+// every module would be wasted work, and labels and annotations stay writable on an immutable
+// ConfigMap, so the resourceVersion must match too.
 //
 // The cache can lag behind the revisions this process created: a new revision makes the agent
 // restart kube-apiserver at once, which can cut the watch before the cache sees the create.
 // Deciding from such a view would publish an older revision as desired and roll the nodes
-// back. So the store remembers the newest revision it created and, while the cache has not
-// caught up, lists from the API server instead.
+// back. So the store remembers the newest revision it created and, while the cache does not
+// show it, lists from the API server instead.
 type revisionStore struct {
 	cached    client.Reader
 	live      client.Reader
 	namespace string
 
-	mu      sync.Mutex
-	decoded map[types.UID]*revision.Revision
-	// newestCreated is the newest revision number this process created.
+	mu       sync.Mutex
+	records  map[int64]string
+	verified map[types.UID]verifiedRevision
+	// creating is the number of the revision being created, recorded before it exists.
+	creating int64
+	// newestCreated is the newest revision number this process created or adopted, 0 once the
+	// cache shows it or it is gone.
 	newestCreated int64
 }
 
-func newRevisionStore(cached, live client.Reader, namespace string) *revisionStore {
-	return &revisionStore{cached: cached, live: live, namespace: namespace, decoded: map[types.UID]*revision.Revision{}}
+// verifiedRevision is the trust rule's verdict on one version of a ConfigMap.
+type verifiedRevision struct {
+	resourceVersion string
+	digest          string
+	revision        *revision.Revision
+	err             error
 }
 
-// created records a revision this process has just written.
+func newRevisionStore(cached, live client.Reader, namespace string) *revisionStore {
+	return &revisionStore{cached: cached, live: live, namespace: namespace,
+		records: map[int64]string{}, verified: map[types.UID]verifiedRevision{}}
+}
+
+// record trusts revision number with digest from now on. The manager calls it just before it
+// creates the revision, so that no reader sees the new ConfigMap unrecorded, and then created or
+// forget.
+func (s *revisionStore) record(number int64, digest string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.records[number] = digest
+	s.creating = number
+}
+
+// created notes that the recorded revision now exists: lists wait for the cache to show it.
 func (s *revisionStore) created(number int64) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.creating = 0
 	s.newestCreated = max(s.newestCreated, number)
 }
 
-// list returns every valid revision, oldest first, including every revision this process
-// created that still exists. ConfigMaps that do not decode are skipped and logged: a
-// hand-edited revision must not stop the controller.
-func (s *revisionStore) list(ctx context.Context) ([]storedRevision, error) {
+// forget drops the record of a revision that could not be created.
+func (s *revisionStore) forget(number int64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.creating = 0
+	delete(s.records, number)
+}
+
+// list applies the trust rule to every revision ConfigMap, with the records of the store and
+// those of status.revisions.
+func (s *revisionStore) list(ctx context.Context, recorded []v1alpha1.RevisionRecord) (revisionSet, error) {
 	cms, err := s.listFrom(ctx, s.cached)
 	if err != nil {
-		return nil, err
+		return revisionSet{}, err
 	}
 	s.mu.Lock()
 	expected := s.newestCreated
 	s.mu.Unlock()
-	if newestNumber(cms) < expected {
+	inCache := expected == 0 || hasName(cms, revision.Name(expected))
+	if !inCache {
 		if cms, err = s.listFrom(ctx, s.live); err != nil {
-			return nil, fmt.Errorf("the cache has not seen revision %d yet, and listing revisions from the API server failed: %w", expected, err)
+			return revisionSet{}, fmt.Errorf("the cache has not seen revision %d yet, and listing revisions from the API server failed: %w", expected, err)
 		}
 	}
+
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if newest := newestNumber(cms); newest < s.newestCreated && expected == s.newestCreated {
-		// Deleted by hand since: stop waiting for the cache to show it.
-		s.newestCreated = newest
+	if expected == s.newestCreated && (inCache || !hasName(cms, revision.Name(expected))) {
+		// The cache shows it, or it was deleted by hand since: stop listing from the API server.
+		s.newestCreated = 0
 	}
+	for _, r := range recorded {
+		if _, ok := s.records[r.Number]; !ok {
+			s.records[r.Number] = r.SHA256
+		}
+	}
+	set := revisionSet{records: map[int64]string{}}
 	seen := make(map[types.UID]bool, len(cms))
-	out := make([]storedRevision, 0, len(cms))
 	for _, cm := range cms {
 		seen[cm.UID] = true
-		rev, ok := s.decoded[cm.UID]
-		if !ok {
-			var err error
-			if rev, err = revision.FromConfigMap(cm); err != nil {
-				log.FromContext(ctx).Error(err, "ignoring revision ConfigMap that cannot be decoded", "configMap", cm.Name)
-				continue
+		if n, err := revision.Number(cm); err == nil && cm.Name == revision.Name(n) {
+			if digest, ok := s.records[n]; ok {
+				set.records[n] = digest
 			}
-			s.decoded[cm.UID] = rev
 		}
-		out = append(out, storedRevision{Revision: rev, ConfigMap: cm})
+		rev, digest, err := s.verify(cm)
+		if err != nil {
+			set.untrusted = append(set.untrusted, untrustedRevision{ConfigMap: cm, Reason: err.Error()})
+			continue
+		}
+		set.trusted = append(set.trusted, storedRevision{Revision: rev, ConfigMap: cm, Digest: digest})
 	}
-	for uid := range s.decoded {
+	// Records leave with their ConfigMap: status.revisions holds the revisions that exist.
+	for n := range s.records {
+		if _, ok := set.records[n]; !ok && n != s.creating {
+			delete(s.records, n)
+		}
+	}
+	for uid := range s.verified {
 		if !seen[uid] {
-			delete(s.decoded, uid)
+			delete(s.verified, uid)
 		}
 	}
-	slices.SortFunc(out, func(a, b storedRevision) int { return cmp.Compare(a.Number, b.Number) })
-	return out, nil
+	slices.SortFunc(set.trusted, func(a, b storedRevision) int { return cmp.Compare(a.Number, b.Number) })
+	slices.SortFunc(set.untrusted, func(a, b untrustedRevision) int { return cmp.Compare(a.ConfigMap.Name, b.ConfigMap.Name) })
+	return set, nil
+}
+
+// verify applies the trust rule to one ConfigMap; the caller holds mu.
+func (s *revisionStore) verify(cm *corev1.ConfigMap) (*revision.Revision, string, error) {
+	n, err := revision.Number(cm)
+	if err != nil {
+		return nil, "", err
+	}
+	digest, ok := s.records[n]
+	if !ok {
+		return nil, "", fmt.Errorf("ConfigMap %s/%s: revision %d is not in status.revisions: the manager did not make it", cm.Namespace, cm.Name, n)
+	}
+	if v, ok := s.verified[cm.UID]; ok && v.resourceVersion == cm.ResourceVersion && v.digest == digest {
+		return v.revision, digest, v.err
+	}
+	rev, err := revision.Verify(cm, digest)
+	s.verified[cm.UID] = verifiedRevision{resourceVersion: cm.ResourceVersion, digest: digest, revision: rev, err: err}
+	return rev, digest, err
 }
 
 func (s *revisionStore) listFrom(ctx context.Context, reader client.Reader) ([]*corev1.ConfigMap, error) {
@@ -109,22 +200,15 @@ func (s *revisionStore) listFrom(ctx context.Context, reader client.Reader) ([]*
 	return out, nil
 }
 
-// newestNumber is the highest revision number among the ConfigMaps, 0 when there is none.
-func newestNumber(cms []*corev1.ConfigMap) int64 {
-	var newest int64
-	for _, cm := range cms {
-		if n, err := revision.Number(cm); err == nil {
-			newest = max(newest, n)
-		}
-	}
-	return newest
+func hasName(cms []*corev1.ConfigMap, name string) bool {
+	return slices.ContainsFunc(cms, func(cm *corev1.ConfigMap) bool { return cm.Name == name })
 }
 
-// latest returns the newest revision, or nil when there is none.
-func (s *revisionStore) latest(ctx context.Context) (*revision.Revision, error) {
-	revs, err := s.list(ctx)
-	if err != nil || len(revs) == 0 {
+// latest returns the newest trusted revision, or nil when there is none.
+func (s *revisionStore) latest(ctx context.Context, recorded []v1alpha1.RevisionRecord) (*revision.Revision, error) {
+	set, err := s.list(ctx, recorded)
+	if err != nil || len(set.trusted) == 0 {
 		return nil, err
 	}
-	return revs[len(revs)-1].Revision, nil
+	return set.trusted[len(set.trusted)-1].Revision, nil
 }

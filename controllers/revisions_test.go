@@ -8,6 +8,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/tools/events"
 	clocktesting "k8s.io/utils/clock/testing"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -65,7 +66,7 @@ func TestStaleCacheNeverMakesTheDesiredRevisionGoBack(t *testing.T) {
 	stale := &snapshotReader{Reader: c}
 	live := &countingReader{Reader: c}
 	clock := clocktesting.NewFakePassiveClock(time.Now())
-	r := controllers.NewPolicyReconcilerReading(c, stale, live, clock, testenv.Namespace)
+	r := controllers.NewPolicyReconcilerReading(c, stale, live, clock, events.NewFakeRecorder(100), testenv.Namespace)
 	reconcile := func() {
 		t.Helper()
 		if _, err := r.Reconcile(ctx, ctrl.Request{NamespacedName: types.NamespacedName{Name: v1alpha1.SingletonName}}); err != nil {

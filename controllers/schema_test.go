@@ -4,9 +4,13 @@ import (
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/yaml"
+
+	"github.com/kaudit/kaudit/api/v1alpha1"
 )
 
 // createYAML creates an object from YAML as kubectl does (strict field validation), so the
@@ -58,3 +62,43 @@ spec:
   - level: None
     nonResourceURLs: ["*", "/healthz*", "/metrics"]`)).To(Succeed())
 })
+
+// patchSingleton changes the singleton's spec in a server-side dry run, so that only the schema
+// and its CEL rules decide and nothing changes.
+func patchSingleton(spec string) error {
+	Eventually(func() error {
+		return k8s.Get(ctx, types.NamespacedName{Name: v1alpha1.SingletonName}, &v1alpha1.AuditPolicy{})
+	}, timeout).Should(Succeed())
+	return k8s.Patch(ctx, &v1alpha1.AuditPolicy{ObjectMeta: metav1.ObjectMeta{Name: v1alpha1.SingletonName}},
+		client.RawPatch(types.MergePatchType, []byte(`{"spec":`+spec+`}`)), client.DryRunAll)
+}
+
+var _ = DescribeTable("the AuditPolicy schema bounds the settings",
+	func(spec, wantField, wantMessage string) {
+		err := patchSingleton(spec)
+		if wantMessage == "" {
+			Expect(err).NotTo(HaveOccurred())
+			return
+		}
+		Expect(apierrors.IsInvalid(err)).To(BeTrue(), "got %v", err)
+		Expect(err.Error()).To(ContainSubstring(wantField))
+		Expect(err.Error()).To(ContainSubstring(wantMessage))
+	},
+	Entry("healthTimeout 0s, which rolls every rollout back", `{"rollout":{"healthTimeout":"0s"}}`, "spec.rollout.healthTimeout", "must be at least 30s"),
+	Entry("healthTimeout 10s, shorter than a real restart", `{"rollout":{"healthTimeout":"10s"}}`, "spec.rollout.healthTimeout", "must be at least 30s"),
+	Entry("healthTimeout 2h", `{"rollout":{"healthTimeout":"2h"}}`, "spec.rollout.healthTimeout", "must be at most 1h"),
+	Entry("healthTimeout past the int64 nanoseconds", `{"rollout":{"healthTimeout":"9999999h"}}`, "spec.rollout.healthTimeout", "Invalid value"),
+	Entry("healthTimeout 30s", `{"rollout":{"healthTimeout":"30s"}}`, "", ""),
+	Entry("healthTimeout 1h", `{"rollout":{"healthTimeout":"1h"}}`, "", ""),
+	Entry("debounce 11m", `{"rollout":{"debounce":"11m"}}`, "spec.rollout.debounce", "must be at most 10m"),
+	Entry("debounce 0s", `{"rollout":{"debounce":"0s"}}`, "", ""),
+	Entry("maxWait 2h", `{"rollout":{"maxWait":"2h"}}`, "spec.rollout.maxWait", "must be at most 1h"),
+	Entry("minRestartInterval 25h", `{"rollout":{"minRestartInterval":"25h"}}`, "spec.rollout.minRestartInterval", "must be at most 24h"),
+	Entry("auditLog.path /", `{"auditLog":{"path":"/"}}`, "spec.auditLog.path", "should match '^/var/log/.+'"),
+	Entry("auditLog.path in etcd's data", `{"auditLog":{"path":"/var/lib/etcd/member/audit.log"}}`, "spec.auditLog.path", "should match"),
+	Entry("auditLog.path relative", `{"auditLog":{"path":"var/log/audit.log"}}`, "spec.auditLog.path", "should match"),
+	Entry("auditLog.path out of /var/log by ..", `{"auditLog":{"path":"/var/log/../lib/etcd/audit.log"}}`, "spec.auditLog.path", "must not contain a '..' segment"),
+	Entry("auditLog.path ending in ..", `{"auditLog":{"path":"/var/log/kubernetes/.."}}`, "spec.auditLog.path", "must not contain a '..' segment"),
+	Entry("auditLog.path under /var/log", `{"auditLog":{"path":"/var/log/kubernetes/audit/audit.log"}}`, "", ""),
+	Entry("auditLog.path with dots in a name", `{"auditLog":{"path":"/var/log/..audit/a..b.log"}}`, "", ""),
+)

@@ -1,6 +1,7 @@
 package controllers
 
 import (
+	"cmp"
 	"fmt"
 	"slices"
 	"strings"
@@ -20,6 +21,8 @@ type statusBuilder struct {
 	now        time.Time
 	generation int64
 
+	// records are status.revisions: number to digest of every recorded revision that exists.
+	records map[int64]string
 	created *storedRevision
 	latest  *int64
 	desired *revision.Revision
@@ -110,6 +113,10 @@ func (b *statusBuilder) build() v1alpha1.AuditPolicyStatus {
 		n := b.desired.Number
 		st.DesiredRevision, st.DesiredPolicyHash = &n, b.desired.Hash
 	}
+	for n, digest := range b.records {
+		st.Revisions = append(st.Revisions, v1alpha1.RevisionRecord{Number: n, SHA256: digest})
+	}
+	slices.SortFunc(st.Revisions, func(a, b v1alpha1.RevisionRecord) int { return cmp.Compare(a.Number, b.Number) })
 	for _, c := range b.conditions {
 		c.LastTransitionTime = metav1.NewTime(b.now)
 		meta.SetStatusCondition(&st.Conditions, c)

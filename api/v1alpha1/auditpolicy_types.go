@@ -47,45 +47,62 @@ type AuditPolicySpec struct {
 	AuditLog AuditLogSpec `json:"auditLog,omitempty"`
 }
 
-// RolloutSpec controls revision creation and the node-by-node rollout.
+// RolloutSpec controls revision creation and the node-by-node rollout. Every duration has an
+// upper bound, so that no value overflows what is computed from it (the rollout Lease lasts
+// 2 x healthTimeout + 30s).
 type RolloutSpec struct {
 	// HealthTimeout is how long a node's kube-apiserver may take to come back ready with a new
-	// policy before the agent rolls the node back.
+	// policy before the agent rolls the node back. A real restart takes 30-60 s, so the minimum
+	// is 30s; the maximum is 1h.
 	// +kubebuilder:default="2m"
 	// +kubebuilder:validation:Type=string
 	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$`
+	// +kubebuilder:validation:MaxLength=32
+	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('30s')",message="must be at least 30s: a kube-apiserver restart takes 30-60 s, and a shorter timeout rolls every rollout back"
+	// +kubebuilder:validation:XValidation:rule="duration(self) <= duration('1h')",message="must be at most 1h"
 	// +optional
 	HealthTimeout *metav1.Duration `json:"healthTimeout,omitempty"`
 
-	// MinRestartInterval is the least time between two restarts of the same node's apiserver.
+	// MinRestartInterval is the least time between two restarts of the same node's apiserver, at
+	// most 24h.
 	// +kubebuilder:default="0s"
 	// +kubebuilder:validation:Type=string
 	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$`
+	// +kubebuilder:validation:MaxLength=32
+	// +kubebuilder:validation:XValidation:rule="duration(self) <= duration('24h')",message="must be at most 24h"
 	// +optional
 	MinRestartInterval *metav1.Duration `json:"minRestartInterval,omitempty"`
 
 	// Debounce is the quiet period after the last module change before a revision is made, so a
-	// burst of changes (a GitOps sync) makes one revision.
+	// burst of changes (a GitOps sync) makes one revision. At most 10m.
 	// +kubebuilder:default="2s"
 	// +kubebuilder:validation:Type=string
 	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$`
+	// +kubebuilder:validation:MaxLength=32
+	// +kubebuilder:validation:XValidation:rule="duration(self) <= duration('10m')",message="must be at most 10m"
 	// +optional
 	Debounce *metav1.Duration `json:"debounce,omitempty"`
 
 	// MaxWait bounds the debounce: a revision is made at the latest this long after the first
-	// pending change, even if changes keep coming.
+	// pending change, even if changes keep coming. At most 1h.
 	// +kubebuilder:default="30s"
 	// +kubebuilder:validation:Type=string
 	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$`
+	// +kubebuilder:validation:MaxLength=32
+	// +kubebuilder:validation:XValidation:rule="duration(self) <= duration('1h')",message="must be at most 1h"
 	// +optional
 	MaxWait *metav1.Duration `json:"maxWait,omitempty"`
 }
 
 // AuditLogSpec sets kube-apiserver's log backend flags when kaudit manages them.
 type AuditLogSpec struct {
-	// Path is --audit-log-path on the node.
+	// Path is --audit-log-path on the node: an absolute path under /var/log/, without "..". The
+	// agent mounts its directory read-write into kube-apiserver, so it must be a log directory,
+	// never a host path such as / or /var/lib/etcd.
 	// +kubebuilder:default="/var/log/kubernetes/audit/audit.log"
-	// +kubebuilder:validation:Pattern=`^/.+`
+	// +kubebuilder:validation:Pattern=`^/var/log/.+`
+	// +kubebuilder:validation:MaxLength=1024
+	// +kubebuilder:validation:XValidation:rule="!self.matches('(^|/)[.][.](/|$)')",message="must not contain a '..' segment"
 	// +optional
 	Path string `json:"path,omitempty"`
 
@@ -145,6 +162,17 @@ type NodeStatus struct {
 	LastRolloutSeconds *int64 `json:"lastRolloutSeconds,omitempty"`
 }
 
+// RevisionRecord is the manager's record of one revision it made.
+type RevisionRecord struct {
+	// Number of the revision, whose ConfigMap is kaudit-policy-<number>.
+	// +kubebuilder:validation:Minimum=1
+	Number int64 `json:"number"`
+	// SHA256 is the hex sha256 of the revision's whole content: number, policy hash, policy and
+	// module records.
+	// +kubebuilder:validation:Pattern=`^[0-9a-f]{64}$`
+	SHA256 string `json:"sha256"`
+}
+
 // AuditPolicyStatus is the observed state of the merged policy and its rollout.
 type AuditPolicyStatus struct {
 	// ObservedGeneration is the spec generation the manager last acted on.
@@ -159,6 +187,14 @@ type AuditPolicyStatus struct {
 	// DesiredPolicyHash is the policy hash of DesiredRevision.
 	// +optional
 	DesiredPolicyHash string `json:"desiredPolicyHash,omitempty"`
+	// Revisions records each revision the manager made that still exists, with the sha256 of
+	// its content. The manager uses a revision ConfigMap only when it is recorded here and its
+	// content still matches, so only such a revision becomes desired; any other ConfigMap with
+	// the revision label is ignored and reported.
+	// +optional
+	// +listType=map
+	// +listMapKey=number
+	Revisions []RevisionRecord `json:"revisions,omitempty"`
 	// UpdatedNodes is "x/y": control-plane nodes that applied the desired revision, of all.
 	// +optional
 	UpdatedNodes string `json:"updatedNodes,omitempty"`

@@ -13,8 +13,9 @@ const (
 	ConditionAvailable = "Available"
 	// ConditionProgressing is true while a revision is being made or rolled out.
 	ConditionProgressing = "Progressing"
-	// ConditionDegraded is true when the settings are invalid, a pinned revision is missing,
-	// the merge failed or a node failed.
+	// ConditionDegraded is true when a ConfigMap with the revision label is not trusted, the
+	// settings are invalid, the merged policy is over a cap, a pinned revision is missing, the
+	// merge failed or a node failed.
 	ConditionDegraded = "Degraded"
 )
 
@@ -38,24 +39,29 @@ const (
 	ReasonMergeFailed         = "MergeFailed"
 	ReasonPinnedNotFound      = "PinnedRevisionNotFound"
 	ReasonNodeFailed          = "NodeFailed"
+	ReasonUntrustedRevision   = "UntrustedRevision"
+	ReasonPolicyTooLarge      = "PolicyTooLarge"
 )
 
 // Event reasons that are not also condition reasons. The manager's events: on the singleton
-// Created, RevisionCreated, RevisionsPruned and NodeRemoved (plus InvalidSettings and
-// MergeFailed); on a module Accepted and Rejected. The agents' events, on the singleton:
+// Created, RevisionCreated, RevisionAdopted, RevisionNameTaken, RevisionsPruned and NodeRemoved
+// (plus UntrustedRevision, InvalidSettings, PolicyTooLarge and MergeFailed); on a module
+// Accepted and Rejected. The agents' events, on the singleton:
 // RolloutStarted, NodeUpdated, RolledBack, RolloutFailed, RolloutRecovered and RolloutHalted.
 const (
-	EventCreated          = "Created"
-	EventRevisionCreated  = "RevisionCreated"
-	EventRevisionsPruned  = "RevisionsPruned"
-	EventNodeRemoved      = "NodeRemoved"
-	EventModuleAccepted   = "Accepted"
-	EventModuleRejected   = "Rejected"
-	EventRolloutStarted   = "RolloutStarted"
-	EventNodeUpdated      = "NodeUpdated"
-	EventRolledBack       = "RolledBack"
-	EventRolloutFailed    = "RolloutFailed"
-	EventRolloutRecovered = "RolloutRecovered"
+	EventCreated           = "Created"
+	EventRevisionCreated   = "RevisionCreated"
+	EventRevisionAdopted   = "RevisionAdopted"
+	EventRevisionNameTaken = "RevisionNameTaken"
+	EventRevisionsPruned   = "RevisionsPruned"
+	EventNodeRemoved       = "NodeRemoved"
+	EventModuleAccepted    = "Accepted"
+	EventModuleRejected    = "Rejected"
+	EventRolloutStarted    = "RolloutStarted"
+	EventNodeUpdated       = "NodeUpdated"
+	EventRolledBack        = "RolledBack"
+	EventRolloutFailed     = "RolloutFailed"
+	EventRolloutRecovered  = "RolloutRecovered"
 )
 
 // ControlPlaneLabel marks the nodes whose kube-apiserver the agents restart; the manager counts

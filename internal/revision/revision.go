@@ -5,6 +5,9 @@ package revision
 import (
 	"bytes"
 	"compress/gzip"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -46,6 +49,16 @@ const (
 	objectLimit = 1<<20 - 16<<10
 )
 
+// The decompression caps. A ConfigMap holds at most 1 MiB, but gzip can expand that a
+// thousandfold: without a cap one crafted revision would exhaust the memory of the manager and of
+// every agent that reads it, on every restart. 5,000 modules of 3 rules render to about 4 MiB of
+// policy and 4 MiB of module records, so the caps leave eight times that. ToConfigMap refuses a
+// revision over them, so the manager never writes what it cannot read back.
+const (
+	MaxPolicyBytes  = 32 << 20
+	MaxModulesBytes = 32 << 20
+)
+
 // ModuleRecord is a module as a revision holds it: the spec in force when the revision was made.
 type ModuleRecord struct {
 	Name       string `json:"name"`
@@ -74,9 +87,56 @@ func Selector() labels.Selector {
 	return s
 }
 
+// Digest is the hex sha256 of everything a revision holds: its number, policy hash, rendered
+// policy and module records (last known good is content too, see docs/design.md, "Last known
+// good"). The parts are length-prefixed after a domain tag, so no two different revisions share
+// a digest by moving bytes from one part to another. The manager records it in
+// status.revisions and trusts a revision ConfigMap only while its content still has the digest
+// recorded for its number (see docs/design.md, "Revisions").
+func Digest(r Revision) string {
+	h := sha256.New()
+	for _, part := range [][]byte{
+		[]byte("kaudit.io/revision-digest/v1"),
+		[]byte(strconv.FormatInt(r.Number, 10)),
+		[]byte(r.Hash),
+		r.Policy,
+		mustJSON(r.Modules),
+	} {
+		_ = binary.Write(h, binary.BigEndian, uint64(len(part)))
+		h.Write(part)
+	}
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+// Verify decodes cm and checks that it is exactly what ToConfigMap writes for a revision whose
+// digest is digest: named after its number, immutable, labelled with its policy hash, and
+// holding content with that digest. The error says what differs.
+func Verify(cm *corev1.ConfigMap, digest string) (*Revision, error) {
+	r, err := FromConfigMap(cm)
+	if err != nil {
+		return nil, err
+	}
+	where := fmt.Sprintf("ConfigMap %s/%s", cm.Namespace, cm.Name)
+	switch {
+	case cm.Name != Name(r.Number):
+		return nil, fmt.Errorf("%s: label %s=%d, but revision %d is named %s", where, LabelRevision, r.Number, r.Number, Name(r.Number))
+	case cm.Immutable == nil || !*cm.Immutable:
+		return nil, fmt.Errorf("%s: not immutable", where)
+	case cm.Labels[LabelPolicyHash] != policy.ShortHash(r.Hash) || cm.Labels[LabelManagedBy] != ManagedBy:
+		return nil, fmt.Errorf("%s: labels %s and %s do not match its content", where, LabelPolicyHash, LabelManagedBy)
+	case Digest(*r) != digest:
+		return nil, fmt.Errorf("%s: content does not match the sha256 recorded for revision %d", where, r.Number)
+	}
+	return r, nil
+}
+
 // ToConfigMap encodes a revision as an immutable ConfigMap in namespace.
 func ToConfigMap(namespace string, r Revision) (*corev1.ConfigMap, error) {
-	modules, err := gzipBytes(mustJSON(r.Modules))
+	records := mustJSON(r.Modules)
+	if len(r.Policy) > MaxPolicyBytes || len(records) > MaxModulesBytes {
+		return nil, fmt.Errorf("revision %d: policy of %d bytes and module records of %d bytes, over the caps of %d and %d bytes: split or remove modules", r.Number, len(r.Policy), len(records), MaxPolicyBytes, MaxModulesBytes)
+	}
+	modules, err := gzipBytes(records)
 	if err != nil {
 		return nil, err
 	}
@@ -126,14 +186,14 @@ func FromConfigMap(cm *corev1.ConfigMap) (*Revision, error) {
 	case cm.Data[KeyPolicy] != "":
 		r.Policy = []byte(cm.Data[KeyPolicy])
 	case len(cm.BinaryData[KeyPolicyGzip]) > 0:
-		if r.Policy, err = gunzip(cm.BinaryData[KeyPolicyGzip]); err != nil {
+		if r.Policy, err = gunzip(cm.BinaryData[KeyPolicyGzip], MaxPolicyBytes); err != nil {
 			return nil, fmt.Errorf("ConfigMap %s/%s: binaryData %s: %w", cm.Namespace, cm.Name, KeyPolicyGzip, err)
 		}
 	default:
 		return nil, fmt.Errorf("ConfigMap %s/%s: neither data %s nor binaryData %s is set", cm.Namespace, cm.Name, KeyPolicy, KeyPolicyGzip)
 	}
 	if z := cm.BinaryData[KeyModules]; len(z) > 0 {
-		raw, err := gunzip(z)
+		raw, err := gunzip(z, MaxModulesBytes)
 		if err != nil {
 			return nil, fmt.Errorf("ConfigMap %s/%s: binaryData %s: %w", cm.Namespace, cm.Name, KeyModules, err)
 		}
@@ -173,11 +233,19 @@ func gzipBytes(b []byte) ([]byte, error) {
 	return buf.Bytes(), nil
 }
 
-func gunzip(b []byte) ([]byte, error) {
+// gunzip decompresses b, refusing to produce more than limit bytes.
+func gunzip(b []byte, limit int) ([]byte, error) {
 	r, err := gzip.NewReader(bytes.NewReader(b))
 	if err != nil {
 		return nil, err
 	}
 	defer r.Close()
-	return io.ReadAll(r)
+	out, err := io.ReadAll(io.LimitReader(r, int64(limit)+1))
+	if err != nil {
+		return nil, err
+	}
+	if len(out) > limit {
+		return nil, fmt.Errorf("decompresses to more than %d MiB, the cap", limit>>20)
+	}
+	return out, nil
 }

@@ -2,8 +2,10 @@ package revision
 
 import (
 	"bytes"
+	"compress/gzip"
 	"fmt"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 
@@ -66,6 +68,9 @@ func TestRoundTrip(t *testing.T) {
 			if out.Number != in.Number || out.Hash != in.Hash || !bytes.Equal(out.Policy, in.Policy) || !reflect.DeepEqual(out.Modules, in.Modules) {
 				t.Error("the revision changed in the round trip")
 			}
+			if _, err := Verify(cm, Digest(in)); err != nil {
+				t.Errorf("the stored revision does not verify against its own digest: %v", err)
+			}
 			if _, err := policy.Load(out.Policy); err != nil {
 				t.Errorf("stored policy no longer loads: %v", err)
 			}
@@ -117,5 +122,147 @@ func TestFromConfigMapRejectsBrokenRevisions(t *testing.T) {
 				t.Errorf("error = %v, want one naming the ConfigMap", err)
 			}
 		})
+	}
+}
+
+// revisionOf is a small valid revision n holding the given module records.
+func revisionOf(t *testing.T, n int64, recs []ModuleRecord) Revision {
+	t.Helper()
+	mods, _ := modules(1)
+	merged, err := policy.Merge(mods, policy.Settings{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return Revision{Number: n, Hash: merged.Hash(), Policy: merged.Render(), Modules: recs}
+}
+
+func TestDigestCoversEveryPartOfTheContent(t *testing.T) {
+	_, recs := modules(2)
+	base := revisionOf(t, 4, recs)
+	changed := map[string]func(*Revision){
+		"number":         func(r *Revision) { r.Number = 5 },
+		"policy hash":    func(r *Revision) { r.Hash = strings.Repeat("0", 64) },
+		"policy":         func(r *Revision) { r.Policy = append(bytes.Clone(r.Policy), '\n') },
+		"module records": func(r *Revision) { r.Modules = r.Modules[:1] },
+		"a module's spec": func(r *Revision) {
+			r.Modules = slices.Clone(r.Modules)
+			r.Modules[0].Spec.Rules = []v1alpha1.PolicyRule{{Level: v1alpha1.LevelNone}}
+		},
+	}
+	for name, change := range changed {
+		r := base
+		change(&r)
+		if Digest(r) == Digest(base) {
+			t.Errorf("changing the %s keeps the digest", name)
+		}
+	}
+	// Length prefixes: bytes moved from one part to the next give another digest.
+	if Digest(Revision{Hash: "ab", Policy: []byte("c")}) == Digest(Revision{Hash: "a", Policy: []byte("bc")}) {
+		t.Error("moving a byte from the hash to the policy keeps the digest")
+	}
+}
+
+func TestVerifyAcceptsOnlyWhatTheManagerWrote(t *testing.T) {
+	_, recs := modules(2)
+	rev := revisionOf(t, 2, recs)
+	good, err := ToConfigMap("ns", rev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	digest := Digest(rev)
+	if got, err := Verify(good, digest); err != nil || got.Number != 2 {
+		t.Fatalf("Verify(good) = %v, %v", got, err)
+	}
+	empty := revisionOf(t, 3, nil)
+	if cm, err := ToConfigMap("ns", empty); err != nil {
+		t.Fatal(err)
+	} else if _, err := Verify(cm, Digest(empty)); err != nil {
+		t.Errorf("a revision without module records does not verify: %v", err)
+	}
+
+	forged := func(level v1alpha1.Level) []byte {
+		var b bytes.Buffer
+		w := gzip.NewWriter(&b)
+		r := slices.Clone(recs)
+		r[0].Spec.Rules = []v1alpha1.PolicyRule{{Level: level}}
+		_, _ = w.Write(mustJSON(r))
+		_ = w.Close()
+		return b.Bytes()
+	}
+	for name, tc := range map[string]struct {
+		change func(*corev1.ConfigMap)
+		want   string
+	}{
+		"another name":        {func(cm *corev1.ConfigMap) { cm.Name = "kaudit-policy-7" }, "is named kaudit-policy-2"},
+		"mutable":             {func(cm *corev1.ConfigMap) { cm.Immutable = nil }, "not immutable"},
+		"mutable, explicitly": {func(cm *corev1.ConfigMap) { f := false; cm.Immutable = &f }, "not immutable"},
+		"a wrong hash label":  {func(cm *corev1.ConfigMap) { cm.Labels[LabelPolicyHash] = "0000000000000000" }, "do not match its content"},
+		"another policy hash": {func(cm *corev1.ConfigMap) { cm.Annotations[AnnotationPolicySHA256] = strings.Repeat("0", 64) }, "do not match its content"},
+		"forged module records": {func(cm *corev1.ConfigMap) { cm.BinaryData[KeyModules] = forged(v1alpha1.LevelNone) },
+			"content does not match the sha256 recorded for revision 2"},
+		"another policy": {func(cm *corev1.ConfigMap) { cm.Data[KeyPolicy] += "# edited\n" }, "content does not match"},
+		"a bad number":   {func(cm *corev1.ConfigMap) { cm.Labels[LabelRevision] = "9223372036854775808" }, "is not a revision number"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			cm := good.DeepCopy()
+			tc.change(cm)
+			_, err := Verify(cm, digest)
+			if err == nil || !strings.Contains(err.Error(), tc.want) || !strings.Contains(err.Error(), "ConfigMap ns/") {
+				t.Errorf("error = %v, want one naming the ConfigMap and saying %q", err, tc.want)
+			}
+		})
+	}
+	if _, err := Verify(good, Digest(revisionOf(t, 2, recs[:1]))); err == nil {
+		t.Error("a ConfigMap verifies against another revision's digest")
+	}
+}
+
+// A gzip bomb: a few kilobytes that decompress to more than the cap.
+func bomb(t *testing.T, size int) []byte {
+	t.Helper()
+	var b bytes.Buffer
+	w, _ := gzip.NewWriterLevel(&b, gzip.BestCompression)
+	chunk := make([]byte, 1<<20)
+	for size > 0 {
+		n := min(size, len(chunk))
+		if _, err := w.Write(chunk[:n]); err != nil {
+			t.Fatal(err)
+		}
+		size -= n
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return b.Bytes()
+}
+
+func TestDecompressionIsCapped(t *testing.T) {
+	_, recs := modules(1)
+	good, err := ToConfigMap("ns", revisionOf(t, 2, recs))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for key, limit := range map[string]int{KeyPolicyGzip: MaxPolicyBytes, KeyModules: MaxModulesBytes} {
+		t.Run(key, func(t *testing.T) {
+			cm := good.DeepCopy()
+			if key == KeyPolicyGzip {
+				delete(cm.Data, KeyPolicy)
+			}
+			cm.BinaryData[key] = bomb(t, limit+1)
+			_, err := FromConfigMap(cm)
+			want := fmt.Sprintf("ConfigMap ns/kaudit-policy-2: binaryData %s: decompresses to more than %d MiB, the cap", key, limit>>20)
+			if err == nil || err.Error() != want {
+				t.Errorf("error = %v, want %q", err, want)
+			}
+			cm.BinaryData[key] = bomb(t, 1<<20)
+			if key == KeyPolicyGzip {
+				if _, err := FromConfigMap(cm); err != nil {
+					t.Errorf("a policy under the cap: %v", err)
+				}
+			}
+		})
+	}
+	if _, err := ToConfigMap("ns", Revision{Number: 3, Hash: "h", Policy: make([]byte, MaxPolicyBytes+1)}); err == nil || !strings.Contains(err.Error(), "over the caps") {
+		t.Errorf("ToConfigMap of a policy over the cap: error = %v", err)
 	}
 }

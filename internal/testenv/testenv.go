@@ -20,6 +20,7 @@ import (
 
 	"github.com/kaudit/kaudit/cmd"
 	"github.com/kaudit/kaudit/config/crd"
+	"github.com/kaudit/kaudit/controllers"
 )
 
 // Namespace is kaudit's own namespace, created by Start.
@@ -38,7 +39,7 @@ func Start(ctx context.Context) (*Env, error) {
 	if os.Getenv("KUBEBUILDER_ASSETS") == "" {
 		return nil, errors.New("KUBEBUILDER_ASSETS is not set: run `make test`, or export KUBEBUILDER_ASSETS=$(hack/envtest-assets.sh)")
 	}
-	crds, err := shippedCRDs()
+	crds, err := CRDs()
 	if err != nil {
 		return nil, err
 	}
@@ -55,10 +56,12 @@ func Start(ctx context.Context) (*Env, error) {
 	return e, nil
 }
 
-// StartManager runs the kaudit manager until ctx ends; its result arrives on the channel.
+// StartManager runs the kaudit manager, with the default caps, until ctx ends; its result
+// arrives on the channel.
 func (e *Env) StartManager(ctx context.Context, historyLimit int) (<-chan error, error) {
 	mgr, err := cmd.NewManager(e.Config, cmd.ManagerOptions{
 		Namespace: Namespace, HistoryLimit: historyLimit,
+		MaxPolicyRules: controllers.DefaultMaxPolicyRules, MaxPolicyBytes: controllers.DefaultMaxPolicyBytes,
 		MetricsAddress: "0", HealthProbeAddress: "0",
 	})
 	if err != nil {
@@ -81,7 +84,8 @@ func (e *Env) AddUser(name string, groups ...string) ([]byte, error) {
 // Stop stops kube-apiserver and etcd.
 func (e *Env) Stop() error { return e.env.Stop() }
 
-func shippedCRDs() ([]*apiextensionsv1.CustomResourceDefinition, error) {
+// CRDs returns the shipped CRDs, as Start installs them.
+func CRDs() ([]*apiextensionsv1.CustomResourceDefinition, error) {
 	files, err := fs.Glob(crd.Bases, "bases/*.yaml")
 	if err != nil {
 		return nil, err
@@ -102,4 +106,41 @@ func shippedCRDs() ([]*apiextensionsv1.CustomResourceDefinition, error) {
 		return nil, errors.New("no CRDs embedded in config/crd")
 	}
 	return out, nil
+}
+
+// minHealthTimeoutRule is the shipped schema's rule on spec.rollout.healthTimeout that
+// RelaxHealthTimeoutMinimum replaces.
+const minHealthTimeoutRule = "duration(self) >= duration('30s')"
+
+// RelaxHealthTimeoutMinimum lowers, in crds, the AuditPolicy schema's minimum of
+// spec.rollout.healthTimeout from 30s to 1s. It is for tests only: suites whose simulated
+// kubelets restart in a second (internal/agent/envtest) install the CRDs with
+//
+//	crds, err := testenv.CRDs()
+//	err = testenv.RelaxHealthTimeoutMinimum(crds)
+//	env := &envtest.Environment{CRDs: crds}
+//
+// A real kube-apiserver takes 30-60 s to restart, so the shipped minimum stands everywhere
+// else. It fails when the rule is not found, so that it cannot silently stop relaxing.
+func RelaxHealthTimeoutMinimum(crds []*apiextensionsv1.CustomResourceDefinition) error {
+	found := false
+	for _, def := range crds {
+		if def.Spec.Names.Kind != "AuditPolicy" {
+			continue
+		}
+		for _, v := range def.Spec.Versions {
+			// Properties holds values, but XValidations is a slice shared with the schema.
+			timeout := v.Schema.OpenAPIV3Schema.Properties["spec"].Properties["rollout"].Properties["healthTimeout"]
+			for i, rule := range timeout.XValidations {
+				if rule.Rule == minHealthTimeoutRule {
+					timeout.XValidations[i].Rule = "duration(self) >= duration('1s')"
+					found = true
+				}
+			}
+		}
+	}
+	if !found {
+		return fmt.Errorf("the AuditPolicy CRD has no rule %q on spec.rollout.healthTimeout", minHealthTimeoutRule)
+	}
+	return nil
 }
