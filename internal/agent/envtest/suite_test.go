@@ -6,7 +6,6 @@ package envtest_test
 import (
 	"context"
 	"os"
-	"path/filepath"
 	"testing"
 
 	. "github.com/onsi/ginkgo/v2"
@@ -21,6 +20,7 @@ import (
 
 	"github.com/kaudit/kaudit/api/v1alpha1"
 	"github.com/kaudit/kaudit/internal/agent"
+	"github.com/kaudit/kaudit/internal/testenv"
 )
 
 const namespace = agent.DefaultNamespace
@@ -46,11 +46,12 @@ var _ = BeforeSuite(func() {
 	ctx, cancel = context.WithCancel(context.Background())
 	Expect(clientgoscheme.AddToScheme(scheme)).To(Succeed())
 	Expect(v1alpha1.AddToScheme(scheme)).To(Succeed())
-	testEnv = &envtest.Environment{
-		CRDDirectoryPaths:     []string{filepath.Join("..", "..", "..", "config", "crd", "bases")},
-		ErrorIfCRDPathMissing: true,
-	}
-	var err error
+	crds, err := testenv.CRDs()
+	Expect(err).NotTo(HaveOccurred())
+	// The simulated kubelets restart in well under a second: the shipped 30s minimum of
+	// rollout.healthTimeout would make the rollback specs wait half a minute each.
+	Expect(testenv.RelaxHealthTimeoutMinimum(crds)).To(Succeed())
+	testEnv = &envtest.Environment{CRDs: crds}
 	cfg, err = testEnv.Start()
 	Expect(err).NotTo(HaveOccurred())
 	k8s, err = client.NewWithWatch(cfg, client.Options{Scheme: scheme})
