@@ -149,7 +149,7 @@ func Check(p auditv1.Policy, guardrails []Guardrail) ([]Violation, error) {
 			return nil, fmt.Errorf("guardrail %q: %w", g.Name, err)
 		}
 		if !inScope.contains(i, req) || !g.violatedBy(resultOf(d)) {
-			return nil, fmt.Errorf("guardrail %q: search bug: kube-apiserver's evaluator says %+v is not a violation (decision %+v)", g.Name, req, d)
+			return nil, fmt.Errorf("guardrail %q: %s: kube-apiserver's evaluator says %+v is not a violation (decision %+v)", g.Name, searchBug, req, d)
 		}
 		out = append(out, Violation{Guardrail: g.Name, Request: req, Decision: d})
 	}
@@ -164,6 +164,10 @@ func areaOf(m *matcher) area {
 	return a
 }
 
+// searchBug opens the error for a disagreement between the search and kube-apiserver's
+// evaluator: the search is wrong, and its answer must not be used.
+const searchBug = "bug in internal/guardrail: the search disagrees with kube-apiserver's evaluator"
+
 // confirm checks the search's prediction for a request against kube-apiserver's evaluator.
 func confirm(c *compiled, found reached, d policy.Decision, req policy.Request) error {
 	rule := found.rule
@@ -171,7 +175,7 @@ func confirm(c *compiled, found reached, d policy.Decision, req policy.Request) 
 		rule = -1
 	}
 	if d.Rule != rule || resultOf(d) != c.results[found.rule] {
-		return fmt.Errorf("search bug: for %+v it predicted rule %d deciding %+v, kube-apiserver's evaluator decides %+v", req, rule, c.results[found.rule], d)
+		return fmt.Errorf("%s: for %+v it predicted rule %d deciding %+v, kube-apiserver's evaluator decides %+v", searchBug, req, rule, c.results[found.rule], d)
 	}
 	return nil
 }

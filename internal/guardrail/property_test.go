@@ -276,32 +276,72 @@ type oracle struct {
 func newOracle(pc *propertyCase) (*oracle, error) {
 	o := &oracle{}
 	var err error
-	loaded, err := load(pc.policy)
+	if o.policy, o.rules, err = evaluators(pc.policy); err != nil {
+		return nil, err
+	}
+	if o.combined, _, err = evaluators(pc.combined); err != nil {
+		return nil, err
+	}
+	if o.base, _, err = evaluators(pc.base); err != nil {
+		return nil, err
+	}
+	// every scope is a rule of one policy, loaded once: loading dominates small cases
+	var scopes auditv1.Policy
+	add := func(s Scope) int {
+		scopes.Rules = append(scopes.Rules, s.rule())
+		return len(scopes.Rules) - 1
+	}
+	type member struct {
+		scope   int
+		excepts []int
+	}
+	var members []member
+	for _, g := range append(slices.Clone(pc.guardrails), Guardrail{Scope: pc.region}) {
+		m := member{scope: add(g.Scope)}
+		for _, e := range g.Except {
+			m.excepts = append(m.excepts, add(e))
+		}
+		members = append(members, m)
+	}
+	_, matches, err := evaluators(scopes)
 	if err != nil {
 		return nil, err
 	}
-	for _, r := range loaded.Rules {
-		r.Level, r.OmitStages = auditinternal.LevelMetadata, nil
-		o.rules = append(o.rules, auditpolicy.NewPolicyRuleEvaluator(&auditinternal.Policy{Rules: []auditinternal.PolicyRule{r}}))
-	}
-	o.policy = auditpolicy.NewPolicyRuleEvaluator(loaded)
-	if o.combined, err = upstream(pc.combined); err != nil {
-		return nil, err
-	}
-	if o.base, err = upstream(pc.base); err != nil {
-		return nil, err
-	}
-	for _, g := range pc.guardrails {
-		in, err := inScope(g.Scope, g.Except)
-		if err != nil {
-			return nil, err
+	for _, m := range members {
+		in := func(a authorizer.Attributes) bool {
+			if matches[m.scope].EvaluatePolicyRule(a).Level == auditinternal.LevelNone {
+				return false
+			}
+			for _, e := range m.excepts {
+				if matches[e].EvaluatePolicyRule(a).Level != auditinternal.LevelNone {
+					return false
+				}
+			}
+			return true
 		}
 		o.guardrails = append(o.guardrails, in)
 	}
-	if o.region, err = inScope(pc.region, nil); err != nil {
-		return nil, err
-	}
+	o.region, o.guardrails = o.guardrails[len(o.guardrails)-1], o.guardrails[:len(o.guardrails)-1]
 	return o, nil
+}
+
+// evaluators loads a policy and returns its evaluator and, for each rule, an evaluator that
+// answers Metadata exactly when the rule matches.
+func evaluators(p auditv1.Policy) (audit.PolicyRuleEvaluator, []audit.PolicyRuleEvaluator, error) {
+	data, err := policyJSON(p)
+	if err != nil {
+		return nil, nil, err
+	}
+	loaded, err := policy.Load(data)
+	if err != nil {
+		return nil, nil, err
+	}
+	var rules []audit.PolicyRuleEvaluator
+	for _, r := range loaded.Rules {
+		r.Level, r.OmitStages = auditinternal.LevelMetadata, nil
+		rules = append(rules, auditpolicy.NewPolicyRuleEvaluator(&auditinternal.Policy{Rules: []auditinternal.PolicyRule{r}}))
+	}
+	return auditpolicy.NewPolicyRuleEvaluator(loaded), rules, nil
 }
 
 // decidingRule is the index of the first rule of the policy that matches, len(rules) if none.
@@ -312,49 +352,6 @@ func (o *oracle) decidingRule(attrs authorizer.Attributes) int {
 		}
 	}
 	return len(o.rules)
-}
-
-func load(p auditv1.Policy) (*auditinternal.Policy, error) {
-	data, err := policyJSON(p)
-	if err != nil {
-		return nil, err
-	}
-	return policy.Load(data)
-}
-
-func upstream(p auditv1.Policy) (audit.PolicyRuleEvaluator, error) {
-	loaded, err := load(p)
-	if err != nil {
-		return nil, err
-	}
-	return auditpolicy.NewPolicyRuleEvaluator(loaded), nil
-}
-
-// inScope builds a test of membership in a scope minus its exceptions, with the evaluator.
-func inScope(s Scope, except []Scope) (func(authorizer.Attributes) bool, error) {
-	in, err := upstream(auditv1.Policy{Rules: []auditv1.PolicyRule{s.rule()}})
-	if err != nil {
-		return nil, err
-	}
-	var out []audit.PolicyRuleEvaluator
-	for _, e := range except {
-		ev, err := upstream(auditv1.Policy{Rules: []auditv1.PolicyRule{e.rule()}})
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, ev)
-	}
-	return func(a authorizer.Attributes) bool {
-		if in.EvaluatePolicyRule(a).Level == auditinternal.LevelNone {
-			return false
-		}
-		for _, e := range out {
-			if e.EvaluatePolicyRule(a).Level != auditinternal.LevelNone {
-				return false
-			}
-		}
-		return true
-	}, nil
 }
 
 // rank, omitted, breaks and logsLess restate the bounds from the evaluator's own output.

@@ -93,7 +93,7 @@ func FindWeakening(combined, base auditv1.Policy, region Scope) (*Weakening, err
 			return nil, fmt.Errorf("base policy: %w", err)
 		}
 		if !inRegion.contains(0, req) || !weaker(resultOf(w.Combined), resultOf(w.Base)) {
-			return nil, fmt.Errorf("search bug: kube-apiserver's evaluator says %+v is not weakened (combined %+v, base %+v)", req, w.Combined, w.Base)
+			return nil, fmt.Errorf("%s: kube-apiserver's evaluator says %+v is not logged less (combined %+v, base %+v)", searchBug, req, w.Combined, w.Base)
 		}
 		return w, nil
 	}
