@@ -99,7 +99,19 @@ func New(o Options) *Agent {
 }
 
 // Run passes until ctx is done, after each change of the singleton and at least every Resync.
+// It first takes the node's state directory lock and holds it until it returns, waiting while
+// another agent on the node holds it (see NodeFiles.LockStateDir).
 func (a *Agent) Run(ctx context.Context) error {
+	lock, err := a.rollout.Files.LockStateDir(ctx, a.clock, func(lock, holder string) {
+		logr.FromContextOrDiscard(ctx).Info("another kaudit agent runs on this node; waiting for it to exit", "lock", lock, "holder", holder)
+	})
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
+		return err
+	}
+	defer func() { _ = lock.Unlock() }()
 	go a.watch(ctx)
 	for {
 		next := a.Pass(ctx)

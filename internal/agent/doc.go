@@ -6,7 +6,9 @@
 // The layers, from the files up:
 //
 //   - files.go: WriteAtomic (temporary file, fsync, rename, fsync of the directory) over an
-//     injectable FS, so tests inject read-only directories, full disks and crashes.
+//     injectable FS, so tests inject read-only directories, full disks and crashes. No read or
+//     write follows a symbolic link.
+//   - lock.go: the lock on the node's state directory that one agent per node holds.
 //   - package internal/staticpod: edits of the static pod manifest that keep every other byte
 //     (comments, order, quoting): the policy-hash annotation, and the audit flags and hostPath
 //     mounts when spec.manageAPIServerFlags is true. Each edit is verified by decoding the result.

@@ -286,7 +286,7 @@ func TestManifestTempFileFallsBackToADotfileAcrossMounts(t *testing.T) {
 	tn := newTestNode(t, "kubeadm-v1.33.yaml", true)
 	var sawDotfile bool
 	ffs := &faultFS{FS: OSFS{}, fail: func(op, p string) error {
-		if op == "rename" && strings.Contains(p, "/kaudit/"+TempPrefix+"kube-apiserver.yaml->") {
+		if op == "rename" && strings.Contains(p, "/kaudit/"+TempPrefix+"kube-apiserver.yaml.") && strings.HasSuffix(p, "->"+tn.manifest) {
 			return &os.LinkError{Op: "rename", Old: p, New: p, Err: syscall.EXDEV}
 		}
 		if op == "rename" && strings.Contains(p, "/manifests/"+TempPrefix) {

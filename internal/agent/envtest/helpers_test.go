@@ -96,6 +96,17 @@ func publishRevision(n int64, p []byte, hash string) {
 	Expect(k8s.Status().Apply(ctx, client.ApplyConfigurationFromUnstructured(u), client.FieldOwner("kaudit-manager"), client.ForceOwnership)).To(Succeed())
 }
 
+// countingClient counts the Get calls an agent makes through it.
+type countingClient struct {
+	client.WithWatch
+	gets *atomic.Int32
+}
+
+func (c countingClient) Get(ctx context.Context, key client.ObjectKey, obj client.Object, opts ...client.GetOption) error {
+	c.gets.Add(1)
+	return c.WithWatch.Get(ctx, key, obj, opts...)
+}
+
 // singleton reads the AuditPolicy.
 func singleton() *v1alpha1.AuditPolicy {
 	ap := &v1alpha1.AuditPolicy{}
