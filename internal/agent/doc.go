@@ -15,8 +15,9 @@
 //   - journal.go, state.go: what the state directory holds: the journal of a rollout in progress,
 //     and the node's State (what it runs, its restarts, its last failure).
 //   - nodefiles.go: NodeFiles, the named steps of one rollout on one node (Begin, WritePolicy,
-//     BumpManifest, Commit; Abort, Restore, FinishRollback; Recover), recorded in the journal so
-//     that an agent killed between any two steps finishes or undoes the change.
+//     BumpManifest, Commit; Abort, Restore, FinishRollback, FinishStopped; Recover), recorded in
+//     the journal so that an agent killed between any two steps finishes or undoes the change. A
+//     rollback undoes only kaudit's own changes on a manifest someone else changed meanwhile.
 //   - health.go: success is the mirror pod showing the new annotation, its apiserver container
 //     started after the change, and the local /readyz answering ok.
 //   - rollout.go: Rollout runs the steps and the health wait, and rolls back on failure.

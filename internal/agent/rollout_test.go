@@ -96,7 +96,7 @@ func changeFiles(t *testing.T, files *NodeFiles, tg Target) *Journal {
 	if err := files.WritePolicy(j, tg); err != nil {
 		t.Fatal(err)
 	}
-	if err := files.BumpManifest(j, tg); err != nil {
+	if err := files.BumpManifest(j); err != nil {
 		t.Fatal(err)
 	}
 	return j

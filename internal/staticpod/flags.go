@@ -13,12 +13,12 @@ import (
 // FlagSettings are the apiserver flags kaudit manages when spec.manageAPIServerFlags is true.
 type FlagSettings struct {
 	// PolicyFile is --audit-policy-file, a host path mounted at the same path in the pod.
-	PolicyFile string
+	PolicyFile string `json:"policyFile"`
 	// LogPath is --audit-log-path, likewise.
-	LogPath   string
-	MaxAge    int32
-	MaxBackup int32
-	MaxSize   int32
+	LogPath   string `json:"logPath"`
+	MaxAge    int32  `json:"maxAge"`
+	MaxBackup int32  `json:"maxBackup"`
+	MaxSize   int32  `json:"maxSize"`
 }
 
 // flags are the flags of s with their values, in alphabetical order.
