@@ -77,7 +77,9 @@ func (r *Rollout) Apply(ctx context.Context, t Target, timeout time.Duration) (R
 
 // Resume finishes a rollout that a killed agent left (see NodeFiles.Recover). It returns nil when
 // there was none. It waits for the health timeout recorded in the journal, or timeout for a
-// journal that has none.
+// journal that has none: the whole timeout, from now. What was left of it when the agent
+// stopped means nothing after a downtime longer than the timeout (a node reboot, an eviction),
+// and a wait of a single check would roll a healthy node back on one refused connection.
 func (r *Rollout) Resume(ctx context.Context, timeout time.Duration) (*Result, error) {
 	start := r.Clock.Now()
 	j, rec, err := r.Files.Recover()
@@ -101,19 +103,15 @@ func (r *Rollout) Resume(ctx context.Context, timeout time.Duration) (*Result, e
 		res = Result{Phase: v1alpha1.NodePending, Revision: j.PreviousRevision, Hash: j.PreviousHash,
 			Message: fmt.Sprintf("revision %d: the agent stopped before the manifest changed; the previous policy is back in place", j.Revision)}
 	case RecoveredWaitNew:
-		res, err = r.waitNew(ctx, j, remaining(r.Clock, j.ChangedAt, timeout))
+		res, err = r.waitNew(ctx, j, timeout)
 	case RecoveredWaitRollback:
-		res, err = r.waitRollback(ctx, j, remaining(r.Clock, j.RollbackAt, timeout))
+		res, err = r.waitRollback(ctx, j, timeout)
 	}
 	if err != nil {
 		return nil, err
 	}
 	res = r.done(start, res)
 	return &res, nil
-}
-
-func remaining(c clock.PassiveClock, since time.Time, timeout time.Duration) time.Duration {
-	return max(timeout-c.Since(since), 0)
 }
 
 func (r *Rollout) waitNew(ctx context.Context, j *Journal, timeout time.Duration) (Result, error) {
