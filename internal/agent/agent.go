@@ -227,6 +227,10 @@ func (a *Agent) nextTarget(ctx context.Context, ap *v1alpha1.AuditPolicy, timeou
 	up, err := files.UpToDate(target)
 	if err != nil {
 		a.fail(ctx, ap, fmt.Sprintf("revision %d: %v", target.Revision, err))
+		var layout *layoutError
+		if errors.As(err, &layout) {
+			return nil, a.resync
+		}
 		return nil, a.retry
 	}
 	if up {

@@ -106,8 +106,17 @@ func (f *NodeFiles) ReadManifest() ([]byte, error) {
 	return b, nil
 }
 
+// layoutError is a layout of the node's files that the agent cannot work with (the manifest's
+// flags and mounts, the agent's own mounts). It lasts until someone changes the node, so the
+// agent reports it and looks again at its resync, not in a tight loop.
+type layoutError struct{ err error }
+
+func (e *layoutError) Error() string { return e.err.Error() }
+func (e *layoutError) Unwrap() error { return e.err }
+
 // desiredManifest is the current manifest with the managed flags applied, and the host path of
-// the policy file that manifest makes the apiserver read.
+// the policy file that manifest makes the apiserver read, whose directory must be mounted into
+// the agent.
 func (f *NodeFiles) desiredManifest(t Target) (manifest []byte, policyFile string, err error) {
 	cur, err := f.ReadManifest()
 	if err != nil {
@@ -116,12 +125,15 @@ func (f *NodeFiles) desiredManifest(t Target) (manifest []byte, policyFile strin
 	manifest = cur
 	if t.Flags != nil {
 		if manifest, err = staticpod.EnsureFlags(cur, *t.Flags); err != nil {
-			return nil, "", fmt.Errorf("%s: %w", f.Paths.Manifest, err)
+			return nil, "", &layoutError{fmt.Errorf("%s: %w", f.Paths.Manifest, err)}
 		}
 	}
 	_, host, err := staticpod.PolicyFileInManifest(manifest)
 	if err != nil {
-		return nil, "", fmt.Errorf("%s: %w", f.Paths.Manifest, err)
+		return nil, "", &layoutError{fmt.Errorf("%s: %w", f.Paths.Manifest, err)}
+	}
+	if fi, err := f.FS.Stat(f.Paths.local(path.Dir(host))); err != nil || !fi.IsDir() {
+		return nil, "", &layoutError{fmt.Errorf("the policy's directory %s is not mounted into the agent pod: add a hostPath directory mount for it", path.Dir(host))}
 	}
 	return manifest, host, nil
 }
@@ -253,9 +265,6 @@ func (f *NodeFiles) Begin(t Target) (*Journal, error) {
 	_, file, err := f.desiredManifest(t)
 	if err != nil {
 		return nil, err
-	}
-	if fi, err := f.FS.Stat(f.Paths.local(path.Dir(file))); err != nil || !fi.IsDir() {
-		return nil, fmt.Errorf("the policy's directory %s is not mounted into the agent pod: add a hostPath directory mount for it", path.Dir(file))
 	}
 	prevAnn, err := staticpod.Annotation(cur, staticpod.AnnotationPolicyHash)
 	if err != nil {

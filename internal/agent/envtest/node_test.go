@@ -1,16 +1,24 @@
 package envtest_test
 
 import (
+	"os"
+	"path/filepath"
+	"strings"
 	"sync/atomic"
 	"time"
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
+	coordinationv1 "k8s.io/api/coordination/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/kaudit/kaudit/api/v1alpha1"
+	"github.com/kaudit/kaudit/internal/agent"
 )
 
-// What an agent finds on its node besides its own files: another agent.
+// What an agent finds on its node besides its own files: another agent, a layout it cannot
+// write.
 var _ = Describe("An agent on its node", func() {
 	BeforeEach(resetCluster)
 
@@ -32,5 +40,34 @@ var _ = Describe("An agent on its node", func() {
 		publish(2)
 		Eventually(nodePhase("cp-1", v1alpha1.NodeApplied, 2)).WithTimeout(30 * time.Second).WithPolling(100 * time.Millisecond).Should(Succeed())
 		Expect(second.state().Restarts).To(Equal(int64(2)))
+	})
+
+	It("reports a policy file mounted alone as Failed once, says what to change, and does not retry in a tight loop", func() {
+		createSingleton("5s", "0s", false)
+		paths := newNodeRoot()
+		manifest, err := os.ReadFile(filepath.Join("..", "..", "staticpod", "testdata", "docs-single-file-audit.yaml"))
+		Expect(err).NotTo(HaveOccurred())
+		Expect(os.WriteFile(filepath.Join(paths.Root, paths.Manifest), manifest, 0o600)).To(Succeed())
+		Expect(os.WriteFile(filepath.Join(paths.Root, "etc/kubernetes/audit-policy.yaml"), policyOf(0), 0o644)).To(Succeed())
+		gets := &atomic.Int32{}
+		a := startAgent(agentOptions{name: "cp-1", paths: paths, client: countingClient{WithWatch: k8s, gets: gets}, restartTime: 100 * time.Millisecond, resync: time.Hour})
+		DeferCleanup(a.shutdown)
+		publish(1)
+		Eventually(func(g Gomega) {
+			e := singleton().Status.Node("cp-1")
+			g.Expect(e).NotTo(BeNil())
+			g.Expect(e.Phase).To(Equal(v1alpha1.NodeFailed), e.Message)
+			g.Expect(e.Message).To(ContainSubstring("/etc/kubernetes/audit-policy.yaml as a single file"))
+			g.Expect(e.Message).To(ContainSubstring("manageAPIServerFlags: true"))
+		}).WithTimeout(30 * time.Second).WithPolling(100 * time.Millisecond).Should(Succeed())
+
+		// The agent's retry is 100 ms: a tight loop would make dozens of passes here.
+		seen := gets.Load()
+		Consistently(gets.Load).WithTimeout(2*time.Second).WithPolling(100*time.Millisecond).Should(BeNumerically("<=", seen+8), "passes in a tight loop")
+		Expect(k8s.Get(ctx, client.ObjectKey{Namespace: namespace, Name: agent.LeaseName}, &coordinationv1.Lease{})).To(Satisfy(apierrors.IsNotFound), "the agent took the rollout lease")
+		Expect(strings.Count(strings.Join(a.eventList(), "\n"), v1alpha1.EventRolloutFailed)).To(Equal(1))
+		b, err := os.ReadFile(filepath.Join(paths.Root, "etc/kubernetes/audit-policy.yaml"))
+		Expect(err).NotTo(HaveOccurred())
+		Expect(string(b)).To(Equal(string(policyOf(0))))
 	})
 })
