@@ -258,8 +258,8 @@ type gate struct {
 // restartGate says whether this node may restart its apiserver for target now: nil when it
 // may, otherwise why not. The checks, in order: a failure of this node recorded for target
 // under the current spec generation (not retried until the revision or the spec changes),
-// another node's failure (which halts the rollout), and rollout.minRestartInterval since this
-// node's last restart.
+// another node's failure (which halts the rollout), a kubeadm upgrade in progress on the node,
+// and rollout.minRestartInterval since this node's last restart.
 func (a *Agent) restartGate(ap *v1alpha1.AuditPolicy, target Target) (*gate, error) {
 	st, err := a.rollout.Files.LoadState()
 	if err != nil {
@@ -275,6 +275,13 @@ func (a *Agent) restartGate(ap *v1alpha1.AuditPolicy, target Target) (*gate, err
 	if other, msg := a.haltedBy(ap); other != "" {
 		m := fmt.Sprintf("revision %d waits: the rollout is halted because node %s failed: %s", target.Revision, other, msg)
 		return &gate{wait: a.resync, phase: v1alpha1.NodePending, message: m, halted: true, retryUnreported: true}, nil
+	}
+	if dir, err := a.rollout.Files.KubeadmUpgrade(); err != nil {
+		return nil, err
+	} else if dir != "" {
+		m := fmt.Sprintf("revision %d waits: a kubeadm upgrade is in progress on this node (%s exists); kubeadm removes that directory when the upgrade succeeds, "+
+			"and keeps it after a failed one: then remove it once no upgrade runs", target.Revision, dir)
+		return &gate{wait: a.retry, phase: v1alpha1.NodePending, message: m}, nil
 	}
 	if interval := ap.Spec.Rollout.MinRestartIntervalOrDefault(); interval > 0 && !st.LastRestartTime.IsZero() {
 		if wait := st.LastRestartTime.Add(interval).Sub(a.clock.Now()); wait > 0 {

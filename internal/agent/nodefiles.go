@@ -22,6 +22,8 @@ const (
 	DefaultManifest   = "/etc/kubernetes/manifests/kube-apiserver.yaml"
 	DefaultPolicyFile = "/etc/kubernetes/audit/policy.yaml"
 	DefaultStateDir   = "/etc/kubernetes/kaudit"
+	// DefaultKubeadmTempDir is where kubeadm keeps the temporary directories of an upgrade.
+	DefaultKubeadmTempDir = "/etc/kubernetes/tmp"
 )
 
 // Paths are the node's files, as host paths. The agent sees the host's files under Root ("/"
@@ -42,11 +44,14 @@ type Paths struct {
 	// it is not (EXDEV), the agent falls back to a dotfile in the manifests directory, which
 	// kubelet ignores.
 	ManifestTempDir string
+	// KubeadmTempDir is where kubeadm creates its directories during an upgrade; "" never
+	// looks for one (see NodeFiles.KubeadmUpgrade).
+	KubeadmTempDir string
 }
 
 // DefaultPaths are the kubeadm paths seen through root.
 func DefaultPaths(root string) Paths {
-	return Paths{Root: root, Manifest: DefaultManifest, PolicyFile: DefaultPolicyFile, StateDir: DefaultStateDir}
+	return Paths{Root: root, Manifest: DefaultManifest, PolicyFile: DefaultPolicyFile, StateDir: DefaultStateDir, KubeadmTempDir: DefaultKubeadmTempDir}
 }
 
 func (p Paths) local(host string) string { return filepath.Join(p.Root, filepath.FromSlash(host)) }
@@ -136,6 +141,33 @@ func (f *NodeFiles) desiredManifest(t Target) (manifest []byte, policyFile strin
 		return nil, "", &layoutError{fmt.Errorf("the policy's directory %s is not mounted into the agent pod: add a hostPath directory mount for it", path.Dir(host))}
 	}
 	return manifest, host, nil
+}
+
+// kubeadmUpgradePrefix starts the name of the directory in which kubeadm writes the new static
+// pod manifests of an upgrade. kubeadm removes it when the upgrade succeeds, and keeps it after
+// a failed one for the user to inspect.
+const kubeadmUpgradePrefix = "kubeadm-upgraded-manifests"
+
+// KubeadmUpgrade is the host path of the directory of a kubeadm upgrade in progress on the
+// node, or "". While kubeadm upgrades the node, it replaces the manifest and rolls it back on
+// failure; a rollout at the same time would race it.
+func (f *NodeFiles) KubeadmUpgrade() (string, error) {
+	if f.Paths.KubeadmTempDir == "" {
+		return "", nil
+	}
+	entries, err := f.FS.ReadDir(f.Paths.local(f.Paths.KubeadmTempDir))
+	if errors.Is(err, os.ErrNotExist) {
+		return "", nil
+	}
+	if err != nil {
+		return "", fmt.Errorf("looking for a kubeadm upgrade in %s: %w", f.Paths.KubeadmTempDir, err)
+	}
+	for _, e := range entries {
+		if e.IsDir() && strings.HasPrefix(e.Name(), kubeadmUpgradePrefix) {
+			return path.Join(f.Paths.KubeadmTempDir, e.Name()), nil
+		}
+	}
+	return "", nil
 }
 
 // UpToDate reports whether the node already runs t: the manifest carries t's hash and the

@@ -638,3 +638,27 @@ func TestRollbackAnnotationNeverRepeatsThePreviousValue(t *testing.T) {
 		t.Errorf("got %q", got)
 	}
 }
+
+func TestKubeadmUpgradeIsSeenFromItsManifestsDirectoryOnly(t *testing.T) {
+	tn := newTestNode(t, "kubeadm-v1.33.yaml", true)
+	files := tn.files(OSFS{})
+	tmp := tn.local(DefaultKubeadmTempDir)
+	if dir, err := files.KubeadmUpgrade(); err != nil || dir != "" {
+		t.Errorf("without %s: KubeadmUpgrade() = %q, %v", DefaultKubeadmTempDir, dir, err)
+	}
+	// kubeadm keeps these after every upgrade.
+	for _, d := range []string{"kubeadm-backup-manifests-2025-01-01-00-00-00", "kubeadm-backup-etcd-2025-01-01-00-00-00"} {
+		if err := os.MkdirAll(filepath.Join(tmp, d), 0o700); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if dir, err := files.KubeadmUpgrade(); err != nil || dir != "" {
+		t.Errorf("with backups only: KubeadmUpgrade() = %q, %v", dir, err)
+	}
+	if err := os.MkdirAll(filepath.Join(tmp, "kubeadm-upgraded-manifests4021"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if dir, err := files.KubeadmUpgrade(); err != nil || dir != DefaultKubeadmTempDir+"/kubeadm-upgraded-manifests4021" {
+		t.Errorf("during an upgrade: KubeadmUpgrade() = %q, %v", dir, err)
+	}
+}

@@ -17,8 +17,8 @@ import (
 	"github.com/kaudit/kaudit/internal/agent"
 )
 
-// What an agent finds on its node besides its own files: another agent, a layout it cannot
-// write.
+// What an agent finds on its node besides its own files: another agent, a kubeadm upgrade, a
+// layout it cannot write.
 var _ = Describe("An agent on its node", func() {
 	BeforeEach(resetCluster)
 
@@ -40,6 +40,29 @@ var _ = Describe("An agent on its node", func() {
 		publish(2)
 		Eventually(nodePhase("cp-1", v1alpha1.NodeApplied, 2)).WithTimeout(30 * time.Second).WithPolling(100 * time.Millisecond).Should(Succeed())
 		Expect(second.state().Restarts).To(Equal(int64(2)))
+	})
+
+	It("starts no rollout while a kubeadm upgrade is in progress there", func() {
+		createSingleton("5s", "0s", true)
+		paths := newNodeRoot()
+		tmp := filepath.Join(paths.Root, agent.DefaultKubeadmTempDir)
+		// Backups of earlier upgrades, which kubeadm keeps, are no upgrade in progress.
+		Expect(os.MkdirAll(filepath.Join(tmp, "kubeadm-backup-manifests-2025-01-01-00-00-00"), 0o700)).To(Succeed())
+		upgrade := filepath.Join(tmp, "kubeadm-upgraded-manifests1234567")
+		Expect(os.MkdirAll(upgrade, 0o700)).To(Succeed())
+		a := startAgent(agentOptions{name: "cp-1", paths: paths, restartTime: 100 * time.Millisecond})
+		DeferCleanup(a.shutdown)
+		publish(1)
+		Eventually(func(g Gomega) {
+			e := singleton().Status.Node("cp-1")
+			g.Expect(e).NotTo(BeNil())
+			g.Expect(e.Phase).To(Equal(v1alpha1.NodePending), e.Message)
+			g.Expect(e.Message).To(ContainSubstring("a kubeadm upgrade is in progress on this node (" + agent.DefaultKubeadmTempDir + "/kubeadm-upgraded-manifests1234567 exists)"))
+		}).WithTimeout(30 * time.Second).WithPolling(100 * time.Millisecond).Should(Succeed())
+		Expect(a.state().Restarts).To(BeZero())
+
+		Expect(os.RemoveAll(upgrade)).To(Succeed()) // kubeadm is done
+		Eventually(nodePhase("cp-1", v1alpha1.NodeApplied, 1)).WithTimeout(30 * time.Second).WithPolling(100 * time.Millisecond).Should(Succeed())
 	})
 
 	It("reports a policy file mounted alone as Failed once, says what to change, and does not retry in a tight loop", func() {
