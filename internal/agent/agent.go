@@ -452,8 +452,8 @@ func (a *Agent) reportWithRetry(ctx context.Context, phase v1alpha1.NodePhase, m
 	}
 }
 
-// badRevisionError is a revision the agent must never write: its policy does not match its
-// hash, or the apiserver's loader rejects it.
+// badRevisionError is a revision the agent must never write: its ConfigMap is not one the
+// manager made for the desired revision, or the apiserver's loader rejects its policy.
 type badRevisionError struct{ msg string }
 
 func (e *badRevisionError) Error() string { return e.msg }
@@ -463,33 +463,52 @@ func (a *Agent) fail(ctx context.Context, ap *v1alpha1.AuditPolicy, msg string) 
 	a.event(ap, corev1.EventTypeWarning, v1alpha1.EventRolloutFailed, fmt.Sprintf("node %s: %s", a.nodeName, msg))
 }
 
-// readTarget reads the desired revision and the managed flags, and verifies the revision.
+// readTarget reads the desired revision and the managed flags, and verifies the revision. The
+// agent rolls out only what the manager recorded in the singleton's status, where only the
+// manager may write: the number in status.desiredRevision and the hash in
+// status.desiredPolicyHash. Anyone who can create ConfigMaps in the namespace could otherwise
+// have a policy of their own written on every control-plane node. A ConfigMap that is not the
+// revision the manager made (labelled with another number, mutable, or holding a policy of
+// another hash) is refused as a badRevisionError; the manager not having written the hash yet
+// is only a wait.
 func (a *Agent) readTarget(ctx context.Context, ap *v1alpha1.AuditPolicy) (Target, error) {
 	n := *ap.Status.DesiredRevision
+	want := ap.Status.DesiredPolicyHash
+	if want == "" {
+		return Target{}, fmt.Errorf("revision %d: waiting for the manager to record its policy hash in status.desiredPolicyHash", n)
+	}
+	name := a.namespace + "/" + revision.Name(n)
 	cm := &corev1.ConfigMap{}
 	if err := a.client.Get(ctx, client.ObjectKey{Namespace: a.namespace, Name: revision.Name(n)}, cm); err != nil {
-		return Target{}, fmt.Errorf("revision %d: reading ConfigMap %s/%s: %w", n, a.namespace, revision.Name(n), err)
+		return Target{}, fmt.Errorf("revision %d: reading ConfigMap %s: %w", n, name, err)
+	}
+	bad := func(format string, args ...any) error {
+		return &badRevisionError{fmt.Sprintf("revision %d: ConfigMap %s: %s; not written", n, name, fmt.Sprintf(format, args...))}
+	}
+	if cm.Immutable == nil || !*cm.Immutable {
+		return Target{}, bad("not immutable, while the manager makes every revision immutable")
 	}
 	rev, err := revision.FromConfigMap(cm)
 	if err != nil {
-		return Target{}, err
+		return Target{}, &badRevisionError{fmt.Sprintf("revision %d: %v; not written", n, err)}
 	}
-	if h := ap.Status.DesiredPolicyHash; h != "" && h != rev.Hash {
-		return Target{}, fmt.Errorf("revision %d: ConfigMap hash %s differs from status.desiredPolicyHash %s", n, rev.Hash, h)
+	if rev.Number != n {
+		return Target{}, bad("label %s=%d, but revision %d's ConfigMap is named %s", revision.LabelRevision, rev.Number, rev.Number, revision.Name(rev.Number))
 	}
 	// The bytes must be what the manager hashed: never write a policy that differs from its
-	// revision (a hand-edited or corrupted ConfigMap).
-	name := a.namespace + "/" + revision.Name(n)
+	// revision (a hand-edited, corrupted or forged ConfigMap).
 	got, err := policy.HashOf(rev.Policy)
 	if err != nil {
-		return Target{}, &badRevisionError{fmt.Sprintf("revision %d: ConfigMap %s: policy.yaml: %v; not written", n, name, err)}
+		return Target{}, bad("policy.yaml: %v", err)
 	}
 	if got != rev.Hash {
-		return Target{}, &badRevisionError{fmt.Sprintf("revision %d: ConfigMap %s: policy.yaml hashes to %s but annotation %s says %s; not written",
-			n, name, got, revision.AnnotationPolicySHA256, rev.Hash)}
+		return Target{}, bad("policy.yaml hashes to %s but annotation %s says %s", got, revision.AnnotationPolicySHA256, rev.Hash)
+	}
+	if got != want {
+		return Target{}, bad("policy.yaml hashes to %s, but the manager recorded %s for revision %d in status.desiredPolicyHash", got, want, n)
 	}
 	if _, err := policy.Load(rev.Policy); err != nil {
-		return Target{}, &badRevisionError{fmt.Sprintf("revision %d: ConfigMap %s: policy rejected by the apiserver's loader: %v; not written", n, name, err)}
+		return Target{}, bad("policy rejected by the apiserver's loader: %v", err)
 	}
 	t := Target{Revision: rev.Number, Hash: rev.Hash, Policy: rev.Policy, Generation: ap.Generation}
 	if ap.Spec.ManageAPIServerFlags {

@@ -23,9 +23,10 @@
 //   - rollout.go: Rollout runs the steps and the health wait, and rolls back on failure.
 //   - lease.go, status.go: the Lease kaudit-system/kaudit-rollout, and the node's own entry in
 //     the singleton's status.nodes (server-side apply, field manager kaudit-agent-<node>).
-//   - agent.go: the level-triggered loop of `kaudit agent` (New, Run, Pass): the next target,
-//     whether the node may restart now (its own failure, a failed node halting the rollout,
-//     minRestartInterval), the rollout under the Lease, coalescing, events.
+//   - agent.go: the level-triggered loop of `kaudit agent` (New, Run, Pass): the next target
+//     (only the revision and hash the manager recorded), whether the node may restart now (its
+//     own failure, a failed node halting the rollout, a kubeadm upgrade, minRestartInterval), the
+//     rollout under the Lease, coalescing, events.
 //
 // Driving it from an end-to-end suite: every path is a flag of `kaudit agent` (--root,
 // --manifest, --policy-file, --state-dir), the node name comes from $NODE_NAME, /readyz from
