@@ -527,7 +527,9 @@ func (f *NodeFiles) rollbackManifest(j *Journal) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("reading the manifest backup: %w", err)
 	}
-	if sha256Hex(cur) == j.ManifestSHA256 {
+	// A journal of an agent older than these hashes records neither them nor the flags it set:
+	// its rollback is the one that agent would have made, the whole backup.
+	if sha256Hex(cur) == j.ManifestSHA256 || j.PreviousManifestSHA256 == "" {
 		out, err := staticpod.SetAnnotation(previous, staticpod.AnnotationPolicyHash, j.RollbackAnnotation)
 		if err != nil {
 			return nil, fmt.Errorf("manifest backup: %w", err)

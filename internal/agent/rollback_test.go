@@ -201,3 +201,30 @@ func TestApplyDoesNotChangeAManifestChangedSinceItsBackup(t *testing.T) {
 		t.Errorf("policy file = %q", got)
 	}
 }
+
+// An agent updated in the middle of a rollout finds a journal without the manifest hashes and
+// the flags: it rolls back as the agent that wrote the journal would have, or the flags that
+// agent added would stay, pointing at a policy file the rollback may remove.
+func TestRecoveryFromAnOlderAgentsJournalRestoresTheWholeBackup(t *testing.T) {
+	tn := newTestNode(t, "kubeadm-v1.33.yaml", true)
+	files := tn.files(OSFS{})
+	if err := os.Remove(tn.local(tn.policyFile)); err != nil { // the node's first policy
+		t.Fatal(err)
+	}
+	j := changeFiles(t, files, tn.target())
+	j.Flags, j.PreviousManifestSHA256, j.ManifestSHA256 = nil, "", ""
+	if err := files.saveJournal(j); err != nil {
+		t.Fatal(err)
+	}
+	r := &Rollout{Files: files, Health: &fakeKubelet{tn: tn, bad: badNew}, Clock: clock.RealClock{}}
+	res, err := r.Resume(context.Background(), time.Second)
+	if err != nil || res == nil || res.Phase != v1alpha1.NodeRolledBack {
+		t.Fatalf("Resume() = %+v, %v", res, err)
+	}
+	if got, want := tn.read(t, DefaultManifest), string(withAnnotation(t, tn.original, "none-rollback-1")); got != want {
+		t.Errorf("manifest after the rollback:\n%s\nwant the backup with the rollback annotation", got)
+	}
+	if _, err := os.Stat(tn.local(tn.policyFile)); !os.IsNotExist(err) {
+		t.Errorf("the policy file the rollout created is still there: %v", err)
+	}
+}
