@@ -66,7 +66,9 @@ restores the previous policy and manifest and halts the rollout. Only one node r
 (Lease kaudit-system/kaudit-rollout).
 
 Paths are host paths seen under --root; the DaemonSet mounts /etc/kubernetes/audit,
-/etc/kubernetes/manifests and /etc/kubernetes/kaudit at the same paths. /readyz is reached on the
+/etc/kubernetes/manifests and /etc/kubernetes/kaudit at the same paths, and /etc/kubernetes/tmp
+read-only to see a kubeadm upgrade in progress. One agent acts on a node at a time: it holds a
+lock in --state-dir for its whole life, and a second one waits for it. /readyz is reached on the
 host network; kubeadm's serving certificate is verified against the service account's ca.crt for
 the name "kubernetes" (--readyz-server-name), or --readyz-insecure-skip-verify skips the check. It
 is readable anonymously by default; set --readyz-token-file to the service account token where
@@ -93,6 +95,7 @@ anonymous auth is off.`,
 	f.StringVar(&o.paths.PolicyFile, "policy-file", o.paths.PolicyFile, "policy file when spec.manageAPIServerFlags is true; otherwise the manifest's --audit-policy-file is used")
 	f.StringVar(&o.paths.StateDir, "state-dir", o.paths.StateDir, "journal, state and backups (never the manifests directory)")
 	f.StringVar(&o.paths.ManifestTempDir, "manifest-temp-dir", "", "directory for the manifest's temporary file, on the manifest's mount (default: --state-dir; falls back to a dotfile next to the manifest across mounts)")
+	f.StringVar(&o.paths.KubeadmTempDir, "kubeadm-temp-dir", o.paths.KubeadmTempDir, "kubeadm's directory of upgrade files: no rollout starts while it holds an upgrade in progress (\"\" never looks)")
 	f.StringVar(&o.readyz.URL, "readyz-url", o.readyz.URL, "the local kube-apiserver's /readyz")
 	f.StringVar(&o.readyz.CAFile, "readyz-ca-file", o.readyz.CAFile, "CA bundle that signed the apiserver's serving certificate")
 	f.StringVar(&o.readyz.ServerName, "readyz-server-name", o.readyz.ServerName, "name verified in the serving certificate")

@@ -99,7 +99,19 @@ func New(o Options) *Agent {
 }
 
 // Run passes until ctx is done, after each change of the singleton and at least every Resync.
+// It first takes the node's state directory lock and holds it until it returns, waiting while
+// another agent on the node holds it (see NodeFiles.LockStateDir).
 func (a *Agent) Run(ctx context.Context) error {
+	lock, err := a.rollout.Files.LockStateDir(ctx, a.clock, func(lock, holder string) {
+		logr.FromContextOrDiscard(ctx).Info("another kaudit agent runs on this node; waiting for it to exit", "lock", lock, "holder", holder)
+	})
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
+		return err
+	}
+	defer func() { _ = lock.Unlock() }()
 	go a.watch(ctx)
 	for {
 		next := a.Pass(ctx)
@@ -215,6 +227,10 @@ func (a *Agent) nextTarget(ctx context.Context, ap *v1alpha1.AuditPolicy, timeou
 	up, err := files.UpToDate(target)
 	if err != nil {
 		a.fail(ctx, ap, fmt.Sprintf("revision %d: %v", target.Revision, err))
+		var layout *layoutError
+		if errors.As(err, &layout) {
+			return nil, a.resync
+		}
 		return nil, a.retry
 	}
 	if up {
@@ -242,8 +258,8 @@ type gate struct {
 // restartGate says whether this node may restart its apiserver for target now: nil when it
 // may, otherwise why not. The checks, in order: a failure of this node recorded for target
 // under the current spec generation (not retried until the revision or the spec changes),
-// another node's failure (which halts the rollout), and rollout.minRestartInterval since this
-// node's last restart.
+// another node's failure (which halts the rollout), a kubeadm upgrade in progress on the node,
+// and rollout.minRestartInterval since this node's last restart.
 func (a *Agent) restartGate(ap *v1alpha1.AuditPolicy, target Target) (*gate, error) {
 	st, err := a.rollout.Files.LoadState()
 	if err != nil {
@@ -259,6 +275,13 @@ func (a *Agent) restartGate(ap *v1alpha1.AuditPolicy, target Target) (*gate, err
 	if other, msg := a.haltedBy(ap); other != "" {
 		m := fmt.Sprintf("revision %d waits: the rollout is halted because node %s failed: %s", target.Revision, other, msg)
 		return &gate{wait: a.resync, phase: v1alpha1.NodePending, message: m, halted: true, retryUnreported: true}, nil
+	}
+	if dir, err := a.rollout.Files.KubeadmUpgrade(); err != nil {
+		return nil, err
+	} else if dir != "" {
+		m := fmt.Sprintf("revision %d waits: a kubeadm upgrade is in progress on this node (%s exists); kubeadm removes that directory when the upgrade succeeds, "+
+			"and keeps it after a failed one: then remove it once no upgrade runs", target.Revision, dir)
+		return &gate{wait: a.retry, phase: v1alpha1.NodePending, message: m}, nil
 	}
 	if interval := ap.Spec.Rollout.MinRestartIntervalOrDefault(); interval > 0 && !st.LastRestartTime.IsZero() {
 		if wait := st.LastRestartTime.Add(interval).Sub(a.clock.Now()); wait > 0 {
@@ -429,8 +452,8 @@ func (a *Agent) reportWithRetry(ctx context.Context, phase v1alpha1.NodePhase, m
 	}
 }
 
-// badRevisionError is a revision the agent must never write: its policy does not match its
-// hash, or the apiserver's loader rejects it.
+// badRevisionError is a revision the agent must never write: its ConfigMap is not one the
+// manager made for the desired revision, or the apiserver's loader rejects its policy.
 type badRevisionError struct{ msg string }
 
 func (e *badRevisionError) Error() string { return e.msg }
@@ -440,33 +463,52 @@ func (a *Agent) fail(ctx context.Context, ap *v1alpha1.AuditPolicy, msg string) 
 	a.event(ap, corev1.EventTypeWarning, v1alpha1.EventRolloutFailed, fmt.Sprintf("node %s: %s", a.nodeName, msg))
 }
 
-// readTarget reads the desired revision and the managed flags, and verifies the revision.
+// readTarget reads the desired revision and the managed flags, and verifies the revision. The
+// agent rolls out only what the manager recorded in the singleton's status, where only the
+// manager may write: the number in status.desiredRevision and the hash in
+// status.desiredPolicyHash. Anyone who can create ConfigMaps in the namespace could otherwise
+// have a policy of their own written on every control-plane node. A ConfigMap that is not the
+// revision the manager made (labelled with another number, mutable, or holding a policy of
+// another hash) is refused as a badRevisionError; the manager not having written the hash yet
+// is only a wait.
 func (a *Agent) readTarget(ctx context.Context, ap *v1alpha1.AuditPolicy) (Target, error) {
 	n := *ap.Status.DesiredRevision
+	want := ap.Status.DesiredPolicyHash
+	if want == "" {
+		return Target{}, fmt.Errorf("revision %d: waiting for the manager to record its policy hash in status.desiredPolicyHash", n)
+	}
+	name := a.namespace + "/" + revision.Name(n)
 	cm := &corev1.ConfigMap{}
 	if err := a.client.Get(ctx, client.ObjectKey{Namespace: a.namespace, Name: revision.Name(n)}, cm); err != nil {
-		return Target{}, fmt.Errorf("revision %d: reading ConfigMap %s/%s: %w", n, a.namespace, revision.Name(n), err)
+		return Target{}, fmt.Errorf("revision %d: reading ConfigMap %s: %w", n, name, err)
+	}
+	bad := func(format string, args ...any) error {
+		return &badRevisionError{fmt.Sprintf("revision %d: ConfigMap %s: %s; not written", n, name, fmt.Sprintf(format, args...))}
+	}
+	if cm.Immutable == nil || !*cm.Immutable {
+		return Target{}, bad("not immutable, while the manager makes every revision immutable")
 	}
 	rev, err := revision.FromConfigMap(cm)
 	if err != nil {
-		return Target{}, err
+		return Target{}, &badRevisionError{fmt.Sprintf("revision %d: %v; not written", n, err)}
 	}
-	if h := ap.Status.DesiredPolicyHash; h != "" && h != rev.Hash {
-		return Target{}, fmt.Errorf("revision %d: ConfigMap hash %s differs from status.desiredPolicyHash %s", n, rev.Hash, h)
+	if rev.Number != n {
+		return Target{}, bad("label %s=%d, but revision %d's ConfigMap is named %s", revision.LabelRevision, rev.Number, rev.Number, revision.Name(rev.Number))
 	}
 	// The bytes must be what the manager hashed: never write a policy that differs from its
-	// revision (a hand-edited or corrupted ConfigMap).
-	name := a.namespace + "/" + revision.Name(n)
+	// revision (a hand-edited, corrupted or forged ConfigMap).
 	got, err := policy.HashOf(rev.Policy)
 	if err != nil {
-		return Target{}, &badRevisionError{fmt.Sprintf("revision %d: ConfigMap %s: policy.yaml: %v; not written", n, name, err)}
+		return Target{}, bad("policy.yaml: %v", err)
 	}
 	if got != rev.Hash {
-		return Target{}, &badRevisionError{fmt.Sprintf("revision %d: ConfigMap %s: policy.yaml hashes to %s but annotation %s says %s; not written",
-			n, name, got, revision.AnnotationPolicySHA256, rev.Hash)}
+		return Target{}, bad("policy.yaml hashes to %s but annotation %s says %s", got, revision.AnnotationPolicySHA256, rev.Hash)
+	}
+	if got != want {
+		return Target{}, bad("policy.yaml hashes to %s, but the manager recorded %s for revision %d in status.desiredPolicyHash", got, want, n)
 	}
 	if _, err := policy.Load(rev.Policy); err != nil {
-		return Target{}, &badRevisionError{fmt.Sprintf("revision %d: ConfigMap %s: policy rejected by the apiserver's loader: %v; not written", n, name, err)}
+		return Target{}, bad("policy rejected by the apiserver's loader: %v", err)
 	}
 	t := Target{Revision: rev.Number, Hash: rev.Hash, Policy: rev.Policy, Generation: ap.Generation}
 	if ap.Spec.ManageAPIServerFlags {

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"os"
 	"time"
+
+	"github.com/kaudit/kaudit/internal/staticpod"
 )
 
 // Journal steps, in order.
@@ -32,7 +34,16 @@ type Journal struct {
 	// PolicyFile is the host path of the policy file being replaced.
 	PolicyFile string `json:"policyFile"`
 	// HadPolicy says whether a policy file existed before (backed up in the state directory).
-	HadPolicy          bool   `json:"hadPolicy"`
+	HadPolicy bool `json:"hadPolicy"`
+	// Flags are the managed apiserver flags the rollout sets, if any; a rollback undoes them.
+	Flags *staticpod.FlagSettings `json:"flags,omitempty"`
+	// PreviousManifestSHA256 is the sha256 of the manifest backed up at Begin: the manifest is
+	// changed only while it still is that one.
+	PreviousManifestSHA256 string `json:"previousManifestSHA256"`
+	// ManifestSHA256 is the sha256 of the manifest the rollout wrote. A rollback puts the backup
+	// back whole only while the manifest is still exactly that; otherwise someone else changed
+	// it too, and only kaudit's own changes are undone (see NodeFiles.Restore).
+	ManifestSHA256     string `json:"manifestSHA256,omitempty"`
 	PreviousRevision   int64  `json:"previousRevision,omitempty"`
 	PreviousHash       string `json:"previousHash,omitempty"`
 	PreviousAnnotation string `json:"previousAnnotation,omitempty"`

@@ -1,6 +1,8 @@
 package agent
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"os"
@@ -20,6 +22,8 @@ const (
 	DefaultManifest   = "/etc/kubernetes/manifests/kube-apiserver.yaml"
 	DefaultPolicyFile = "/etc/kubernetes/audit/policy.yaml"
 	DefaultStateDir   = "/etc/kubernetes/kaudit"
+	// DefaultKubeadmTempDir is where kubeadm keeps the temporary directories of an upgrade.
+	DefaultKubeadmTempDir = "/etc/kubernetes/tmp"
 )
 
 // Paths are the node's files, as host paths. The agent sees the host's files under Root ("/"
@@ -40,11 +44,14 @@ type Paths struct {
 	// it is not (EXDEV), the agent falls back to a dotfile in the manifests directory, which
 	// kubelet ignores.
 	ManifestTempDir string
+	// KubeadmTempDir is where kubeadm creates its directories during an upgrade; "" never
+	// looks for one (see NodeFiles.KubeadmUpgrade).
+	KubeadmTempDir string
 }
 
 // DefaultPaths are the kubeadm paths seen through root.
 func DefaultPaths(root string) Paths {
-	return Paths{Root: root, Manifest: DefaultManifest, PolicyFile: DefaultPolicyFile, StateDir: DefaultStateDir}
+	return Paths{Root: root, Manifest: DefaultManifest, PolicyFile: DefaultPolicyFile, StateDir: DefaultStateDir, KubeadmTempDir: DefaultKubeadmTempDir}
 }
 
 func (p Paths) local(host string) string { return filepath.Join(p.Root, filepath.FromSlash(host)) }
@@ -104,8 +111,17 @@ func (f *NodeFiles) ReadManifest() ([]byte, error) {
 	return b, nil
 }
 
+// layoutError is a layout of the node's files that the agent cannot work with (the manifest's
+// flags and mounts, the agent's own mounts). It lasts until someone changes the node, so the
+// agent reports it and looks again at its resync, not in a tight loop.
+type layoutError struct{ err error }
+
+func (e *layoutError) Error() string { return e.err.Error() }
+func (e *layoutError) Unwrap() error { return e.err }
+
 // desiredManifest is the current manifest with the managed flags applied, and the host path of
-// the policy file that manifest makes the apiserver read.
+// the policy file that manifest makes the apiserver read, whose directory must be mounted into
+// the agent.
 func (f *NodeFiles) desiredManifest(t Target) (manifest []byte, policyFile string, err error) {
 	cur, err := f.ReadManifest()
 	if err != nil {
@@ -114,14 +130,44 @@ func (f *NodeFiles) desiredManifest(t Target) (manifest []byte, policyFile strin
 	manifest = cur
 	if t.Flags != nil {
 		if manifest, err = staticpod.EnsureFlags(cur, *t.Flags); err != nil {
-			return nil, "", fmt.Errorf("%s: %w", f.Paths.Manifest, err)
+			return nil, "", &layoutError{fmt.Errorf("%s: %w", f.Paths.Manifest, err)}
 		}
 	}
 	_, host, err := staticpod.PolicyFileInManifest(manifest)
 	if err != nil {
-		return nil, "", fmt.Errorf("%s: %w", f.Paths.Manifest, err)
+		return nil, "", &layoutError{fmt.Errorf("%s: %w", f.Paths.Manifest, err)}
+	}
+	if fi, err := f.FS.Stat(f.Paths.local(path.Dir(host))); err != nil || !fi.IsDir() {
+		return nil, "", &layoutError{fmt.Errorf("the policy's directory %s is not mounted into the agent pod: add a hostPath directory mount for it", path.Dir(host))}
 	}
 	return manifest, host, nil
+}
+
+// kubeadmUpgradePrefix starts the name of the directory in which kubeadm writes the new static
+// pod manifests of an upgrade. kubeadm removes it when the upgrade succeeds, and keeps it after
+// a failed one for the user to inspect.
+const kubeadmUpgradePrefix = "kubeadm-upgraded-manifests"
+
+// KubeadmUpgrade is the host path of the directory of a kubeadm upgrade in progress on the
+// node, or "". While kubeadm upgrades the node, it replaces the manifest and rolls it back on
+// failure; a rollout at the same time would race it.
+func (f *NodeFiles) KubeadmUpgrade() (string, error) {
+	if f.Paths.KubeadmTempDir == "" {
+		return "", nil
+	}
+	entries, err := f.FS.ReadDir(f.Paths.local(f.Paths.KubeadmTempDir))
+	if errors.Is(err, os.ErrNotExist) {
+		return "", nil
+	}
+	if err != nil {
+		return "", fmt.Errorf("looking for a kubeadm upgrade in %s: %w", f.Paths.KubeadmTempDir, err)
+	}
+	for _, e := range entries {
+		if e.IsDir() && strings.HasPrefix(e.Name(), kubeadmUpgradePrefix) {
+			return path.Join(f.Paths.KubeadmTempDir, e.Name()), nil
+		}
+	}
+	return "", nil
 }
 
 // UpToDate reports whether the node already runs t: the manifest carries t's hash and the
@@ -252,9 +298,6 @@ func (f *NodeFiles) Begin(t Target) (*Journal, error) {
 	if err != nil {
 		return nil, err
 	}
-	if fi, err := f.FS.Stat(f.Paths.local(path.Dir(file))); err != nil || !fi.IsDir() {
-		return nil, fmt.Errorf("the policy's directory %s is not mounted into the agent pod: add a hostPath directory mount for it", path.Dir(file))
-	}
 	prevAnn, err := staticpod.Annotation(cur, staticpod.AnnotationPolicyHash)
 	if err != nil {
 		return nil, err
@@ -268,19 +311,21 @@ func (f *NodeFiles) Begin(t Target) (*Journal, error) {
 		prevBase = "none"
 	}
 	j := &Journal{
-		Step:               StepBegun,
-		Revision:           t.Revision,
-		Hash:               t.Hash,
-		Key:                t.Key(),
-		Generation:         t.Generation,
-		HealthTimeout:      t.HealthTimeout,
-		Annotation:         ann,
-		PolicyFile:         file,
-		PreviousRevision:   st.Revision,
-		PreviousHash:       st.Hash,
-		PreviousAnnotation: prevAnn,
-		RollbackAnnotation: rollbackAnnotation(prevBase, prevAnn, st.Rollbacks+1),
-		StartedAt:          f.Clock.Now().UTC(),
+		Step:                   StepBegun,
+		Revision:               t.Revision,
+		Hash:                   t.Hash,
+		Key:                    t.Key(),
+		Generation:             t.Generation,
+		HealthTimeout:          t.HealthTimeout,
+		Annotation:             ann,
+		PolicyFile:             file,
+		Flags:                  t.Flags,
+		PreviousManifestSHA256: sha256Hex(cur),
+		PreviousRevision:       st.Revision,
+		PreviousHash:           st.Hash,
+		PreviousAnnotation:     prevAnn,
+		RollbackAnnotation:     rollbackAnnotation(prevBase, prevAnn, st.Rollbacks+1),
+		StartedAt:              f.Clock.Now().UTC(),
 	}
 	old, had, err := readOptional(f.FS, f.Paths.local(file))
 	if err != nil {
@@ -311,16 +356,21 @@ func (f *NodeFiles) WritePolicy(j *Journal, t Target) error {
 }
 
 // BumpManifest writes the manifest with the managed flags and the new policy-hash annotation,
-// which makes kubelet restart the apiserver.
-func (f *NodeFiles) BumpManifest(j *Journal, t Target) error {
-	manifest, _, err := f.desiredManifest(t)
+// which makes kubelet restart the apiserver. It refuses when the manifest changed since Begin
+// backed it up: a rollback must know exactly what kaudit changed.
+func (f *NodeFiles) BumpManifest(j *Journal) error {
+	cur, err := f.ReadManifest()
 	if err != nil {
 		return err
 	}
-	if manifest, err = staticpod.SetAnnotation(manifest, staticpod.AnnotationPolicyHash, j.Annotation); err != nil {
+	if sha256Hex(cur) != j.PreviousManifestSHA256 {
+		return fmt.Errorf("%s changed since the rollout began (another tool edits it)", f.Paths.Manifest)
+	}
+	manifest, err := kauditManifest(cur, j)
+	if err != nil {
 		return fmt.Errorf("%s: %w", f.Paths.Manifest, err)
 	}
-	j.Step, j.ChangedAt = StepManifestWriting, f.Clock.Now().UTC()
+	j.Step, j.ChangedAt, j.ManifestSHA256 = StepManifestWriting, f.Clock.Now().UTC(), sha256Hex(manifest)
 	if err := f.saveJournal(j); err != nil {
 		return err
 	}
@@ -329,6 +379,24 @@ func (f *NodeFiles) BumpManifest(j *Journal, t Target) error {
 	}
 	j.Step = StepManifestWritten
 	return f.saveJournal(j)
+}
+
+// kauditManifest is the manifest that j's rollout writes over previous: the managed flags and
+// their mounts, and the new policy-hash annotation.
+func kauditManifest(previous []byte, j *Journal) ([]byte, error) {
+	out := previous
+	if j.Flags != nil {
+		var err error
+		if out, err = staticpod.EnsureFlags(out, *j.Flags); err != nil {
+			return nil, err
+		}
+	}
+	return staticpod.SetAnnotation(out, staticpod.AnnotationPolicyHash, j.Annotation)
+}
+
+func sha256Hex(b []byte) string {
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:])
 }
 
 // writeManifest replaces the manifest atomically with its temporary file outside the manifests
@@ -403,8 +471,27 @@ func (f *NodeFiles) restorePolicy(j *Journal) error {
 	return nil
 }
 
-// Restore puts the previous policy and manifest back, with a new annotation value so that
-// kubelet restarts the apiserver on them even if it never restarted for the new one.
+// ManifestChangedError says that a rollback left the manifest alone: someone else changed it
+// during the rollout, in a way that kaudit's own changes cannot safely be undone on.
+type ManifestChangedError struct {
+	// Manifest is the manifest's host path.
+	Manifest string
+	Err      error
+}
+
+func (e *ManifestChangedError) Error() string {
+	return fmt.Sprintf("not rolled back: %s was changed by someone else during the rollout, and kaudit's own changes cannot be undone on it safely (%v), so it is left as it is", e.Manifest, e.Err)
+}
+
+func (e *ManifestChangedError) Unwrap() error { return e.Err }
+
+// Restore puts the previous policy back, and the manifest, with a new annotation value so that
+// kubelet restarts the apiserver on them even if it never restarted for the new one. The
+// manifest comes back whole only while it is exactly what the rollout wrote. Otherwise
+// someone else changed it meanwhile (a kubeadm upgrade), and a whole restore would undo that
+// change too: only kaudit's own changes are undone on the current manifest (the managed flags
+// and mounts, see staticpod.RevertFlags), or, where they cannot be, the manifest is left as it
+// is and Restore returns a *ManifestChangedError, with the policy file restored all the same.
 func (f *NodeFiles) Restore(j *Journal, reason string) error {
 	if j.Step != StepRollingBack {
 		j.Step, j.Reason, j.RollbackAt = StepRollingBack, reason, f.Clock.Now().UTC()
@@ -412,18 +499,62 @@ func (f *NodeFiles) Restore(j *Journal, reason string) error {
 			return err
 		}
 	}
+	manifest, err := f.rollbackManifest(j)
+	var changed *ManifestChangedError
+	if err != nil && !errors.As(err, &changed) {
+		return err
+	}
 	if err := f.restorePolicy(j); err != nil {
 		return err
 	}
-	old, err := f.FS.ReadFile(f.inStateDir(backupManifestFile))
-	if err != nil {
-		return fmt.Errorf("reading the manifest backup: %w", err)
+	if changed != nil {
+		return changed
 	}
-	manifest, err := staticpod.SetAnnotation(old, staticpod.AnnotationPolicyHash, j.RollbackAnnotation)
-	if err != nil {
-		return fmt.Errorf("manifest backup: %w", err)
+	if manifest == nil {
+		return nil
 	}
 	return f.writeManifest(manifest)
+}
+
+// rollbackManifest is the manifest a rollback of j writes, or nil when the manifest already
+// carries the rollback annotation (a rollback interrupted after writing it).
+func (f *NodeFiles) rollbackManifest(j *Journal) ([]byte, error) {
+	cur, err := f.ReadManifest()
+	if err != nil {
+		return nil, err
+	}
+	previous, err := f.FS.ReadFile(f.inStateDir(backupManifestFile))
+	if err != nil {
+		return nil, fmt.Errorf("reading the manifest backup: %w", err)
+	}
+	// A journal of an agent older than these hashes records neither them nor the flags it set:
+	// its rollback is the one that agent would have made, the whole backup.
+	if sha256Hex(cur) == j.ManifestSHA256 || j.PreviousManifestSHA256 == "" {
+		out, err := staticpod.SetAnnotation(previous, staticpod.AnnotationPolicyHash, j.RollbackAnnotation)
+		if err != nil {
+			return nil, fmt.Errorf("manifest backup: %w", err)
+		}
+		return out, nil
+	}
+	if ann, err := staticpod.Annotation(cur, staticpod.AnnotationPolicyHash); err == nil && ann == j.RollbackAnnotation {
+		return nil, nil
+	}
+	changed := func(err error) error { return &ManifestChangedError{Manifest: f.Paths.Manifest, Err: err} }
+	written, err := kauditManifest(previous, j)
+	if err != nil {
+		return nil, changed(err)
+	}
+	if j.ManifestSHA256 != "" && sha256Hex(written) != j.ManifestSHA256 {
+		return nil, changed(errors.New("what kaudit wrote cannot be rebuilt from the backup"))
+	}
+	out, err := staticpod.RevertFlags(cur, previous, written)
+	if err != nil {
+		return nil, changed(err)
+	}
+	if out, err = staticpod.SetAnnotation(out, staticpod.AnnotationPolicyHash, j.RollbackAnnotation); err != nil {
+		return nil, changed(err)
+	}
+	return out, nil
 }
 
 // FinishRollback records the failure after a rollback and ends the rollout. healthy says
@@ -440,6 +571,24 @@ func (f *NodeFiles) FinishRollback(j *Journal, message string, healthy bool) err
 	st.Restarts++
 	st.Rollbacks++
 	st.Failed = &Failure{Revision: j.Revision, Hash: j.Hash, Key: j.Key, Generation: j.Generation, RolledBack: healthy, Message: message}
+	if err := f.saveState(st); err != nil {
+		return err
+	}
+	return f.removeJournal()
+}
+
+// FinishStopped records a failed rollout whose rollback left the manifest alone (see
+// ManifestChangedError), and ends the rollout. The policy file holds the previous policy again.
+func (f *NodeFiles) FinishStopped(j *Journal, message string) error {
+	st, err := f.LoadState()
+	if err != nil {
+		return err
+	}
+	st.Revision, st.Hash = j.PreviousRevision, j.PreviousHash
+	st.Annotation = j.Annotation
+	st.LastRestartTime = j.ChangedAt
+	st.Restarts++
+	st.Failed = &Failure{Revision: j.Revision, Hash: j.Hash, Key: j.Key, Generation: j.Generation, Message: message}
 	if err := f.saveState(st); err != nil {
 		return err
 	}

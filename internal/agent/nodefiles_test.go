@@ -282,11 +282,57 @@ func TestReadOnlyDirectoryWithRealPermissions(t *testing.T) {
 	}
 }
 
+// With the layout the Kubernetes documentation shows, kube-apiserver mounts the policy file
+// alone, and the agent, which sees only its own directory mounts, found /etc/kubernetes there
+// and failed its write with EROFS, blamed on a read-only mount and retried for ever. The layout
+// is recognised from the manifest before anything is written, with what to change.
+func TestAPolicyFileMountedAloneIsRefusedBeforeAnyWrite(t *testing.T) {
+	tn := newTestNode(t, "docs-single-file-audit.yaml", false)
+	tn.policyFile = "/etc/kubernetes/audit-policy.yaml"
+	if err := os.WriteFile(tn.local(tn.policyFile), []byte(oldPolicy), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	etcKubernetes := tn.local("/etc/kubernetes")
+	var writes []string
+	readOnlyRoot := &faultFS{FS: OSFS{}, fail: func(op, p string) error {
+		if op == "create" && filepath.Dir(p) == etcKubernetes {
+			writes = append(writes, p)
+			return &fs.PathError{Op: "open", Path: p, Err: syscall.EROFS}
+		}
+		return nil
+	}}
+	r := &Rollout{Files: tn.files(readOnlyRoot), Health: &fakeKubelet{tn: tn}, Clock: clock.RealClock{}}
+	res, err := r.Apply(context.Background(), tn.target(), time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Phase != v1alpha1.NodeFailed || res.Restarted {
+		t.Fatalf("result = %+v", res)
+	}
+	for _, want := range []string{"as a single file", "mount that directory instead", "manageAPIServerFlags: true"} {
+		if !strings.Contains(res.Message, want) {
+			t.Errorf("message %q does not say %q", res.Message, want)
+		}
+	}
+	if len(writes) > 0 {
+		t.Errorf("the agent tried to write %v", writes)
+	}
+	if tn.read(t, DefaultManifest) != string(tn.original) || tn.read(t, tn.policyFile) != oldPolicy {
+		t.Error("the node changed")
+	}
+	// The agent checks UpToDate first: a layout error waits for the resync, not the retry.
+	_, err = r.Files.UpToDate(tn.target())
+	var layout *layoutError
+	if !errors.As(err, &layout) {
+		t.Errorf("UpToDate() = %v, want a layout error", err)
+	}
+}
+
 func TestManifestTempFileFallsBackToADotfileAcrossMounts(t *testing.T) {
 	tn := newTestNode(t, "kubeadm-v1.33.yaml", true)
 	var sawDotfile bool
 	ffs := &faultFS{FS: OSFS{}, fail: func(op, p string) error {
-		if op == "rename" && strings.Contains(p, "/kaudit/"+TempPrefix+"kube-apiserver.yaml->") {
+		if op == "rename" && strings.Contains(p, "/kaudit/"+TempPrefix+"kube-apiserver.yaml.") && strings.HasSuffix(p, "->"+tn.manifest) {
 			return &os.LinkError{Op: "rename", Old: p, New: p, Err: syscall.EXDEV}
 		}
 		if op == "rename" && strings.Contains(p, "/manifests/"+TempPrefix) {
@@ -590,5 +636,29 @@ func TestRollbackAnnotationNeverRepeatsThePreviousValue(t *testing.T) {
 	}
 	if got := rollbackAnnotation("abc", "abc", 1); got != "abc-rollback-1" {
 		t.Errorf("got %q", got)
+	}
+}
+
+func TestKubeadmUpgradeIsSeenFromItsManifestsDirectoryOnly(t *testing.T) {
+	tn := newTestNode(t, "kubeadm-v1.33.yaml", true)
+	files := tn.files(OSFS{})
+	tmp := tn.local(DefaultKubeadmTempDir)
+	if dir, err := files.KubeadmUpgrade(); err != nil || dir != "" {
+		t.Errorf("without %s: KubeadmUpgrade() = %q, %v", DefaultKubeadmTempDir, dir, err)
+	}
+	// kubeadm keeps these after every upgrade.
+	for _, d := range []string{"kubeadm-backup-manifests-2025-01-01-00-00-00", "kubeadm-backup-etcd-2025-01-01-00-00-00"} {
+		if err := os.MkdirAll(filepath.Join(tmp, d), 0o700); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if dir, err := files.KubeadmUpgrade(); err != nil || dir != "" {
+		t.Errorf("with backups only: KubeadmUpgrade() = %q, %v", dir, err)
+	}
+	if err := os.MkdirAll(filepath.Join(tmp, "kubeadm-upgraded-manifests4021"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if dir, err := files.KubeadmUpgrade(); err != nil || dir != DefaultKubeadmTempDir+"/kubeadm-upgraded-manifests4021" {
+		t.Errorf("during an upgrade: KubeadmUpgrade() = %q, %v", dir, err)
 	}
 }

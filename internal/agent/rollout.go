@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -60,7 +61,7 @@ func (r *Rollout) Apply(ctx context.Context, t Target, timeout time.Duration) (R
 	if err := r.Files.WritePolicy(j, t); err != nil {
 		return r.done(start, r.abort(j, fmt.Errorf("revision %d: %w", t.Revision, err))), nil
 	}
-	if err := r.Files.BumpManifest(j, t); err != nil {
+	if err := r.Files.BumpManifest(j); err != nil {
 		if ann, aerr := r.currentAnnotation(); aerr != nil || ann != j.Annotation {
 			return r.done(start, r.abort(j, fmt.Errorf("revision %d: %w", t.Revision, err))), nil
 		}
@@ -76,10 +77,18 @@ func (r *Rollout) Apply(ctx context.Context, t Target, timeout time.Duration) (R
 
 // Resume finishes a rollout that a killed agent left (see NodeFiles.Recover). It returns nil when
 // there was none. It waits for the health timeout recorded in the journal, or timeout for a
-// journal that has none.
+// journal that has none: the whole timeout, from now. What was left of it when the agent
+// stopped means nothing after a downtime longer than the timeout (a node reboot, an eviction),
+// and a wait of a single check would roll a healthy node back on one refused connection.
 func (r *Rollout) Resume(ctx context.Context, timeout time.Duration) (*Result, error) {
 	start := r.Clock.Now()
 	j, rec, err := r.Files.Recover()
+	var changed *ManifestChangedError
+	if errors.As(err, &changed) {
+		res, err := r.stop(j, changed)
+		res = r.done(start, res)
+		return &res, err
+	}
 	if err != nil {
 		return nil, fmt.Errorf("recovering the unfinished rollout: %w", err)
 	}
@@ -94,19 +103,15 @@ func (r *Rollout) Resume(ctx context.Context, timeout time.Duration) (*Result, e
 		res = Result{Phase: v1alpha1.NodePending, Revision: j.PreviousRevision, Hash: j.PreviousHash,
 			Message: fmt.Sprintf("revision %d: the agent stopped before the manifest changed; the previous policy is back in place", j.Revision)}
 	case RecoveredWaitNew:
-		res, err = r.waitNew(ctx, j, remaining(r.Clock, j.ChangedAt, timeout))
+		res, err = r.waitNew(ctx, j, timeout)
 	case RecoveredWaitRollback:
-		res, err = r.waitRollback(ctx, j, remaining(r.Clock, j.RollbackAt, timeout))
+		res, err = r.waitRollback(ctx, j, timeout)
 	}
 	if err != nil {
 		return nil, err
 	}
 	res = r.done(start, res)
 	return &res, nil
-}
-
-func remaining(c clock.PassiveClock, since time.Time, timeout time.Duration) time.Duration {
-	return max(timeout-c.Since(since), 0)
 }
 
 func (r *Rollout) waitNew(ctx context.Context, j *Journal, timeout time.Duration) (Result, error) {
@@ -125,7 +130,14 @@ func (r *Rollout) waitNew(ctx context.Context, j *Journal, timeout time.Duration
 	}
 	reason := fmt.Sprintf("revision %d: %v", j.Revision, err)
 	// Files first, report after: the report may wait for an unreachable API.
-	if err := r.Files.Restore(j, reason); err != nil {
+	err = r.Files.Restore(j, reason)
+	var changed *ManifestChangedError
+	if errors.As(err, &changed) {
+		res, err := r.stop(j, changed)
+		res.HealthWait = wait
+		return res, err
+	}
+	if err != nil {
 		return Result{Phase: v1alpha1.NodeFailed, Revision: j.Revision, Hash: j.Hash, Restarted: true, RestartTime: j.ChangedAt, HealthWait: wait,
 			Message: fmt.Sprintf("%s; restoring the previous policy and manifest failed: %v", reason, err)}, nil
 	}
@@ -153,6 +165,16 @@ func (r *Rollout) waitRollback(ctx context.Context, j *Journal, timeout time.Dur
 	}
 	if ferr := r.Files.FinishRollback(j, res.Message, err == nil); ferr != nil {
 		return res, fmt.Errorf("recording the rollback: %w", ferr)
+	}
+	return res, nil
+}
+
+// stop ends a rollout whose rollback had to leave the manifest alone, as Failed.
+func (r *Rollout) stop(j *Journal, changed *ManifestChangedError) (Result, error) {
+	res := Result{Phase: v1alpha1.NodeFailed, Revision: j.PreviousRevision, Hash: j.PreviousHash, Restarted: true, RestartTime: j.ChangedAt,
+		Message: fmt.Sprintf("%s; %v; the previous policy is back in %s and takes effect when kube-apiserver restarts next", j.Reason, changed, j.PolicyFile)}
+	if err := r.Files.FinishStopped(j, res.Message); err != nil {
+		return res, fmt.Errorf("recording the failure: %w", err)
 	}
 	return res, nil
 }

@@ -2,11 +2,14 @@ package agent
 
 import (
 	"context"
+	"errors"
 	"os"
+	"slices"
 	"testing"
 	"time"
 
 	"k8s.io/utils/clock"
+	clocktesting "k8s.io/utils/clock/testing"
 
 	"github.com/kaudit/kaudit/api/v1alpha1"
 	"github.com/kaudit/kaudit/internal/policy"
@@ -96,7 +99,7 @@ func changeFiles(t *testing.T, files *NodeFiles, tg Target) *Journal {
 	if err := files.WritePolicy(j, tg); err != nil {
 		t.Fatal(err)
 	}
-	if err := files.BumpManifest(j, tg); err != nil {
+	if err := files.BumpManifest(j); err != nil {
 		t.Fatal(err)
 	}
 	return j
@@ -148,5 +151,51 @@ func TestResumeWaitsForTheHealthTimeoutRecordedAtBegin(t *testing.T) {
 	}
 	if h.got < 59*time.Minute {
 		t.Errorf("Resume waited up to %s, want the recorded 1h", h.got)
+	}
+}
+
+// waitsRecorder records the timeout of each health wait; the new apiserver's wait fails as one
+// refused connection would end it.
+type waitsRecorder struct{ got []time.Duration }
+
+func (h *waitsRecorder) Wait(_ context.Context, annotation string, _ time.Time, timeout time.Duration) error {
+	h.got = append(h.got, timeout)
+	if badNew(annotation) {
+		return errors.New("/readyz: dial tcp 127.0.0.1:6443: connect: connection refused")
+	}
+	return nil
+}
+
+// An agent restarted after a downtime longer than the health timeout (a node reboot) used to
+// wait for nothing, so a single refused connection rolled a healthy node back; the resumed
+// wait, and the rollback's, get the whole timeout.
+func TestResumeAfterALongDowntimeWaitsTheWholeTimeout(t *testing.T) {
+	for _, step := range []string{StepManifestWritten, StepRollingBack} {
+		t.Run(step, func(t *testing.T) {
+			tn := newTestNode(t, "kubeadm-v1.33.yaml", true)
+			fake := clocktesting.NewFakeClock(time.Now())
+			files := tn.files(OSFS{})
+			files.Clock = fake
+			tg := tn.target()
+			tg.HealthTimeout = 2 * time.Minute
+			j := changeFiles(t, files, tg)
+			want := []time.Duration{2 * time.Minute, 2 * time.Minute} // the new apiserver, the rollback
+			if step == StepRollingBack {
+				if err := files.Restore(j, "revision 2: not healthy"); err != nil {
+					t.Fatal(err)
+				}
+				want = want[1:]
+			}
+			fake.Step(3 * time.Hour) // the node was down
+			h := &waitsRecorder{}
+			r := &Rollout{Files: files, Health: h, Clock: fake}
+			res, err := r.Resume(context.Background(), v1alpha1.DefaultHealthTimeout)
+			if err != nil || res == nil || res.Phase != v1alpha1.NodeRolledBack {
+				t.Fatalf("Resume() = %+v, %v", res, err)
+			}
+			if !slices.Equal(h.got, want) {
+				t.Errorf("health waits of %v, want %v", h.got, want)
+			}
+		})
 	}
 }

@@ -13,12 +13,12 @@ import (
 // FlagSettings are the apiserver flags kaudit manages when spec.manageAPIServerFlags is true.
 type FlagSettings struct {
 	// PolicyFile is --audit-policy-file, a host path mounted at the same path in the pod.
-	PolicyFile string
+	PolicyFile string `json:"policyFile"`
 	// LogPath is --audit-log-path, likewise.
-	LogPath   string
-	MaxAge    int32
-	MaxBackup int32
-	MaxSize   int32
+	LogPath   string `json:"logPath"`
+	MaxAge    int32  `json:"maxAge"`
+	MaxBackup int32  `json:"maxBackup"`
+	MaxSize   int32  `json:"maxSize"`
 }
 
 // flags are the flags of s with their values, in alphabetical order.
@@ -211,6 +211,9 @@ func PolicyFileInManifest(manifest []byte) (containerPath, hostPath string, err 
 		if v.HostPath == nil {
 			return containerPath, "", fmt.Errorf("--audit-policy-file=%s is on volume %q, which is not a hostPath volume", containerPath, v.Name)
 		}
+		if best == containerPath {
+			return containerPath, "", singleFileMountError(containerPath, v)
+		}
 		rel := strings.TrimPrefix(strings.TrimPrefix(containerPath, best), "/")
 		if bestMount.SubPath != "" {
 			rel = path.Join(bestMount.SubPath, rel)
@@ -218,4 +221,16 @@ func PolicyFileInManifest(manifest []byte) (containerPath, hostPath string, err 
 		return containerPath, path.Join(v.HostPath.Path, rel), nil
 	}
 	return containerPath, "", fmt.Errorf("volume mount %q of --audit-policy-file=%s has no volume", bestMount.Name, containerPath)
+}
+
+// singleFileMountError explains why the agent cannot write a policy file that kube-apiserver
+// mounts as a single file (the layout the Kubernetes documentation shows): the agent sees the
+// host through directory mounts and replaces files by renaming a new one over them, so it needs
+// the file's directory mounted, into kube-apiserver and into the agent alike.
+func singleFileMountError(policyFile string, v corev1.Volume) error {
+	return fmt.Errorf("kube-apiserver mounts the audit policy file %s as a single file (volume %q, hostPath %s), "+
+		"which the agent cannot replace: move the policy into a directory of its own and mount that directory instead "+
+		"(hostPath type DirectoryOrCreate, in kube-apiserver and in the kaudit agent, which mounts /etc/kubernetes/audit), "+
+		"or set spec.manageAPIServerFlags: true on AuditPolicy %q to let kaudit set the flag and mount its directory",
+		policyFile, v.Name, v.HostPath.Path, "cluster")
 }

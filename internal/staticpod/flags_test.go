@@ -79,6 +79,17 @@ func TestPolicyFileInManifestMapsThroughTheVolumeMount(t *testing.T) {
 	}
 }
 
+// The layout the Kubernetes documentation shows mounts the policy file alone: the agent could
+// not replace it, so the error says what to change instead of leaving a write to fail.
+func TestPolicyFileInManifestRefusesAPolicyFileMountedAlone(t *testing.T) {
+	_, _, err := PolicyFileInManifest(readTestdata(t, "docs-single-file-audit.yaml"))
+	for _, want := range []string{"/etc/kubernetes/audit-policy.yaml as a single file", `volume "audit"`, "mount that directory instead", "manageAPIServerFlags: true"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("PolicyFileInManifest() = %v, want an error saying %q", err, want)
+		}
+	}
+}
+
 // A hostPath volume of the log directory that is mounted elsewhere, or not at all, is mounted
 // under its own name: a mount naming a volume the pod lacks makes kubelet reject the pod.
 func TestEnsureFlagsMountsAnExistingLogVolumeUnderItsOwnName(t *testing.T) {

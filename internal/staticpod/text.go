@@ -55,6 +55,13 @@ func (t *text) insertAfter(line int, s string) {
 
 func (t *text) replaceLine(line int, s string) { t.replaced[line] = s }
 
+// removeLines removes lines from to to, both included.
+func (t *text) removeLines(from, to int) {
+	for l := from; l <= to; l++ {
+		t.replaced[l] = ""
+	}
+}
+
 // replaceScalar replaces a one-line scalar, keeping what precedes it and its line comment.
 func (t *text) replaceScalar(n *yaml.Node, value string) error {
 	if n.Kind != yaml.ScalarNode || n.Style&(yaml.LiteralStyle|yaml.FoldedStyle) != 0 {

@@ -84,16 +84,43 @@ func publish(n int64) {
 // publishRevision stores revision n with the given policy bytes and hash (which a test may make
 // disagree) and makes it the desired one.
 func publishRevision(n int64, p []byte, hash string) {
+	publishConfigMap(revisionConfigMap(n, p, hash), n, hash)
+}
+
+// revisionConfigMap is revision n's ConfigMap as the manager writes it, with the given policy
+// bytes and hash.
+func revisionConfigMap(n int64, p []byte, hash string) *corev1.ConfigMap {
 	cm, err := revision.ToConfigMap(namespace, revision.Revision{Number: n, Hash: hash, Policy: p})
 	Expect(err).NotTo(HaveOccurred())
 	cm.TypeMeta = metav1.TypeMeta{}
+	return cm
+}
+
+// publishConfigMap stores cm, which a test may have forged, and makes revision n desired with
+// the policy hash desiredHash ("" leaves status.desiredPolicyHash unset), as the manager would.
+func publishConfigMap(cm *corev1.ConfigMap, n int64, desiredHash string) {
 	Expect(client.IgnoreAlreadyExists(k8s.Create(ctx, cm))).To(Succeed())
+	status := map[string]any{"latestRevision": n, "desiredRevision": n}
+	if desiredHash != "" {
+		status["desiredPolicyHash"] = desiredHash
+	}
 	u := &unstructured.Unstructured{Object: map[string]any{
 		"apiVersion": v1alpha1.GroupVersion.String(), "kind": "AuditPolicy",
 		"metadata": map[string]any{"name": v1alpha1.SingletonName},
-		"status":   map[string]any{"latestRevision": n, "desiredRevision": n, "desiredPolicyHash": hash},
+		"status":   status,
 	}}
 	Expect(k8s.Status().Apply(ctx, client.ApplyConfigurationFromUnstructured(u), client.FieldOwner("kaudit-manager"), client.ForceOwnership)).To(Succeed())
+}
+
+// countingClient counts the Get calls an agent makes through it.
+type countingClient struct {
+	client.WithWatch
+	gets *atomic.Int32
+}
+
+func (c countingClient) Get(ctx context.Context, key client.ObjectKey, obj client.Object, opts ...client.GetOption) error {
+	c.gets.Add(1)
+	return c.WithWatch.Get(ctx, key, obj, opts...)
 }
 
 // singleton reads the AuditPolicy.
