@@ -10,7 +10,9 @@
 #            measure-restart.sh does), until it answers /readyz again.
 # Meanwhile lbprobe sends GET /readyz at $RATE/s (default 20) through the load
 # balancer twice, with a new connection per request and with one kept-alive
-# connection, and directly to NODE. Prints each probe's totals and failures,
+# connection, and directly to NODE, authenticated with the kubeconfig's
+# client certificate (anonymous HTTP/2 connections are closed by the
+# apiserver after every request). Prints each probe's totals and failures,
 # and the load balancer's health events for NODE, in ms from the action.
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 ACTION="${1:-}"
@@ -49,7 +51,15 @@ cleanup() {
 trap cleanup EXIT
 
 wait_ready
-probe() { "${TOOLS}/lbprobe" -rate "${RATE}" -url "$1/readyz" -mode "$2" > "${work}/$3" & pids+=($!); }
+for f in certificate-authority client-certificate client-key; do
+  kubectl config view --raw --minify -o "jsonpath={.users[0].user.${f}-data}{.clusters[0].cluster.${f}-data}" |
+    base64 -d > "${work}/${f}.pem"
+done
+probe() {
+  "${TOOLS}/lbprobe" -rate "${RATE}" -url "$1/readyz" -mode "$2" -ca "${work}/certificate-authority.pem" \
+    -cert "${work}/client-certificate.pem" -key "${work}/client-key.pem" > "${work}/$3" &
+  pids+=($!)
+}
 probe "${LB}" new lb-new
 probe "${LB}" keepalive lb-keepalive
 probe "${DIRECT}" new direct
