@@ -13,7 +13,8 @@ if [[ ! -x "${DIR}/envoy" || ! -x "${DIR}/lbprobe" ]]; then
   build() (
     cd "${SRC}"
     export GOWORK=off GOFLAGS= CGO_ENABLED=0
-    "${NICE[@]}" go test -count=1 ./... >&2
+    # -trimpath like the builds (and kind-binary.sh): one compiled standard library for all.
+    "${NICE[@]}" go test -trimpath -count=1 ./... >&2
     "${NICE[@]}" go build -trimpath -ldflags "-s -w" -o "${p}/envoy" ./envoy
     "${NICE[@]}" go build -trimpath -ldflags "-s -w" -o "${p}/lbprobe" ./lbprobe
   )
