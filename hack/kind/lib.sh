@@ -76,3 +76,22 @@ timed() {
   printf '%s\t%s\t%ss\n' "$(date -u +%FT%TZ)" "${label}" "$((end - start))" >> "${CACHE_ROOT}/timings.log"
   log "${label}: $((end - start))s"
 }
+
+# bump_apiserver_annotation NODE KEY VALUE: sets annotation KEY to VALUE in the
+# kube-apiserver static pod manifest of kind node NODE, written atomically
+# (temp file outside the manifests directory, then rename), so the kubelet
+# restarts the apiserver with nothing else changed.
+bump_apiserver_annotation() {
+  local node="$1" key="$2" value="$3"
+  docker exec -i "${node}" bash -euc "
+    m=/etc/kubernetes/manifests/kube-apiserver.yaml
+    tmp=\$(mktemp /etc/kubernetes/.kube-apiserver.XXXXXX)
+    grep -v '${key}:' \$m | sed '0,/^  annotations:/s#^  annotations:#  annotations:\n    ${key}: \"${value}\"#' > \$tmp
+    chmod 600 \$tmp
+    mv \$tmp \$m"
+}
+
+# node_ip NODE: the node container's address on the kind network.
+node_ip() {
+  docker inspect -f '{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}' "$1"
+}

@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # measure-restart.sh [N]
 # Bare kube-apiserver restart-to-ready on the kind cluster of cluster.sh: bumps
-# an annotation in /etc/kubernetes/manifests/kube-apiserver.yaml inside the
-# node (written atomically, temp file outside the manifests directory) and
-# times until /readyz answers ok *and* the mirror pod shows the new value.
+# an annotation in /etc/kubernetes/manifests/kube-apiserver.yaml inside node
+# $MEASURE_NODE (default: the first control plane; written atomically, temp
+# file outside the manifests directory) and times until that node's apiserver
+# answers /readyz ok (asked directly, not through a load balancer) *and* the
+# mirror pod shows the new value.
 # Prints one line per run; appends to $KAUDIT_CACHE/timings.log.
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 RUNS="${1:-1}"
@@ -11,29 +13,21 @@ KIND_CLUSTER="${KIND_CLUSTER:-kaudit-e2e}"
 eval "$("${KIND_DIR}/cluster.sh" env 2>/dev/null)"
 K8S_BIN="$("${KIND_DIR}/k8s-binaries.sh" 2>/dev/null)"
 export PATH="${K8S_BIN}:${PATH}"
-POD="kube-apiserver-${KIND_NODE}"
-MANIFEST=/etc/kubernetes/manifests/kube-apiserver.yaml
+NODE="${MEASURE_NODE:-${KIND_NODE}}"
+POD="kube-apiserver-${NODE}"
 KEY="kaudit.local/measure-bump"
+SERVER="https://$(node_ip "${NODE}"):6443" # the node's own apiserver
 
 now_ms() { date +%s%3N; }
-
-bump() {
-  local value="$1"
-  docker exec -i "${KIND_NODE}" bash -euc "
-    tmp=\$(mktemp /etc/kubernetes/.kube-apiserver.XXXXXX)
-    grep -v '${KEY}:' ${MANIFEST} | sed '0,/^  annotations:/s#^  annotations:#  annotations:\n    ${KEY}: \"${value}\"#' > \$tmp
-    chmod 600 \$tmp
-    mv \$tmp ${MANIFEST}"
-}
 
 for ((run = 1; run <= RUNS; run++)); do
   value="$(date +%s%N)"
   t0="$(now_ms)"
-  bump "${value}"
+  bump_apiserver_annotation "${NODE}" "${KEY}" "${value}"
   down_ms="" mirror_ms="" ready_ms=""
   deadline=$((t0 + 240000))
   while (( $(now_ms) < deadline )); do
-    if ! kubectl get --raw /readyz --request-timeout=2s >/dev/null 2>&1; then
+    if ! kubectl --server "${SERVER}" get --raw /readyz --request-timeout=2s >/dev/null 2>&1; then
       [[ -z "${down_ms}" ]] && down_ms=$(( $(now_ms) - t0 ))
     elif [[ -n "${mirror_ms}" ]]; then
       ready_ms=$(( $(now_ms) - t0 )); break
