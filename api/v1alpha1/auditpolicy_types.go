@@ -41,6 +41,19 @@ type AuditPolicySpec struct {
 	// +optional
 	ManageAPIServerFlags bool `json:"manageAPIServerFlags,omitempty"`
 
+	// ShutdownDelayDuration sets kube-apiserver's --shutdown-delay-duration when
+	// manageAPIServerFlags is true: after SIGTERM the apiserver answers /readyz with an error but
+	// keeps serving for this long, so that a load balancer checking /readyz stops sending it new
+	// connections before it closes its listener. Unset leaves the flag as the manifest has it;
+	// 0s is the apiserver's default. Keep it below the static pod's termination grace period
+	// (30s unless the manifest sets terminationGracePeriodSeconds). At most 10m.
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$`
+	// +kubebuilder:validation:MaxLength=32
+	// +kubebuilder:validation:XValidation:rule="duration(self) <= duration('10m')",message="must be at most 10m"
+	// +optional
+	ShutdownDelayDuration *metav1.Duration `json:"shutdownDelayDuration,omitempty"`
+
 	// AuditLog sets the --audit-log-* flags when manageAPIServerFlags is true.
 	// +kubebuilder:default={}
 	// +optional
@@ -92,6 +105,17 @@ type RolloutSpec struct {
 	// +kubebuilder:validation:XValidation:rule="duration(self) <= duration('1h')",message="must be at most 1h"
 	// +optional
 	MaxWait *metav1.Duration `json:"maxWait,omitempty"`
+
+	// MinReadyTime is how long the next node waits, after a node's apiserver is ready again,
+	// before it restarts its own: load balancers and clients see the node healthy first. Each
+	// rollout takes this much longer per node after the first. At most 1h.
+	// +kubebuilder:default="10s"
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$`
+	// +kubebuilder:validation:MaxLength=32
+	// +kubebuilder:validation:XValidation:rule="duration(self) <= duration('1h')",message="must be at most 1h"
+	// +optional
+	MinReadyTime *metav1.Duration `json:"minReadyTime,omitempty"`
 }
 
 // AuditLogSpec sets kube-apiserver's log backend flags when kaudit manages them.
@@ -294,6 +318,14 @@ func (r RolloutSpec) DebounceOrDefault() time.Duration {
 
 // MaxWaitOrDefault is MaxWait, or its default when unset.
 func (r RolloutSpec) MaxWaitOrDefault() time.Duration { return durationOr(r.MaxWait, DefaultMaxWait) }
+
+// DefaultMinReadyTime is rollout.minReadyTime's default, also declared in the schema.
+const DefaultMinReadyTime = 10 * time.Second
+
+// MinReadyTimeOrDefault is MinReadyTime, or its default when unset.
+func (r RolloutSpec) MinReadyTimeOrDefault() time.Duration {
+	return durationOr(r.MinReadyTime, DefaultMinReadyTime)
+}
 
 // PathOrDefault is Path, or its default when unset.
 func (l AuditLogSpec) PathOrDefault() string {

@@ -25,6 +25,7 @@ func TestGetterDefaultsEqualTheSchemaDefaults(t *testing.T) {
 		{"rollout.minRestartInterval", defaulted.Rollout.MinRestartInterval.Duration, empty.Rollout.MinRestartIntervalOrDefault()},
 		{"rollout.debounce", defaulted.Rollout.Debounce.Duration, empty.Rollout.DebounceOrDefault()},
 		{"rollout.maxWait", defaulted.Rollout.MaxWait.Duration, empty.Rollout.MaxWaitOrDefault()},
+		{"rollout.minReadyTime", defaulted.Rollout.MinReadyTime.Duration, empty.Rollout.MinReadyTimeOrDefault()},
 		{"auditLog.path", defaulted.AuditLog.Path, empty.AuditLog.PathOrDefault()},
 		{"auditLog.maxAge", *defaulted.AuditLog.MaxAge, empty.AuditLog.MaxAgeOrDefault()},
 		{"auditLog.maxBackup", *defaulted.AuditLog.MaxBackup, empty.AuditLog.MaxBackupOrDefault()},

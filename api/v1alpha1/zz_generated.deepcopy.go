@@ -246,6 +246,11 @@ func (in *AuditPolicySpec) DeepCopyInto(out *AuditPolicySpec) {
 		**out = **in
 	}
 	in.Rollout.DeepCopyInto(&out.Rollout)
+	if in.ShutdownDelayDuration != nil {
+		in, out := &in.ShutdownDelayDuration, &out.ShutdownDelayDuration
+		*out = new(v1.Duration)
+		**out = **in
+	}
 	in.AuditLog.DeepCopyInto(&out.AuditLog)
 }
 
@@ -449,6 +454,11 @@ func (in *RolloutSpec) DeepCopyInto(out *RolloutSpec) {
 	}
 	if in.MaxWait != nil {
 		in, out := &in.MaxWait, &out.MaxWait
+		*out = new(v1.Duration)
+		**out = **in
+	}
+	if in.MinReadyTime != nil {
+		in, out := &in.MinReadyTime, &out.MinReadyTime
 		*out = new(v1.Duration)
 		**out = **in
 	}
