@@ -515,6 +515,9 @@ func (a *Agent) readTarget(ctx context.Context, ap *v1alpha1.AuditPolicy) (Targe
 		l := ap.Spec.AuditLog
 		t.Flags = &staticpod.FlagSettings{PolicyFile: a.rollout.Files.Paths.PolicyFile, LogPath: l.PathOrDefault(),
 			MaxAge: l.MaxAgeOrDefault(), MaxBackup: l.MaxBackupOrDefault(), MaxSize: l.MaxSizeOrDefault()}
+		if d := ap.Spec.ShutdownDelayDuration; d != nil {
+			t.Flags.ShutdownDelay = d.Duration.String()
+		}
 	}
 	return t, nil
 }

@@ -94,7 +94,14 @@ func (t Target) Key() string {
 	if t.Flags == nil {
 		return t.Hash
 	}
-	return fmt.Sprintf("%s flags=%+v", t.Hash, *t.Flags)
+	f := t.Flags
+	// Spelled out as %+v printed it before ShutdownDelay existed, so that failures recorded by
+	// earlier agents still match.
+	key := fmt.Sprintf("%s flags={PolicyFile:%s LogPath:%s MaxAge:%d MaxBackup:%d MaxSize:%d}", t.Hash, f.PolicyFile, f.LogPath, f.MaxAge, f.MaxBackup, f.MaxSize)
+	if f.ShutdownDelay != "" {
+		key += " shutdownDelay=" + f.ShutdownDelay
+	}
+	return key
 }
 
 func (f *NodeFiles) manifestFile() string { return f.Paths.local(f.Paths.Manifest) }

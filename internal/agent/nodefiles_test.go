@@ -662,3 +662,22 @@ func TestKubeadmUpgradeIsSeenFromItsManifestsDirectoryOnly(t *testing.T) {
 		t.Errorf("during an upgrade: KubeadmUpgrade() = %q, %v", dir, err)
 	}
 }
+
+// A failure recorded by an agent from before shutdownDelay existed must still hold back the
+// same target, so the key of a target without it is what %+v printed then.
+func TestTargetKeyWithoutAShutdownDelayIsTheEarlierAgentsKey(t *testing.T) {
+	earlier := struct {
+		PolicyFile, LogPath        string
+		MaxAge, MaxBackup, MaxSize int32
+	}{managed.PolicyFile, managed.LogPath, managed.MaxAge, managed.MaxBackup, managed.MaxSize}
+	flags := managed
+	target := Target{Hash: newHash, Flags: &flags}
+	if got, want := target.Key(), fmt.Sprintf("%s flags=%+v", newHash, earlier); got != want {
+		t.Errorf("Key() = %q, want %q", got, want)
+	}
+	withDelay := managed
+	withDelay.ShutdownDelay = "15s"
+	if got := (Target{Hash: newHash, Flags: &withDelay}).Key(); got == target.Key() || !strings.HasSuffix(got, " shutdownDelay=15s") {
+		t.Errorf("Key() with a shutdown delay = %q", got)
+	}
+}

@@ -19,9 +19,13 @@ type FlagSettings struct {
 	MaxAge    int32  `json:"maxAge"`
 	MaxBackup int32  `json:"maxBackup"`
 	MaxSize   int32  `json:"maxSize"`
+	// ShutdownDelay is --shutdown-delay-duration (spec.shutdownDelayDuration); empty leaves
+	// the flag as the manifest has it.
+	ShutdownDelay string `json:"shutdownDelay,omitempty"`
 }
 
-// flags are the flags of s with their values, in alphabetical order.
+// flags are every flag kaudit may manage with s's values, in alphabetical order; an empty value
+// leaves its flag alone.
 func (s FlagSettings) flags() [][2]string {
 	return [][2]string{
 		{"--audit-log-maxage", fmt.Sprint(s.MaxAge)},
@@ -29,19 +33,25 @@ func (s FlagSettings) flags() [][2]string {
 		{"--audit-log-maxsize", fmt.Sprint(s.MaxSize)},
 		{"--audit-log-path", s.LogPath},
 		{"--audit-policy-file", s.PolicyFile},
+		{"--shutdown-delay-duration", s.ShutdownDelay},
 	}
 }
 
-// EnsureFlags returns the manifest with the audit flags of s set on the kube-apiserver
-// container and hostPath directory volumes mounted for the policy and the log. It never touches
-// any other flag, and is idempotent: a manifest that already has them comes back unchanged.
+// set are the flags of s that EnsureFlags sets.
+func (s FlagSettings) set() [][2]string {
+	return slices.DeleteFunc(s.flags(), func(f [2]string) bool { return f[1] == "" })
+}
+
+// EnsureFlags returns the manifest with the flags of s set on the kube-apiserver container and
+// hostPath directory volumes mounted for the policy and the log. It never touches any other
+// flag, and is idempotent: a manifest that already has them comes back unchanged.
 func EnsureFlags(manifest []byte, s FlagSettings) ([]byte, error) {
 	if !path.IsAbs(s.PolicyFile) || !path.IsAbs(s.LogPath) {
 		return nil, fmt.Errorf("audit policy file %q and log path %q must be absolute", s.PolicyFile, s.LogPath)
 	}
 	out := manifest
 	var err error
-	for _, f := range s.flags() {
+	for _, f := range s.set() {
 		if out, err = ensureFlag(out, f[0], f[1]); err != nil {
 			return nil, fmt.Errorf("setting flag %s: %w", f[0], err)
 		}
@@ -60,7 +70,7 @@ func EnsureFlags(manifest []byte, s FlagSettings) ([]byte, error) {
 	}
 	return out, verifyEdit(manifest, out, func(p *corev1.Pod) error {
 		c := apiserverContainer(p)
-		for _, f := range s.flags() {
+		for _, f := range s.set() {
 			setFlag(c, f[0], f[1])
 		}
 		for _, m := range mounts {

@@ -127,3 +127,31 @@ func TestEnsureFlagsMountsAnExistingLogVolumeUnderItsOwnName(t *testing.T) {
 		})
 	}
 }
+
+func TestEnsureFlagsSetsTheShutdownDelayOnlyWhenAsked(t *testing.T) {
+	in := readTestdata(t, "kind-v1.30.yaml")
+	s := managed
+	s.ShutdownDelay = "15s"
+	out, err := EnsureFlags(in, s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Contains(out, []byte("    - --shutdown-delay-duration=15s\n    - --tls-cert-file=")) {
+		t.Errorf("--shutdown-delay-duration=15s not inserted in sorted position:\n%s", out)
+	}
+	s.ShutdownDelay = "5s"
+	changed, err := EnsureFlags(out, s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := changedLines(out, changed); len(got) != 1 || got[0] != "    - --shutdown-delay-duration=5s" {
+		t.Errorf("changing the delay changed %q", got)
+	}
+	unset, err := EnsureFlags(changed, managed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(unset, changed) {
+		t.Errorf("an unset delay must leave the flag as it is; changed %q", changedLines(changed, unset))
+	}
+}

@@ -122,3 +122,28 @@ func TestRevertFlagsRemovesAListKeyItAdded(t *testing.T) {
 		t.Errorf("got\n%s\nwant, up to the annotation,\n%s", got, want)
 	}
 }
+
+func TestRevertFlagsUndoesTheShutdownDelayKauditSet(t *testing.T) {
+	s := managed
+	s.ShutdownDelay = "15s"
+	plain := readTestdata(t, "kubeadm-v1.33.yaml")
+	withDelay := bytes.Replace(plain, []byte("    - --secure-port=6443\n"), []byte("    - --secure-port=6443\n    - --shutdown-delay-duration=3s\n"), 1)
+	if bytes.Equal(withDelay, plain) {
+		t.Fatal("the test's change did not apply")
+	}
+	for name, before := range map[string][]byte{"added": plain, "changed": withDelay} {
+		t.Run(name, func(t *testing.T) {
+			after, err := EnsureFlags(before, s)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := RevertFlags(upgradeImage(t, after), before, after)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if want := upgradeImage(t, before); !bytes.Equal(got, want) {
+				t.Errorf("got\n%s\nwant\n%s", got, want)
+			}
+		})
+	}
+}
