@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"os"
 	"os/signal"
 	"syscall"
@@ -26,6 +27,7 @@ import (
 
 	"github.com/kaudit/kaudit/api/v1alpha1"
 	"github.com/kaudit/kaudit/internal/agent"
+	"github.com/kaudit/kaudit/internal/staticpod"
 )
 
 func init() { register(newAgentCommand) }
@@ -37,6 +39,8 @@ type agentOptions struct {
 	mirrorPodNamespace, mirrorPod   string
 	pollInterval, resync, retry     time.Duration
 	verbose                         bool
+	// localAPIServer is "auto", "none" or the URL of this node's apiserver.
+	localAPIServer string
 }
 
 func newAgentCommand() *cobra.Command {
@@ -49,6 +53,7 @@ func newAgentCommand() *cobra.Command {
 			Timeout:    5 * time.Second,
 		},
 		namespace:          agent.DefaultNamespace,
+		localAPIServer:     localAPIServerAuto,
 		mirrorPodNamespace: "kube-system",
 		pollInterval:       time.Second,
 		resync:             time.Minute,
@@ -72,7 +77,14 @@ lock in --state-dir for its whole life, and a second one waits for it. /readyz i
 host network; kubeadm's serving certificate is verified against the service account's ca.crt for
 the name "kubernetes" (--readyz-server-name), or --readyz-insecure-skip-verify skips the check. It
 is readable anonymously by default; set --readyz-token-file to the service account token where
-anonymous auth is off.`,
+anonymous auth is off.
+
+Every API request but the rollout Lease's goes first to the apiserver on this node
+(--local-apiserver; in the cluster, kubeadm's advertise-address endpoint from the manifest, with
+the same token and CA), and to the configured address (the kubernetes Service) when that one does
+not answer: right after its restart the node's own apiserver answers tens of seconds before the
+Service address reaches it. The Lease goes to the Service first, so that renewing it never
+depends on the apiserver that is restarting.`,
 		Example: `  # In the DaemonSet (NODE_NAME from the downward API):
   kaudit agent
 
@@ -90,6 +102,8 @@ anonymous auth is off.`,
 	f.StringVar(&o.nodeName, "node-name", os.Getenv("NODE_NAME"), "this node's name (default: $NODE_NAME, set from the downward API's spec.nodeName)")
 	f.StringVar(&o.namespace, "namespace", o.namespace, "namespace of the revision ConfigMaps and the rollout Lease")
 	f.StringVar(&o.kubeconfig, "kubeconfig", "", "kubeconfig file (default: in-cluster config, then $KUBECONFIG and ~/.kube/config)")
+	f.StringVar(&o.localAPIServer, "local-apiserver", o.localAPIServer, `this node's apiserver, tried before the configured address: "auto" (with the in-cluster config, https:// and the manifest's `+
+		staticpod.AnnotationKubeadmEndpoint+` annotation; otherwise none), "none", or a URL such as https://10.0.0.10:6443`)
 	f.StringVar(&o.paths.Root, "root", o.paths.Root, "where the host's file system is seen; every path below is a host path under it")
 	f.StringVar(&o.paths.Manifest, "manifest", o.paths.Manifest, "kube-apiserver static pod manifest")
 	f.StringVar(&o.paths.PolicyFile, "policy-file", o.paths.PolicyFile, "policy file when spec.manageAPIServerFlags is true; otherwise the manifest's --audit-policy-file is used")
@@ -112,6 +126,17 @@ anonymous auth is off.`,
 
 // apiTimeout bounds every API request of the agent but its watch.
 const apiTimeout = 30 * time.Second
+
+// localAPITimeout bounds a request to the node's own apiserver, and localDialTimeout its
+// connection, so that the Service is tried well within apiTimeout when the node's apiserver
+// hangs.
+const (
+	localAPITimeout  = 10 * time.Second
+	localDialTimeout = 3 * time.Second
+)
+
+// localAPIServerAuto is --local-apiserver's default.
+const localAPIServerAuto = "auto"
 
 // splitClient sends watches through a client without a request timeout, and everything else
 // through one with it.
@@ -145,6 +170,43 @@ func newAgentClient(cfg, watchCfg *rest.Config, scheme *runtime.Scheme) (client.
 	return splitClient{WithWatch: c, watcher: w}, nil
 }
 
+// localConfigs are agentConfigs for the apiserver at url, with localAPITimeout and
+// localDialTimeout, and the same credentials and CA. kubeadm's serving certificate covers the
+// advertise address, which is therefore verified as the host of url.
+func localConfigs(cfg *rest.Config, url string) (api, watcher *rest.Config) {
+	api, watcher = agentConfigs(cfg)
+	dial := (&net.Dialer{Timeout: localDialTimeout, KeepAlive: 30 * time.Second}).DialContext
+	for _, c := range []*rest.Config{api, watcher} {
+		c.Host, c.Dial = url, dial
+	}
+	api.Timeout = localAPITimeout
+	return api, watcher
+}
+
+// localAPIServerURL resolves --local-apiserver: "" when there is none to try first.
+func localAPIServerURL(o agentOptions, cfg *rest.Config, files *agent.NodeFiles) (string, error) {
+	switch o.localAPIServer {
+	case "none":
+		return "", nil
+	case localAPIServerAuto:
+	default:
+		return o.localAPIServer, nil
+	}
+	// Only in the cluster: a kubeconfig names the apiserver its user wants.
+	if in, err := rest.InClusterConfig(); err != nil || in.Host != cfg.Host {
+		return "", nil
+	}
+	manifest, err := files.ReadManifest()
+	if err != nil {
+		return "", err
+	}
+	endpoint, err := staticpod.Annotation(manifest, staticpod.AnnotationKubeadmEndpoint)
+	if err != nil || endpoint == "" {
+		return "", err
+	}
+	return "https://" + endpoint, nil
+}
+
 func runAgent(ctx context.Context, o agentOptions) error {
 	if o.nodeName == "" {
 		return errors.New("--node-name or $NODE_NAME is required (the DaemonSet sets NODE_NAME from spec.nodeName)")
@@ -165,7 +227,11 @@ func runAgent(ctx context.Context, o agentOptions) error {
 		return fmt.Errorf("loading the client configuration: %w", err)
 	}
 	cfg.UserAgent = "kaudit-agent/" + o.nodeName
-	cfg, watchCfg := agentConfigs(cfg)
+	files := agent.NewNodeFiles(o.paths)
+	local, err := localAPIServerURL(o, cfg, files)
+	if err != nil {
+		log.Info("cannot read this node's apiserver address from the manifest; using the configured address only", "err", err)
+	}
 	scheme := runtime.NewScheme()
 	if err := clientgoscheme.AddToScheme(scheme); err != nil {
 		return err
@@ -173,11 +239,22 @@ func runAgent(ctx context.Context, o agentOptions) error {
 	if err := v1alpha1.AddToScheme(scheme); err != nil {
 		return err
 	}
-	c, err := newAgentClient(cfg, watchCfg, scheme)
+	apiCfg, watchCfg := agentConfigs(cfg)
+	service, err := newAgentClient(apiCfg, watchCfg, scheme)
 	if err != nil {
 		return err
 	}
-	cs, err := kubernetes.NewForConfig(cfg)
+	// c is for everything about this node, lease for the rollout Lease (see Failover).
+	c, lease := service, service
+	if local != "" {
+		localCfg, localWatchCfg := localConfigs(cfg, local)
+		node, err := newAgentClient(localCfg, localWatchCfg, scheme)
+		if err != nil {
+			return err
+		}
+		c, lease = agent.NewFailover(node, service), agent.NewFailover(service, node)
+	}
+	cs, err := kubernetes.NewForConfig(apiCfg)
 	if err != nil {
 		return err
 	}
@@ -201,19 +278,19 @@ func runAgent(ctx context.Context, o agentOptions) error {
 		Clock:    clk,
 		Interval: o.pollInterval,
 	}
-	files := agent.NewNodeFiles(o.paths)
 	a := agent.New(agent.Options{
 		NodeName:  o.nodeName,
 		Namespace: o.namespace,
 		Client:    c,
 		Rollout:   &agent.Rollout{Files: files, Health: health, Clock: clk},
-		Lease:     &agent.Lease{Client: c, Namespace: o.namespace, Name: agent.LeaseName, Identity: o.nodeName, Clock: clk},
+		Lease:     &agent.Lease{Client: lease, Namespace: o.namespace, Name: agent.LeaseName, Identity: o.nodeName, Clock: clk},
 		Status:    &agent.StatusWriter{Client: c, NodeName: o.nodeName},
 		Recorder:  recorder,
 		Clock:     clk,
 		Resync:    o.resync,
 		Retry:     o.retry,
 	})
-	log.Info("agent starting", "root", o.paths.Root, "manifest", o.paths.Manifest, "stateDir", o.paths.StateDir, "readyz", o.readyz.URL)
+	log.Info("agent starting", "root", o.paths.Root, "manifest", o.paths.Manifest, "stateDir", o.paths.StateDir, "readyz", o.readyz.URL,
+		"apiserver", cfg.Host, "localAPIServer", local)
 	return a.Run(logr.NewContext(ctx, log))
 }

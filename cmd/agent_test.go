@@ -44,3 +44,30 @@ func TestAgentAPIRequestsHaveADeadlineButNotItsWatch(t *testing.T) {
 		t.Errorf("watch timeout = %s, want none (a watch stays open)", watch.Timeout)
 	}
 }
+
+func TestAgentLocalAPIServerHasShorterDeadlinesAndTheSameCredentials(t *testing.T) {
+	cfg := &rest.Config{Host: "https://10.96.0.1:443", BearerTokenFile: "/token", TLSClientConfig: rest.TLSClientConfig{CAFile: "/ca.crt"}}
+	api, watch := localConfigs(cfg, "https://172.18.0.4:6443")
+	for _, c := range []*rest.Config{api, watch} {
+		if c.Host != "https://172.18.0.4:6443" || c.BearerTokenFile != "/token" || c.CAFile != "/ca.crt" || c.Dial == nil {
+			t.Errorf("local config %+v", c)
+		}
+	}
+	if api.Timeout != localAPITimeout || watch.Timeout != 0 {
+		t.Errorf("timeouts %s and %s, want %s and none", api.Timeout, watch.Timeout, localAPITimeout)
+	}
+	if cfg.Host != "https://10.96.0.1:443" {
+		t.Error("the configured address changed")
+	}
+}
+
+func TestAgentLocalAPIServerIsExplicitOrKubeadmsInTheCluster(t *testing.T) {
+	t.Setenv("KUBERNETES_SERVICE_HOST", "")
+	cfg := &rest.Config{Host: "https://127.0.0.1:6443"}
+	for value, want := range map[string]string{"none": "", "https://10.0.0.10:6443": "https://10.0.0.10:6443", localAPIServerAuto: ""} {
+		got, err := localAPIServerURL(agentOptions{localAPIServer: value}, cfg, nil)
+		if err != nil || got != want {
+			t.Errorf("--local-apiserver=%s outside the cluster: got %q, %v, want %q", value, got, err, want)
+		}
+	}
+}

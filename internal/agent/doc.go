@@ -23,6 +23,8 @@
 //   - rollout.go: Rollout runs the steps and the health wait, and rolls back on failure.
 //   - lease.go, status.go: the Lease kaudit-system/kaudit-rollout, and the node's own entry in
 //     the singleton's status.nodes (server-side apply, field manager kaudit-agent-<node>).
+//   - failover.go: Failover, a client that asks the node's own apiserver first and the
+//     kubernetes Service when it does not answer (the Lease the other way round).
 //   - agent.go: the level-triggered loop of `kaudit agent` (New, Run, Pass): the next target
 //     (only the revision and hash the manager recorded), whether the node may restart now (its
 //     own failure, a failed node halting the rollout, a kubeadm upgrade, minRestartInterval), the

@@ -12,6 +12,11 @@ import (
 // kube-apiserver (see docs/design.md, "Restart and rollback").
 const AnnotationPolicyHash = "audit.kaudit.io/policy-hash"
 
+// AnnotationKubeadmEndpoint is where kubeadm writes, as host:port, the address at which the
+// node's apiserver serves; its serving certificate covers that host (see docs/design.md, "One
+// node at a time").
+const AnnotationKubeadmEndpoint = "kubeadm.kubernetes.io/kube-apiserver.advertise-address.endpoint"
+
 // APIServerContainer is the name of the apiserver container in kubeadm's manifest.
 const APIServerContainer = "kube-apiserver"
 

@@ -12,6 +12,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -51,14 +52,20 @@ func resetCluster() {
 	}).WithTimeout(10 * time.Second).Should(BeTrue())
 }
 
-// createSingleton creates the AuditPolicy as the manager would, with test-sized rollout times.
+// createSingleton creates the AuditPolicy as the manager would, with test-sized rollout times
+// and no rollout.minReadyTime.
 func createSingleton(healthTimeout, minRestartInterval string, manageFlags bool) {
+	createSingletonWith(map[string]any{"healthTimeout": healthTimeout, "minRestartInterval": minRestartInterval, "minReadyTime": "0s"}, manageFlags)
+}
+
+// createSingletonWith creates the AuditPolicy with the given spec.rollout.
+func createSingletonWith(rollout map[string]any, manageFlags bool) {
 	ap := &unstructured.Unstructured{Object: map[string]any{
 		"apiVersion": v1alpha1.GroupVersion.String(), "kind": "AuditPolicy",
 		"metadata": map[string]any{"name": v1alpha1.SingletonName},
 		"spec": map[string]any{
 			"manageAPIServerFlags": manageFlags,
-			"rollout":              map[string]any{"healthTimeout": healthTimeout, "minRestartInterval": minRestartInterval},
+			"rollout":              rollout,
 		},
 	}}
 	Expect(k8s.Create(ctx, ap)).To(Succeed())
@@ -130,9 +137,19 @@ func singleton() *v1alpha1.AuditPolicy {
 	return ap
 }
 
-// restarts counts, across all simulated kubelets, apiserver restarts in progress.
+// restarts counts, across all simulated kubelets, apiserver restarts in progress, and records
+// each one.
 type restarts struct {
 	active, max atomic.Int32
+	mu          sync.Mutex
+	done        []restart
+}
+
+// restart is one simulated apiserver restart: from the manifest change the agent waits on until
+// the apiserver is ready (or the wait ends).
+type restart struct {
+	node       string
+	start, end time.Time
 }
 
 func (r *restarts) begin() {
@@ -145,20 +162,41 @@ func (r *restarts) begin() {
 	}
 }
 
-func (r *restarts) end() { r.active.Add(-1) }
+func (r *restarts) end(node string, start time.Time) {
+	r.mu.Lock()
+	r.done = append(r.done, restart{node: node, start: start, end: time.Now()})
+	r.mu.Unlock()
+	r.active.Add(-1)
+}
+
+// list is every restart that ended, in the order they began.
+func (r *restarts) list() []restart {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := slices.Clone(r.done)
+	slices.SortFunc(out, func(a, b restart) int { return a.start.Compare(b.start) })
+	return out
+}
 
 // simKubelet plays kubelet and kube-apiserver on one node: after the manifest changes, the
 // apiserver takes restartTime to come back, unless bad says its policy never gets it ready.
+// Meanwhile down, when set, is true: the node's own apiserver does not answer.
 type simKubelet struct {
+	node        string
 	manifest    string
 	restartTime time.Duration
 	bad         func(annotation string) bool
 	all         *restarts
+	down        *atomic.Bool
 }
 
 func (k *simKubelet) Wait(ctx context.Context, annotation string, since time.Time, timeout time.Duration) error {
 	k.all.begin()
-	defer k.all.end()
+	defer k.all.end(k.node, time.Now())
+	if k.down != nil {
+		k.down.Store(true)
+		defer k.down.Store(false)
+	}
 	b, err := os.ReadFile(k.manifest)
 	if err != nil {
 		return err
@@ -201,6 +239,12 @@ type agentOptions struct {
 	name string
 	// client makes the agent's API calls; nil means k8s.
 	client client.WithWatch
+	// leaseClient makes the Lease's; nil means client.
+	leaseClient client.WithWatch
+	// down is set while the simulated apiserver restarts; nil means it is not recorded.
+	down *atomic.Bool
+	// retry is the agent's Retry; 0 means 100 ms.
+	retry time.Duration
 	// statusClient writes the node's status entry; nil means client.
 	statusClient client.Client
 	// paths is the node root; zero means a new one (newNodeRoot), and a used one restarts an
@@ -224,6 +268,12 @@ func startAgent(o agentOptions) *testAgent {
 	if o.statusClient == nil {
 		o.statusClient = o.client
 	}
+	if o.leaseClient == nil {
+		o.leaseClient = o.client
+	}
+	if o.retry == 0 {
+		o.retry = 100 * time.Millisecond
+	}
 	if o.paths == (agent.Paths{}) {
 		o.paths = newNodeRoot()
 	}
@@ -239,13 +289,13 @@ func startAgent(o agentOptions) *testAgent {
 		Namespace: namespace,
 		Client:    o.client,
 		Rollout: &agent.Rollout{Files: agent.NewNodeFiles(o.paths), Clock: clock.RealClock{},
-			Health: &simKubelet{manifest: filepath.Join(o.paths.Root, o.paths.Manifest), restartTime: o.restartTime, bad: o.bad, all: o.restarts}},
-		Lease:    &agent.Lease{Client: o.client, Namespace: namespace, Name: agent.LeaseName, Identity: o.name, Clock: clock.RealClock{}},
+			Health: &simKubelet{node: o.name, manifest: filepath.Join(o.paths.Root, o.paths.Manifest), restartTime: o.restartTime, bad: o.bad, all: o.restarts, down: o.down}},
+		Lease:    &agent.Lease{Client: o.leaseClient, Namespace: namespace, Name: agent.LeaseName, Identity: o.name, Clock: clock.RealClock{}},
 		Status:   &agent.StatusWriter{Client: o.statusClient, NodeName: o.name},
 		Recorder: ta.recorder,
 		Clock:    clock.RealClock{},
 		Resync:   o.resync,
-		Retry:    100 * time.Millisecond,
+		Retry:    o.retry,
 	})
 	actx, stop := context.WithCancel(ctx)
 	ta.stop = stop
