@@ -308,13 +308,18 @@ func (a *Agent) waitAt(ctx context.Context, ap *v1alpha1.AuditPolicy, g gate) ti
 // pass again. When another node holds the Lease, it reports that it waits for it.
 func (a *Agent) rollOut(ctx context.Context, ap *v1alpha1.AuditPolicy, target Target, timeout time.Duration) time.Duration {
 	duration := LeaseDuration(timeout)
-	ok, holder, err := a.lease.TryAcquire(ctx, duration)
+	ok, busy, err := a.lease.tryAcquire(ctx, duration)
 	if err != nil {
 		logr.FromContextOrDiscard(ctx).Info("cannot take the rollout lease", "err", err)
 		return a.retry
 	}
 	if !ok {
-		_ = a.report(ctx, v1alpha1.NodePending, fmt.Sprintf("revision %d waits for node %s to finish its rollout", target.Revision, holder))
+		_ = a.report(ctx, v1alpha1.NodePending, fmt.Sprintf("revision %d waits for node %s to finish its rollout and rollout.minReadyTime after it", target.Revision, busy.holder))
+		// Try again when the lease expires, which after a successful rollout is minReadyTime
+		// from then (see settle), or after Retry if sooner.
+		if until := busy.expires.Sub(a.clock.Now()); !busy.expires.IsZero() && until < a.retry {
+			return max(until, 0)
+		}
 		return a.retry
 	}
 	// The lease is kept when a rollout is interrupted (the agent stops while kubelet restarts
@@ -355,14 +360,40 @@ func (a *Agent) applyHoldingLease(ctx context.Context, ap *v1alpha1.AuditPolicy,
 		logr.FromContextOrDiscard(ctx).Info("rollout interrupted; the next start of the agent finishes it", "revision", target.Revision, "err", err)
 		return 0, true
 	}
+	if a.settle(ctx, latest, res) {
+		keepLease = true
+	}
 	if !a.finish(ctx, ap, target.Revision, res) {
 		logr.FromContextOrDiscard(ctx).Info("keeping the rollout lease until it expires: the failure could not be reported, and the next node must not roll out the same revision", "revision", target.Revision)
 		return a.retry, true
 	}
 	if res.Phase == v1alpha1.NodeFailed && !res.Restarted {
-		return a.retry, false
+		return a.retry, keepLease
 	}
-	return 0, false
+	return 0, keepLease
+}
+
+// settle hands the Lease on after a rollout that restarted the node's apiserver and found it
+// ready: it keeps the Lease for rollout.minReadyTime more (ap's, or the default without ap),
+// so that the next node restarts only once load balancers and clients have seen this one
+// healthy, and returns true. It does so before the node reports Applied: the report wakes the
+// other agents, which then wait for exactly the rest of minReadyTime (see rollOut). Any other
+// outcome returns false and leaves the Lease to the caller.
+func (a *Agent) settle(ctx context.Context, ap *v1alpha1.AuditPolicy, res Result) bool {
+	if res.Phase != v1alpha1.NodeApplied || !res.Restarted {
+		return false
+	}
+	d := v1alpha1.DefaultMinReadyTime
+	if ap != nil {
+		d = ap.Spec.Rollout.MinReadyTimeOrDefault()
+	}
+	// Even when ctx is done: a stopping agent should not make the others wait longer.
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	if err := a.lease.ReleaseAfter(rctx, d); err != nil {
+		logr.FromContextOrDiscard(ctx).Info("cannot hand the rollout lease on; it expires on its own", "err", err)
+	}
+	return true
 }
 
 func (a *Agent) resume(ctx context.Context, ap *v1alpha1.AuditPolicy, haveAP bool, timeout time.Duration) time.Duration {
@@ -382,19 +413,20 @@ func (a *Agent) resume(ctx context.Context, ap *v1alpha1.AuditPolicy, haveAP boo
 		}
 		return a.retry
 	}
-	reported := true
+	reported, settled := true, false
 	if res != nil {
 		logr.FromContextOrDiscard(ctx).Info("recovered an interrupted rollout", "phase", res.Phase, "message", res.Message)
 		if !haveAP {
 			ap = nil // no events without the singleton
 		}
+		settled = a.settle(ctx, ap, *res)
 		reported = a.finish(ctx, ap, res.Revision, *res)
 	}
 	if !reported {
 		logr.FromContextOrDiscard(ctx).Info("keeping the rollout lease until it expires: the failure could not be reported")
 		return a.retry
 	}
-	if ctx.Err() == nil {
+	if ctx.Err() == nil && !settled {
 		a.release(ctx)
 	}
 	return 0

@@ -41,6 +41,18 @@ type Lease struct {
 // ours. It returns the current holder when someone else has it. Two agents racing for it are
 // ordered by the apiserver: the loser gets a conflict and reports the lease as busy.
 func (l *Lease) TryAcquire(ctx context.Context, duration time.Duration) (bool, string, error) {
+	ok, busy, err := l.tryAcquire(ctx, duration)
+	return ok, busy.holder, err
+}
+
+// busyLease is who holds the lease, and until when unless renewed (zero when unknown).
+type busyLease struct {
+	holder  string
+	expires time.Time
+}
+
+// tryAcquire is TryAcquire, telling also when another holder's lease expires.
+func (l *Lease) tryAcquire(ctx context.Context, duration time.Duration) (bool, busyLease, error) {
 	now := metav1.NewMicroTime(l.Clock.Now())
 	var lease coordinationv1.Lease
 	err := l.Client.Get(ctx, client.ObjectKey{Namespace: l.Namespace, Name: l.Name}, &lease)
@@ -51,16 +63,16 @@ func (l *Lease) TryAcquire(ctx context.Context, duration time.Duration) (bool, s
 		}
 		err := l.Client.Create(ctx, &lease)
 		if apierrors.IsAlreadyExists(err) {
-			return false, "", nil
+			return false, busyLease{}, nil
 		}
-		return err == nil, "", err
+		return err == nil, busyLease{}, err
 	}
 	if err != nil {
-		return false, "", fmt.Errorf("getting lease %s/%s: %w", l.Namespace, l.Name, err)
+		return false, busyLease{}, fmt.Errorf("getting lease %s/%s: %w", l.Namespace, l.Name, err)
 	}
 	holder := ptr.Deref(lease.Spec.HolderIdentity, "")
 	if holder != "" && holder != l.Identity && !l.expired(&lease) {
-		return false, holder, nil
+		return false, busyLease{holder: holder, expires: expiry(&lease)}, nil
 	}
 	acquired := now
 	transitions := ptr.Deref(lease.Spec.LeaseTransitions, 0)
@@ -72,11 +84,11 @@ func (l *Lease) TryAcquire(ctx context.Context, duration time.Duration) (bool, s
 	lease.Spec = l.spec(acquired, now, duration, transitions)
 	if err := l.Client.Update(ctx, &lease); err != nil {
 		if apierrors.IsConflict(err) {
-			return false, holder, nil
+			return false, busyLease{holder: holder}, nil
 		}
-		return false, holder, fmt.Errorf("taking lease %s/%s: %w", l.Namespace, l.Name, err)
+		return false, busyLease{holder: holder}, fmt.Errorf("taking lease %s/%s: %w", l.Namespace, l.Name, err)
 	}
-	return true, "", nil
+	return true, busyLease{}, nil
 }
 
 func (l *Lease) spec(acquired, renewed metav1.MicroTime, duration time.Duration, transitions int32) coordinationv1.LeaseSpec {
@@ -90,11 +102,16 @@ func (l *Lease) spec(acquired, renewed metav1.MicroTime, duration time.Duration,
 }
 
 func (l *Lease) expired(lease *coordinationv1.Lease) bool {
+	end := expiry(lease)
+	return end.IsZero() || !l.Clock.Now().Before(end)
+}
+
+// expiry is when lease expires unless renewed; zero when it says nothing.
+func expiry(lease *coordinationv1.Lease) time.Time {
 	if lease.Spec.RenewTime == nil || lease.Spec.LeaseDurationSeconds == nil {
-		return true
+		return time.Time{}
 	}
-	end := lease.Spec.RenewTime.Add(time.Duration(*lease.Spec.LeaseDurationSeconds) * time.Second)
-	return !l.Clock.Now().Before(end)
+	return lease.Spec.RenewTime.Add(time.Duration(*lease.Spec.LeaseDurationSeconds) * time.Second)
 }
 
 // Renew extends a lease we hold.
@@ -105,6 +122,30 @@ func (l *Lease) Renew(ctx context.Context, duration time.Duration) error {
 	}
 	if !ok {
 		return fmt.Errorf("lease %s/%s is held by %s", l.Namespace, l.Name, holder)
+	}
+	return nil
+}
+
+// ReleaseAfter keeps the lease we hold for d from now, without renewing it after that, so that
+// nobody else takes it before d has passed; it releases it at once when d is not positive. The
+// wait survives a restart of any agent: it is in the Lease, not in memory.
+func (l *Lease) ReleaseAfter(ctx context.Context, d time.Duration) error {
+	if d <= 0 {
+		return l.Release(ctx)
+	}
+	var lease coordinationv1.Lease
+	if err := l.Client.Get(ctx, client.ObjectKey{Namespace: l.Namespace, Name: l.Name}, &lease); err != nil {
+		return client.IgnoreNotFound(err)
+	}
+	if ptr.Deref(lease.Spec.HolderIdentity, "") != l.Identity {
+		return nil
+	}
+	// Whole seconds, rounded up: never shorter than d.
+	seconds := int32((d + time.Second - 1) / time.Second)
+	lease.Spec.RenewTime = ptr.To(metav1.NewMicroTime(l.Clock.Now()))
+	lease.Spec.LeaseDurationSeconds = ptr.To(seconds)
+	if err := l.Client.Update(ctx, &lease); err != nil {
+		return fmt.Errorf("keeping lease %s/%s for %s: %w", l.Namespace, l.Name, d, err)
 	}
 	return nil
 }

@@ -1,0 +1,64 @@
+package envtest_test
+
+import (
+	"fmt"
+	"time"
+
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+
+	"github.com/kaudit/kaudit/api/v1alpha1"
+)
+
+var _ = Describe("rollout.minReadyTime", func() {
+	var (
+		agents []*testAgent
+		all    *restarts
+	)
+	BeforeEach(func() {
+		resetCluster()
+		all = &restarts{}
+		agents = nil
+	})
+	AfterEach(func() {
+		for _, a := range agents {
+			a.shutdown()
+		}
+	})
+
+	It("keeps the next node from restarting until that long after the previous one was ready, and no longer", func() {
+		const minReadyTime = 2 * time.Second
+		createSingletonWith(map[string]any{"healthTimeout": "5s", "minReadyTime": minReadyTime.String()}, true)
+		// A Retry longer than minReadyTime: the next node must start when the Lease expires,
+		// not at its next retry.
+		for i := 1; i <= 3; i++ {
+			agents = append(agents, startAgent(agentOptions{name: fmt.Sprintf("cp-%d", i), restarts: all, restartTime: 300 * time.Millisecond, retry: 5 * time.Second}))
+		}
+		publish(1)
+		Eventually(func() []restart { return all.list() }).WithTimeout(30 * time.Second).WithPolling(100 * time.Millisecond).Should(HaveLen(3))
+		list := all.list()
+		for i := 1; i < len(list); i++ {
+			gap := list[i].start.Sub(list[i-1].end)
+			GinkgoWriter.Printf("%s restarted %s after %s was ready\n", list[i].node, gap, list[i-1].node)
+			Expect(gap).To(BeNumerically(">=", minReadyTime), "%s restarted before minReadyTime after %s", list[i].node, list[i-1].node)
+			Expect(gap).To(BeNumerically("<", minReadyTime+time.Second), "%s waited for its retry, not for the Lease", list[i].node)
+		}
+		Expect(all.max.Load()).To(Equal(int32(1)))
+	})
+
+	It("holds through a restart of the agent that finished: the wait is in the Lease", func() {
+		const minReadyTime = 3 * time.Second
+		createSingletonWith(map[string]any{"healthTimeout": "5s", "minReadyTime": minReadyTime.String()}, true)
+		first := startAgent(agentOptions{name: "cp-1", restarts: all, restartTime: 100 * time.Millisecond})
+		publish(1)
+		Eventually(nodePhase("cp-1", v1alpha1.NodeApplied, 1)).WithTimeout(30 * time.Second).WithPolling(20 * time.Millisecond).Should(Succeed())
+		first.shutdown()
+		agents = append(agents,
+			startAgent(agentOptions{name: "cp-1", paths: first.paths, restarts: all, restartTime: 100 * time.Millisecond}),
+			startAgent(agentOptions{name: "cp-2", restarts: all, restartTime: 100 * time.Millisecond}))
+		Eventually(nodePhase("cp-2", v1alpha1.NodeApplied, 1)).WithTimeout(30 * time.Second).WithPolling(50 * time.Millisecond).Should(Succeed())
+		list := all.list()
+		Expect(list).To(HaveLen(2), "cp-1 restarted once")
+		Expect(list[1].start.Sub(list[0].end)).To(BeNumerically(">=", minReadyTime))
+	})
+})
