@@ -55,7 +55,7 @@ func newAgentCommand() *cobra.Command {
 		namespace:          agent.DefaultNamespace,
 		localAPIServer:     localAPIServerAuto,
 		mirrorPodNamespace: "kube-system",
-		pollInterval:       time.Second,
+		pollInterval:       500 * time.Millisecond,
 		resync:             time.Minute,
 		retry:              10 * time.Second,
 	}

@@ -115,6 +115,31 @@ func TestHealthWaitNeedsTheNewAnnotationAndANewContainer(t *testing.T) {
 	}
 }
 
+// What kubelet shows on kind after a manifest change (see APIServerHealth.check): the replaced
+// mirror pod with the new container's start, then the new mirror pod without any status.
+func TestHealthWaitTakesTheRestartSeenOnTheReplacedMirrorPod(t *testing.T) {
+	readyz, err := NewReadyz(readyzServer(t, func() bool { return true }))
+	if err != nil {
+		t.Fatal(err)
+	}
+	since := time.Now()
+	newMirror := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Annotations: map[string]string{staticpod.AnnotationPolicyHash: "abc"}}}
+	seq := []*corev1.Pod{runningPod("old", since.Add(-time.Hour)), runningPod("old", since.Add(time.Second)), newMirror}
+	var calls atomic.Int32
+	h := &APIServerHealth{
+		MirrorPod: func(context.Context) (*corev1.Pod, error) {
+			return seq[min(int(calls.Add(1))-1, len(seq)-1)], nil
+		},
+		Readyz: readyz, Clock: clock.RealClock{}, Interval: 10 * time.Millisecond,
+	}
+	if err := h.Wait(context.Background(), "abc", since, 5*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if calls.Load() != 3 {
+		t.Errorf("succeeded at check %d, want 3: the first with the new annotation", calls.Load())
+	}
+}
+
 func TestReadyzVerifiesTheServingCertificate(t *testing.T) {
 	o := readyzServer(t, func() bool { return true })
 	o.ServerName = "kubernetes"
