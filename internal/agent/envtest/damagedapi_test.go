@@ -60,7 +60,8 @@ var _ = Describe("Agents facing a damaged API", func() {
 		}).WithTimeout(30 * time.Second).WithPolling(100 * time.Millisecond).Should(Succeed())
 		Expect(a.policy()).To(Equal(string(policyOf(1))))
 		Expect(a.state().Restarts).To(Equal(int64(1)))
-		Expect(strings.Join(a.eventList(), "\n")).To(ContainSubstring(v1alpha1.EventRolloutFailed))
+		// The agent reports the phase, then records the event.
+		Eventually(func() string { return strings.Join(a.eventList(), "\n") }).WithTimeout(10 * time.Second).Should(ContainSubstring(v1alpha1.EventRolloutFailed))
 	})
 
 	It("write their entry again when it disappears from the status while the node is Applied", func() {

@@ -29,19 +29,21 @@ var _ = Describe("rollout.minReadyTime", func() {
 	It("keeps the next node from restarting until that long after the previous one was ready, and no longer", func() {
 		const minReadyTime = 2 * time.Second
 		createSingletonWith(map[string]any{"healthTimeout": "5s", "minReadyTime": minReadyTime.String()}, true)
-		// A Retry longer than minReadyTime: the next node must start when the Lease expires,
-		// not at its next retry.
+		// A Retry far longer than minReadyTime: the next node must start when the Lease expires,
+		// not at its next retry. The margin allows for a loaded machine (the health check's
+		// 500 ms period and scheduling).
+		const retry, margin = 10 * time.Second, 3 * time.Second
 		for i := 1; i <= 3; i++ {
-			agents = append(agents, startAgent(agentOptions{name: fmt.Sprintf("cp-%d", i), restarts: all, restartTime: 300 * time.Millisecond, retry: 5 * time.Second}))
+			agents = append(agents, startAgent(agentOptions{name: fmt.Sprintf("cp-%d", i), restarts: all, restartTime: 300 * time.Millisecond, retry: retry}))
 		}
 		publish(1)
-		Eventually(func() []restart { return all.list() }).WithTimeout(30 * time.Second).WithPolling(100 * time.Millisecond).Should(HaveLen(3))
+		Eventually(func() []restart { return all.list() }).WithTimeout(40 * time.Second).WithPolling(100 * time.Millisecond).Should(HaveLen(3))
 		list := all.list()
 		for i := 1; i < len(list); i++ {
 			gap := list[i].start.Sub(list[i-1].end)
 			GinkgoWriter.Printf("%s restarted %s after %s was ready\n", list[i].node, gap, list[i-1].node)
 			Expect(gap).To(BeNumerically(">=", minReadyTime), "%s restarted before minReadyTime after %s", list[i].node, list[i-1].node)
-			Expect(gap).To(BeNumerically("<", minReadyTime+time.Second), "%s waited for its retry, not for the Lease", list[i].node)
+			Expect(gap).To(BeNumerically("<", minReadyTime+margin), "%s waited for its retry, not for the Lease", list[i].node)
 		}
 		Expect(all.max.Load()).To(Equal(int32(1)))
 	})
