@@ -78,8 +78,9 @@ func (h *APIServerHealth) Wait(ctx context.Context, annotation string, since tim
 // before it whether the mirror pod has shown the apiserver container running since the change:
 // kubelet reports the new container's start on the mirror pod it replaces, then creates the
 // mirror pod of the new manifest, whose status it reports 10-15 s later (measured on kind). The
-// new annotation means that kubelet runs the new manifest; the start, seen on either, that the
-// container restarted after the change (see docs/design.md, "Restart and rollback").
+// new annotation means that kubelet runs the new manifest; the start, seen on either, or the
+// new mirror pod's creation since the change, that the container restarted after the change
+// (see docs/design.md, "Restart and rollback").
 func (h *APIServerHealth) check(ctx context.Context, annotation string, since time.Time, restarted *bool) error {
 	pod, err := h.MirrorPod(ctx)
 	if err != nil {
@@ -98,6 +99,12 @@ func (h *APIServerHealth) check(ctx context.Context, annotation string, since ti
 	}
 	if got := pod.Annotations[staticpod.AnnotationPolicyHash]; got != annotation {
 		return fmt.Errorf("mirror pod %s/%s has %s=%q, want %q", pod.Namespace, pod.Name, staticpod.AnnotationPolicyHash, got, annotation)
+	}
+	// A mirror pod of the new manifest created since the change is a restart too: kubelet
+	// creates it only once the previous pod has terminated, and its report of the new
+	// container on the replaced mirror pod can fail (that pod is being deleted).
+	if !pod.CreationTimestamp.Time.Before(since.Truncate(time.Second)) {
+		*restarted = true
 	}
 	switch {
 	case *restarted:

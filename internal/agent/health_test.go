@@ -140,6 +140,37 @@ func TestHealthWaitTakesTheRestartSeenOnTheReplacedMirrorPod(t *testing.T) {
 	}
 }
 
+// kubelet's report of the new container on the replaced mirror pod failed (seen on three
+// control planes: the pod was being deleted): the new mirror pod, created after the change,
+// says that the previous pod terminated.
+func TestHealthWaitTakesTheNewMirrorPodCreatedSinceTheChange(t *testing.T) {
+	readyz, err := NewReadyz(readyzServer(t, func() bool { return true }))
+	if err != nil {
+		t.Fatal(err)
+	}
+	since := time.Now()
+	mirror := func(created time.Time) *corev1.Pod {
+		return &corev1.Pod{ObjectMeta: metav1.ObjectMeta{CreationTimestamp: metav1.NewTime(created), Annotations: map[string]string{staticpod.AnnotationPolicyHash: "abc"}}}
+	}
+	for name, tc := range map[string]struct {
+		pod  *corev1.Pod
+		want bool
+	}{
+		"created since the change":             {mirror(since.Add(time.Second)), true},
+		"created in the change's second":       {mirror(since.Truncate(time.Second)), true},
+		"created before the change, no status": {mirror(since.Add(-time.Hour)), false},
+	} {
+		h := &APIServerHealth{
+			MirrorPod: func(context.Context) (*corev1.Pod, error) { return tc.pod, nil },
+			Readyz:    readyz, Clock: clock.RealClock{}, Interval: 10 * time.Millisecond,
+		}
+		err := h.Wait(context.Background(), "abc", since, 100*time.Millisecond)
+		if (err == nil) != tc.want {
+			t.Errorf("%s: Wait() = %v, want success %v", name, err, tc.want)
+		}
+	}
+}
+
 func TestReadyzVerifiesTheServingCertificate(t *testing.T) {
 	o := readyzServer(t, func() bool { return true })
 	o.ServerName = "kubernetes"
