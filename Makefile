@@ -113,7 +113,11 @@ docker-build: ## Build the image $(IMG): the static binary in a FROM scratch ima
 
 .PHONY: test-e2e
 test-e2e: ## Run the e2e suite on kind: real kubelet, real kube-apiserver restarts, the real audit log.
-	IMG=$(IMG) go test -tags e2e ./test/e2e -count=1 -timeout 80m -v -ginkgo.v -ginkgo.timeout=75m
+	IMG=$(IMG) go test -tags e2e ./test/e2e -count=1 -timeout 80m -v -ginkgo.v -ginkgo.timeout=75m -ginkgo.label-filter='!ha'
+
+.PHONY: test-e2e-ha
+test-e2e-ha: ## Run the e2e suite on three control-plane nodes behind kind's load balancer: availability, failures.
+	IMG=$(IMG) go test -tags e2e ./test/e2e -count=1 -timeout 60m -v -ginkgo.v -ginkgo.timeout=55m -ginkgo.label-filter=ha
 
 .PHONY: kind-up
 kind-up: ## Create kind cluster $(KIND_CLUSTER) with audit flags (offline node image and host fixes as needed).

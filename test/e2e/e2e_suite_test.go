@@ -45,7 +45,11 @@ var _ = BeforeSuite(func() {
 	if os.Getenv("KAUDIT_E2E_BUILD_IMAGE") != "false" {
 		Expect(runLogged(nil, "hack/kind/image.sh", img)).To(Succeed(), "building %s", img)
 	}
-	kc = newCluster(mainCluster, "audit", reuse)
+	// The three-control-plane specs (Label "ha") make their own cluster; this one is for the
+	// specs without a label.
+	if Label().MatchesLabelFilter(GinkgoLabelFilter()) {
+		kc = newCluster(mainCluster, "audit", reuse)
+	}
 })
 
 var _ = ReportAfterEach(func(r SpecReport) {

@@ -84,8 +84,14 @@ func (k *cluster) logDir() string     { return k.env["KAUDIT_AUDIT_LOG_DIR"] }
 // newCluster creates (or, with reuse, attaches to) kind cluster name in mode
 // audit (apiserver audit flags from the kind config) or bare.
 func newCluster(name, mode string, reuse bool) *cluster {
+	return newClusterWith(name, mode, mode, reuse)
+}
+
+// newClusterWith is newCluster with more of cluster.sh's environment (e.g.
+// KIND_CONTROL_PLANES=3); label names the cluster in the timings.
+func newClusterWith(name, mode, label string, reuse bool, extraEnv ...string) *cluster {
 	k := &cluster{name: name, mode: mode}
-	env := []string{"KIND_CLUSTER=" + name, "KAUDIT_E2E_MODE=" + mode}
+	env := append([]string{"KIND_CLUSTER=" + name, "KAUDIT_E2E_MODE=" + mode}, extraEnv...)
 	if d := os.Getenv("KAUDIT_E2E_CLUSTERS_DIR"); d != "" {
 		env = append(env, "KAUDIT_E2E_DIR="+filepath.Join(d, name))
 	}
@@ -104,7 +110,7 @@ func newCluster(name, mode string, reuse bool) *cluster {
 		}
 		start := time.Now()
 		Expect(runLogged(env, "hack/kind/cluster.sh", "up", mode)).To(Succeed(), "creating kind cluster %s", name)
-		record("kind create cluster (%s) incl. cached image checks", time.Since(start), mode)
+		record("kind create cluster (%s) incl. cached image checks", time.Since(start), label)
 	}
 	out, err := run(env, "", "hack/kind/cluster.sh", "env")
 	Expect(err).NotTo(HaveOccurred())
@@ -264,7 +270,12 @@ func distinctStarts(seen []apiserverStart) int {
 // (current file and rotated backups) whose stage timestamp is after since and
 // that match accepts.
 func (k *cluster) auditEvents(since time.Time, match func(*auditv1.Event) bool) []auditv1.Event {
-	files, _ := filepath.Glob(filepath.Join(k.logDir(), "*.log"))
+	return auditEventsIn(k.logDir(), since, match)
+}
+
+// auditEventsIn is auditEvents of the audit log directory dir.
+func auditEventsIn(dir string, since time.Time, match func(*auditv1.Event) bool) []auditv1.Event {
+	files, _ := filepath.Glob(filepath.Join(dir, "*.log"))
 	sort.Strings(files)
 	var out []auditv1.Event
 	for _, f := range files {
@@ -332,13 +343,18 @@ func summary(evs []auditv1.Event) string {
 // kube-apiserver manifest, written atomically from outside the manifests
 // directory, as an administrator (or kaudit) would.
 func (k *cluster) bumpManifestAnnotation(key, value string) {
+	k.bumpManifestAnnotationOn(k.node(), key, value)
+}
+
+// bumpManifestAnnotationOn is bumpManifestAnnotation on the kind node node.
+func (k *cluster) bumpManifestAnnotationOn(node, key, value string) {
 	script := fmt.Sprintf(`set -eu
 m=/etc/kubernetes/manifests/kube-apiserver.yaml
 tmp=$(mktemp /etc/kubernetes/.kube-apiserver.XXXXXX)
 grep -v '^    %[1]s:' $m | sed '0,/^  annotations:/s#^  annotations:#  annotations:\n    %[1]s: "%[2]s"#' > $tmp
 chmod 600 $tmp
 mv $tmp $m`, key, value)
-	_, err := k.nodeExec("bash", "-c", script)
+	_, err := run(nil, "", "docker", "exec", node, "bash", "-c", script)
 	Expect(err).NotTo(HaveOccurred())
 }
 

@@ -43,6 +43,11 @@ func (k *cluster) install() {
 	out, err := run([]string{"KUBECONFIG=" + k.kubeconfig()}, "", k.kubectlBin, "apply", "--server-side", "--force-conflicts", "-k", kustomization)
 	fmt.Fprintln(GinkgoWriter, out)
 	Expect(err).NotTo(HaveOccurred())
+	k.waitKauditReady()
+}
+
+// waitKauditReady waits until the manager Deployment and the agent DaemonSet are ready.
+func (k *cluster) waitKauditReady() {
 	// The image is local: never try to pull it.
 	Eventually(func() error {
 		out, err := k.kubectl("-n", kauditNamespace, "get", "deploy,ds", "-o",
