@@ -299,4 +299,5 @@ var _ = Describe("kaudit manager", Ordered, func() {
 		})
 	})
 	rolloutStatusSpecs()
+	guardrailSpecs()
 })
