@@ -211,7 +211,7 @@ func (r *PolicyReconciler) makeRevision(ctx context.Context, ap *v1alpha1.AuditP
 	}
 	merged := decision.Merged
 	hash := merged.Hash()
-	if latest != nil && latest.Revision.Hash == hash {
+	if latest != nil && latest.Hash == hash {
 		r.resetPending()
 		return ctrl.Result{}, nil
 	}

@@ -266,7 +266,7 @@ func guardrailSpecs() {
 		It("rejects a team module that lowers a level, names another namespace, exceeds the cap or logs Secret bodies", func() {
 			ensureNamespace("team-a")
 			before := settled()
-			Expect(k8s.Create(ctx, newNamespacedModule("team-a", "quiet", 10, namespacedRule(v1alpha1.LevelNone, "apps", "deployments")))).To(Succeed())
+			Expect(k8s.Create(ctx, newNamespacedModule("team-a", "quiet", 5, namespacedRule(v1alpha1.LevelNone, "apps", "deployments")))).To(Succeed())
 			escape := newNamespacedModule("team-a", "escape", 10, namespacedRule(v1alpha1.LevelRequestResponse, "apps", "deployments"))
 			escape.Spec.Rules[0].Namespaces = []string{"kube-system"}
 			Expect(k8s.Create(ctx, escape)).To(Succeed())
