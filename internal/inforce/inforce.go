@@ -109,6 +109,9 @@ type entry struct {
 	use    use
 	// outcome is the verdict before guardrails; pinned replaces it.
 	outcome Outcome
+	// why says why a namespaced module's current spec is not in force, before guardrails;
+	// empty when it is, or when the module is disabled.
+	why string
 	// pinned is set when the module's change is taken back for a guardrail: its record stays
 	// in force (or nothing, without one).
 	pinned *Breach
@@ -340,21 +343,23 @@ func (d *decider) inForceModules() []policy.Module {
 }
 
 // proposeNamespaced decides what a NamespacedAuditPolicyModule puts in force before
-// guardrails. Its current spec must be valid, enabled, switched on by the singleton, under the
-// cap and log no request of its namespace less than the cluster's modules in force do
-// (cluster); otherwise its last accepted spec stays if it still passes the same checks.
+// guardrails: nothing while the singleton switches namespaced modules off; else its current
+// spec if it is valid, enabled, under the cap and logs no request of its namespace less than
+// the cluster's modules in force do (cluster); else its last accepted spec if that still
+// passes the same checks.
 func (d *decider) proposeNamespaced(e *entry, cluster *policy.Merged, clusterHash string) error {
 	s := d.in.Settings
-	e.use = useNothing
+	e.use, e.why = useNothing, ""
 	switch {
 	case e.mod == nil:
 		return nil
+	case !s.NamespacedEnabled:
+		e.why = "Namespaced modules are switched off (spec.namespacedModules.enabled of AuditPolicy cluster is false)."
+		e.outcome = Outcome{Generation: e.mod.Generation, Reason: v1alpha1.ReasonNamespacedModulesDisabled, Message: e.why + " Nothing of this module is in force."}
+		return nil
 	case e.mod.Invalid != nil:
 		e.outcome = InvalidOutcome(*e.mod)
-	case !s.NamespacedEnabled:
-		e.outcome = Outcome{Generation: e.mod.Generation, Reason: v1alpha1.ReasonNamespacedModulesDisabled,
-			Message: "Namespaced modules are switched off (spec.namespacedModules.enabled of AuditPolicy cluster is false): nothing of this module is in force."}
-		return nil
+		e.why = e.outcome.Message
 	case e.mod.Spec.Disabled:
 		e.outcome = disabledOutcome(e.mod.Generation)
 		return nil
@@ -367,9 +372,10 @@ func (d *decider) proposeNamespaced(e *entry, cluster *policy.Merged, clusterHas
 			e.use, e.outcome = useCurrent, validOutcome(e.mod.Generation)
 			return nil
 		}
+		e.why = p.message
 		e.outcome = Outcome{Generation: e.mod.Generation, Reason: p.reason, Message: p.message}
 	}
-	if !s.NamespacedEnabled || e.record == nil {
+	if e.record == nil {
 		e.outcome.Message += " Nothing of this module is in force."
 		return nil
 	}

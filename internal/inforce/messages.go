@@ -100,9 +100,9 @@ func pinnedOutcome(e *entry) Outcome {
 	switch {
 	case e.mod.Spec.Disabled:
 		change = "Disabling this module"
-	case e.outcome.Reason != v1alpha1.ReasonValid:
+	case e.why != "":
 		// The current spec was not going to be in force anyway; say why, then what holds it.
-		change = e.outcome.Message + " Yet taking its last accepted rules out of the policy"
+		change = e.why + " Yet taking its last accepted rules out of the policy"
 	}
 	o.Message = fmt.Sprintf("%s would break %s: %s, logged at %s by its last accepted %s, would be logged at %s (%s). The last accepted version stays in force until that request is kept another way.",
 		change, describeGuardrail(b.Guardrail), describeRequest(b.Request), describeDecision(*b.Before, details), ownRule(b.BeforeBy), describeDecision(b.After, details), b.AfterBy)
