@@ -1,6 +1,7 @@
-// Package manifest reads AuditPolicyModule and AuditPolicy manifests (and plain audit.k8s.io/v1
-// Policy files) from files, directories and kustomizations, applying the CRD schema's defaults
-// exactly as the apiserver would, so offline rendering matches the controller byte for byte.
+// Package manifest reads AuditPolicyModule, NamespacedAuditPolicyModule and AuditPolicy
+// manifests (and plain audit.k8s.io/v1 Policy files) from files, directories and
+// kustomizations, applying the CRD schema's defaults exactly as the apiserver would, so offline
+// rendering matches the controller byte for byte.
 package manifest
 
 import (
@@ -26,6 +27,9 @@ import (
 type Set struct {
 	// Modules in the order they were read.
 	Modules []v1alpha1.AuditPolicyModule
+	// NamespacedModules in the order they were read, each with its namespace: the one its
+	// manifest names, or the namespace of the kustomization that lists it.
+	NamespacedModules []v1alpha1.NamespacedAuditPolicyModule
 	// Policy is the AuditPolicy singleton if one was given; nil otherwise.
 	Policy *v1alpha1.AuditPolicy
 	// Upstream holds plain audit.k8s.io/v1 Policy documents.
@@ -48,6 +52,12 @@ func Read(stdin io.Reader, paths ...string) (*Set, error) {
 	for _, p := range paths {
 		if err := set.readPath(stdin, p); err != nil {
 			return nil, err
+		}
+	}
+	for _, m := range set.NamespacedModules {
+		if m.Namespace == "" {
+			// kubectl would use its context's namespace, which offline tools cannot know.
+			return nil, fmt.Errorf("NamespacedAuditPolicyModule %q: metadata.namespace: Required value: set it in the manifest or in the kustomization that lists it", m.Name)
 		}
 	}
 	return set, nil
@@ -119,9 +129,11 @@ func findKustomization(dir string) (string, bool) {
 	return "", false
 }
 
-// kustomization is the part of a kustomization that kaudit understands: plain resources.
+// kustomization is the part of a kustomization that kaudit understands: plain resources, and
+// the namespace it sets on namespaced ones.
 type kustomization struct {
 	Resources []string `json:"resources"`
+	Namespace string   `json:"namespace"`
 }
 
 func (s *Set) readKustomization(stdin io.Reader, dir, file string) error {
@@ -144,12 +156,19 @@ func (s *Set) readKustomization(stdin io.Reader, dir, file string) error {
 	if err := yaml.Unmarshal(data, &kz); err != nil {
 		return fmt.Errorf("%s: %w", file, err)
 	}
+	first := len(s.NamespacedModules)
 	for _, r := range kz.Resources {
 		if strings.Contains(r, "://") {
 			return fmt.Errorf("%s: remote resource %q cannot be read offline", file, r)
 		}
 		if err := s.readPath(stdin, filepath.Join(dir, r)); err != nil {
 			return err
+		}
+	}
+	// As kustomize does, the kustomization's namespace replaces that of its namespaced objects.
+	if kz.Namespace != "" {
+		for i := first; i < len(s.NamespacedModules); i++ {
+			s.NamespacedModules[i].Namespace = kz.Namespace
 		}
 	}
 	return nil
@@ -159,7 +178,8 @@ type typeMeta struct {
 	APIVersion string `json:"apiVersion"`
 	Kind       string `json:"kind"`
 	Metadata   struct {
-		Name string `json:"name"`
+		Name      string `json:"name"`
+		Namespace string `json:"namespace"`
 	} `json:"metadata"`
 }
 
@@ -198,6 +218,15 @@ func (s *Set) addDocument(where string, raw []byte) error {
 			return fmt.Errorf("%s: AuditPolicyModule %q: %w", where, tm.Metadata.Name, err)
 		}
 		s.Modules = append(s.Modules, m)
+	case tm.APIVersion == v1alpha1.GroupVersion.String() && tm.Kind == "NamespacedAuditPolicyModule":
+		if tm.Metadata.Name == "" {
+			return fmt.Errorf("%s: NamespacedAuditPolicyModule: metadata.name: Required value", where)
+		}
+		var m v1alpha1.NamespacedAuditPolicyModule
+		if err := decodeDefaulted(raw, "NamespacedAuditPolicyModule", &m); err != nil {
+			return fmt.Errorf("%s: NamespacedAuditPolicyModule %q: %w", where, tm.Metadata.Name, err)
+		}
+		s.NamespacedModules = append(s.NamespacedModules, m)
 	case tm.APIVersion == v1alpha1.GroupVersion.String() && tm.Kind == "AuditPolicy":
 		if tm.Metadata.Name != v1alpha1.SingletonName {
 			return fmt.Errorf("%s: AuditPolicy %q: metadata.name: Invalid value: the AuditPolicy is a singleton and must be named %s", where, tm.Metadata.Name, v1alpha1.SingletonName)
@@ -217,7 +246,7 @@ func (s *Set) addDocument(where string, raw []byte) error {
 		}
 		s.Upstream = append(s.Upstream, UpstreamPolicy{Source: where, Policy: p})
 	default:
-		return fmt.Errorf("%s: unsupported kind %q (apiVersion %q): expected AuditPolicyModule or AuditPolicy of %s, or an audit.k8s.io/v1 Policy", where, tm.Kind, tm.APIVersion, v1alpha1.GroupVersion)
+		return fmt.Errorf("%s: unsupported kind %q (apiVersion %q): expected AuditPolicyModule, NamespacedAuditPolicyModule or AuditPolicy of %s, or an audit.k8s.io/v1 Policy", where, tm.Kind, tm.APIVersion, v1alpha1.GroupVersion)
 	}
 	return nil
 }

@@ -97,3 +97,79 @@ func names(s *Set) []string {
 	}
 	return out
 }
+
+func TestReadNamespacedModules(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, doc string) {
+		t.Helper()
+		if err := os.MkdirAll(filepath.Dir(filepath.Join(dir, name)), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(doc), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	module := func(name, namespace string) string {
+		doc := "apiVersion: audit.kaudit.io/v1alpha1\nkind: NamespacedAuditPolicyModule\nmetadata: {name: " + name
+		if namespace != "" {
+			doc += ", namespace: " + namespace
+		}
+		return doc + "}\nspec:\n  rules: [{level: Request, resources: [{group: apps, resources: [deployments]}]}]\n"
+	}
+	write("named.yaml", module("named", "team-a"))
+	write("team-b/kustomization.yaml", "namespace: team-b\nresources: [bodies.yaml, moved.yaml]\n")
+	write("team-b/bodies.yaml", module("bodies", ""))
+	write("team-b/moved.yaml", module("moved", "team-a"))
+	set, err := Read(nil, filepath.Join(dir, "named.yaml"), filepath.Join(dir, "team-b"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, m := range set.NamespacedModules {
+		got = append(got, m.Namespace+"/"+m.Name)
+		if m.Spec.Order != 100 {
+			t.Errorf("%s: order %d, want the CRD default 100", m.Name, m.Spec.Order)
+		}
+	}
+	if want := "team-a/named,team-b/bodies,team-b/moved"; strings.Join(got, ",") != want {
+		t.Errorf("namespaced modules = %v, want %s (a kustomization's namespace replaces the manifest's)", got, want)
+	}
+
+	write("bare.yaml", module("bare", ""))
+	if _, err := Read(nil, filepath.Join(dir, "bare.yaml")); err == nil || !strings.Contains(err.Error(), `NamespacedAuditPolicyModule "bare": metadata.namespace: Required value`) {
+		t.Errorf("a namespaced module without a namespace: %v", err)
+	}
+	write("urls.yaml", strings.Replace(module("urls", "team-a"), "resources: [{group: apps, resources: [deployments]}]", "nonResourceURLs: [/healthz]", 1))
+	if _, err := Read(nil, filepath.Join(dir, "urls.yaml")); err == nil || !strings.Contains(err.Error(), `unknown field "nonResourceURLs"`) {
+		t.Errorf("a namespaced module with nonResourceURLs: %v", err)
+	}
+}
+
+func TestReadGuardrailSettings(t *testing.T) {
+	in := strings.NewReader(`apiVersion: audit.kaudit.io/v1alpha1
+kind: AuditPolicy
+metadata: {name: cluster}
+spec:
+  guardrails:
+    disabledBuiltIns: [pod-interactive-access-logged]
+    custom:
+    - name: deployment-writes
+      scope: {verbs: [create], resources: [{group: apps, resources: [deployments]}]}
+      minLevel: Request
+`)
+	set, err := Read(in, Stdin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := set.Policy.Spec.Guardrails
+	if len(g.DisabledBuiltIns) != 1 || len(g.Custom) != 1 || g.Custom[0].MinLevel != v1alpha1.LevelRequest {
+		t.Errorf("guardrails = %+v", g)
+	}
+	if !set.Policy.Spec.NamespacedModules.EnabledOrDefault() || set.Policy.Spec.NamespacedModules.MaxLevel != v1alpha1.LevelRequestResponse {
+		t.Errorf("namespacedModules = %+v, want the schema defaults", set.Policy.Spec.NamespacedModules)
+	}
+	bad := strings.NewReader("apiVersion: audit.kaudit.io/v1alpha1\nkind: AuditPolicy\nmetadata: {name: cluster}\nspec:\n  guardrails:\n    custom: [{name: no-bound, scope: {}}]\n")
+	if _, err := Read(bad, Stdin); err == nil || !strings.Contains(err.Error(), "a guardrail needs a bound") {
+		t.Errorf("a custom guardrail without bounds: %v", err)
+	}
+}
