@@ -274,6 +274,7 @@ func (f *Follower) start(s *source, offset int64) {
 func (f *Follower) compact() {
 	if f.lo == f.hi && len(f.buf) > bufferBytes {
 		f.buf = make([]byte, bufferBytes)
+		f.lo, f.hi = 0, 0
 	}
 	f.hi = copy(f.buf, f.buf[f.lo:f.hi])
 	f.lo = 0

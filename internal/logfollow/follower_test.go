@@ -361,6 +361,26 @@ func TestFollowerSkipsLinesLongerThanTheLimit(t *testing.T) {
 	wantLines(t, "after a restart", poll(t, f), "after")
 }
 
+func TestFollowerGrowsItsBufferForALongLineAndGivesItBack(t *testing.T) {
+	w := newLogWriter(t)
+	newStateDir(t, w)
+	long := strings.Repeat("y", 3*bufferBytes)
+	w.lines("a", long, "b")
+	w.write(strings.Repeat("x", DefaultMaxLineBytes+1) + "\nc\n")
+	f := w.open(0)
+	defer f.Close()
+	wantLines(t, "lines around a long one", poll(t, f), "a", long, "b", "c")
+	if len(f.buf) != bufferBytes {
+		t.Fatalf("buffer of %d bytes kept, want %d", len(f.buf), bufferBytes)
+	}
+	if err := f.Commit(nil); err != nil {
+		t.Fatal(err)
+	}
+	if s := f.Stats(); s.LongLines != 1 || s.Lines != 4 {
+		t.Fatalf("counters: %+v", s.Counters)
+	}
+}
+
 func TestFollowerReportsAGapWhenTheFileReadIsGone(t *testing.T) {
 	w := newLogWriter(t)
 	newStateDir(t, w)
