@@ -1,6 +1,7 @@
 package simulate
 
 import (
+	"bytes"
 	"time"
 
 	auditv1 "k8s.io/apiserver/pkg/apis/audit/v1"
@@ -98,32 +99,74 @@ func uriPath(uri []byte) []byte {
 // it has none. ok is false when neither is a valid RFC 3339 time. Only top-level fields count: a
 // body may hold keys of the same name.
 func (l *Line) Time() (t time.Time, ok bool) {
-	var stage, received []byte
-	esc := false
-	end := 0
-	i := skipWS(l.line, 0)
-	if i >= len(l.line) || l.line[i] != '{' {
-		return time.Time{}, false
-	}
-	err := scanObject(l.line, i+1, func(key []byte, vi int) (int, error) {
-		switch string(key) {
-		case "stageTimestamp":
-			return readString(l.line, vi, &stage, &esc)
-		case "requestReceivedTimestamp":
-			return readString(l.line, vi, &received, &esc)
-		}
-		return skipValue(l.line, vi)
-	}, &end)
-	if err != nil {
-		return time.Time{}, false
-	}
-	for _, ts := range [][]byte{stage, received} {
-		if len(ts) == 0 {
-			continue
-		}
+	if ts := l.tailStageTimestamp(); ts != nil {
 		if t, err := time.Parse(time.RFC3339Nano, string(ts)); err == nil {
 			return t, true
 		}
 	}
+	var stage, received []byte
+	if !l.scanTop(0, func(key []byte, vi int) (int, error) {
+		switch string(key) {
+		case "stageTimestamp":
+			return l.readString(vi, &stage)
+		case "requestReceivedTimestamp":
+			return l.readString(vi, &received)
+		}
+		return skipValue(l.line, vi)
+	}) {
+		return time.Time{}, false
+	}
+	for _, ts := range [][]byte{stage, received} {
+		if t, err := time.Parse(time.RFC3339Nano, string(ts)); len(ts) > 0 && err == nil {
+			return t, true
+		}
+	}
 	return time.Time{}, false
+}
+
+// stageTimestampMember is how kube-apiserver writes the field, after the bodies and before the
+// annotations only.
+var stageTimestampMember = []byte(`,"stageTimestamp":`)
+
+// tailStageTimestamp finds the top-level stageTimestamp without scanning the bodies again: the
+// last `,"stageTimestamp":` in the line is a key (Scan checked the line, so the quote after the
+// comma opens a string), and reading the members from it on must end the line, which only the
+// top-level object does. Nil when that does not hold; Time then scans the whole line.
+func (l *Line) tailStageTimestamp() []byte {
+	c := bytes.LastIndex(l.line, stageTimestampMember)
+	if c < 0 {
+		return nil
+	}
+	var ts []byte
+	if !l.scanTop(c+1, func(key []byte, vi int) (int, error) {
+		if string(key) == "stageTimestamp" && ts == nil {
+			return l.readString(vi, &ts)
+		}
+		return skipValue(l.line, vi)
+	}) {
+		return nil
+	}
+	return ts
+}
+
+// scanTop reads the members of the top-level object from i on (0: from its '{'), and tells
+// whether they end the line.
+func (l *Line) scanTop(i int, field func(key []byte, vi int) (int, error)) bool {
+	if i == 0 {
+		i = skipWS(l.line, 0)
+		if i >= len(l.line) || l.line[i] != '{' {
+			return false
+		}
+		i++
+	}
+	end := 0
+	if err := scanObject(l.line, i, field, &end); err != nil {
+		return false
+	}
+	return skipWS(l.line, end) == len(l.line)
+}
+
+func (l *Line) readString(i int, out *[]byte) (int, error) {
+	esc := false
+	return readString(l.line, i, out, &esc)
 }

@@ -73,6 +73,10 @@ func TestLineTimeIsTheTopLevelStageTimestamp(t *testing.T) {
 		{"stage timestamp", `{"requestReceivedTimestamp":"2026-01-01T00:00:00.000001Z","stageTimestamp":"2026-01-01T00:00:02.5Z"}`, "2026-01-01T00:00:02.5Z"},
 		{"received timestamp when no stage timestamp", `{"requestReceivedTimestamp":"2026-01-01T00:00:00.000001Z"}`, "2026-01-01T00:00:00.000001Z"},
 		{"a body's key of the same name", `{"requestObject":{"stageTimestamp":"2020-01-01T00:00:00Z"},"stageTimestamp":"2026-01-01T00:00:03Z","annotations":{"stageTimestamp":"2021-01-01T00:00:00Z"}}`, "2026-01-01T00:00:03Z"},
+		{"a body's key of the same name last", `{"stageTimestamp":"2026-01-01T00:00:04Z","responseObject":{"a":1,"stageTimestamp":"2020-01-01T00:00:00Z"}}`, "2026-01-01T00:00:04Z"},
+		{"in a string", `{"stageTimestamp":"2026-01-01T00:00:05Z","annotations":{"x":"a,\"stageTimestamp\":\"2020-01-01T00:00:00Z\"}"}}`, "2026-01-01T00:00:05Z"},
+		{"written with spaces", `{ "stageTimestamp" : "2026-01-01T00:00:06Z" }`, "2026-01-01T00:00:06Z"},
+		{"not a time, then the received timestamp", `{"requestReceivedTimestamp":"2026-01-01T00:00:07Z","stageTimestamp":"soon"}`, "2026-01-01T00:00:07Z"},
 		{"none", `{"stage":"ResponseComplete"}`, ""},
 		{"not a time", `{"stageTimestamp":"yesterday"}`, ""},
 	} {
