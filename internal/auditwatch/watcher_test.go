@@ -199,3 +199,47 @@ kaudit_audit_events_unattributed_total{reason="no_rule"} 0
 kaudit_audit_events_unattributed_total{reason="no_time"} 1
 `, "kaudit_audit_log_lag_seconds", "kaudit_audit_log_lines_skipped_total", "kaudit_audit_log_unread_bytes", "kaudit_audit_events_unattributed_total")
 }
+
+// TestRunCountsWhileTheAgentPausesAndPrometheusScrapes runs the watcher as the agent does, with
+// Pause, SetRevisions, Resume and scrapes from other goroutines (go test -race checks them).
+func TestRunCountsWhileTheAgentPausesAndPrometheusScrapes(t *testing.T) {
+	n := newNode(t)
+	history := []attribution.Revision{{Number: 1, Policy: []byte(policyV1), Started: t0}}
+	w := n.watcher(history...)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error)
+	go func() { done <- w.Run(ctx) }()
+	const events = 40
+	for i := range events {
+		n.write(event("secrets", t0.Add(time.Duration(i)*time.Second), "Metadata"))
+		if i%10 == 0 {
+			w.Pause()
+			if err := w.SetRevisions(history); err != nil {
+				t.Fatal(err)
+			}
+			w.Resume()
+		}
+		n.clock.Step(DefaultCommitInterval)
+		testutil.CollectAndCount(w)
+	}
+	counted := func() int64 {
+		var sum int64
+		for _, r := range w.published.Load().Rules {
+			sum += r.Events
+		}
+		return sum
+	}
+	for deadline := time.Now().Add(30 * time.Second); counted() < events; n.clock.Step(DefaultCommitInterval) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d events counted after 30 s, want %d", counted(), events)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if got := counted(); got != events {
+		t.Fatalf("%d events counted, want %d", got, events)
+	}
+}
