@@ -24,9 +24,14 @@ import (
 	"github.com/kaudit/kaudit/internal/logfollow"
 )
 
-// DefaultCommitInterval is how often counts are committed by default: the delay before an event
-// shows in the metrics, and what a crash makes the agent read again.
-const DefaultCommitInterval = 5 * time.Second
+// Defaults of Options.
+const (
+	// DefaultPollInterval is how long the watcher waits when the log had nothing new.
+	DefaultPollInterval = 250 * time.Millisecond
+	// DefaultCommitInterval is how often counts are committed: the delay before an event shows
+	// in the metrics, and what a crash makes the agent read again.
+	DefaultCommitInterval = 5 * time.Second
+)
 
 // Options says what to watch and how.
 type Options struct {
@@ -35,6 +40,9 @@ type Options struct {
 	Follow logfollow.Options
 	// Attribution tunes the attribution, and holds the hook for security-relevant categories.
 	Attribution attribution.Options
+	// PollInterval is how long to wait when the log had nothing new; 0 means
+	// DefaultPollInterval.
+	PollInterval time.Duration
 	// CommitInterval is how often what was read is committed: saved and exported. 0 means
 	// DefaultCommitInterval.
 	CommitInterval time.Duration
@@ -71,6 +79,9 @@ type Watcher struct {
 // New opens the log from its checkpoint, with history, the revisions in force on the node so
 // far (see SetRevisions), and restores the counts saved with the checkpoint.
 func New(opts Options, history []attribution.Revision) (*Watcher, error) {
+	if opts.PollInterval <= 0 {
+		opts.PollInterval = DefaultPollInterval
+	}
 	if opts.CommitInterval <= 0 {
 		opts.CommitInterval = DefaultCommitInterval
 	}
@@ -136,10 +147,6 @@ func (w *Watcher) Resume() {
 // Run follows the log until ctx is done, then commits what it read.
 func (w *Watcher) Run(ctx context.Context) error {
 	defer w.follower.Close()
-	pollInterval := w.opts.Follow.PollInterval
-	if pollInterval <= 0 {
-		pollInterval = logfollow.DefaultPollInterval
-	}
 	for {
 		if ctx.Err() != nil {
 			w.step.Lock()
@@ -154,7 +161,7 @@ func (w *Watcher) Run(ctx context.Context) error {
 		}
 		select {
 		case <-ctx.Done():
-		case <-w.clock.After(pollInterval):
+		case <-w.clock.After(w.opts.PollInterval):
 		case <-w.wake:
 		}
 	}

@@ -26,6 +26,6 @@
 //     or -maxage before it was read to its end), it counts a gap and goes on with the files
 //     rotated after it.
 //
-// It polls (Options.PollInterval) rather than watching for file events: polling works on every
-// file system and mount, and costs one fstat or stat per interval when the log is idle.
+// The caller polls (Follower.Poll) rather than waiting for file events: polling works on every
+// file system and mount, and costs a few system calls per poll when the log is quiet.
 package logfollow

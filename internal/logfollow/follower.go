@@ -2,7 +2,6 @@ package logfollow
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -17,13 +16,10 @@ import (
 	"k8s.io/utils/clock"
 )
 
-// Defaults of Options.
-const (
-	DefaultPollInterval = 250 * time.Millisecond
-	// DefaultMaxLineBytes is the longest line handed out. kube-apiserver caps request bodies at
-	// 3 MiB, so an event with its request and response bodies stays under it.
-	DefaultMaxLineBytes = 4 << 20
-)
+// DefaultMaxLineBytes is the longest line handed out. kube-apiserver accepts request bodies
+// of up to 3 MiB, so only an event with a larger response body (a large list recorded at
+// RequestResponse) is longer.
+const DefaultMaxLineBytes = 4 << 20
 
 // bufferBytes is the usual size of the buffer lines are handed out from: one Poll hands out at
 // most this much, or one line when it is longer.
@@ -37,20 +33,17 @@ type Options struct {
 	// CheckpointDir is where CheckpointFile is written. It must exist; never the static pod
 	// manifests directory, where kubelet reads every file.
 	CheckpointDir string
-	// PollInterval is how long Next waits when nothing new was written; 0 means
-	// DefaultPollInterval.
-	PollInterval time.Duration
 	// MaxLineBytes is the longest line handed out, newline excluded; longer ones are counted and
 	// skipped. 0 means DefaultMaxLineBytes.
 	MaxLineBytes int
 	// Clock gives the time; nil means the real clock.
-	Clock clock.Clock
+	Clock clock.PassiveClock
 	// Log receives gaps and rotations; the zero value discards them.
 	Log logr.Logger
 }
 
-// Batch is lines handed out by Next or Poll: complete lines in the order written, without their
-// newlines. They share the follower's buffer and are valid until the next Next or Poll.
+// Batch is lines handed out by Poll: complete lines in the order written, without their
+// newlines. They share the follower's buffer and are valid until the next Poll.
 type Batch struct {
 	Lines [][]byte
 }
@@ -69,12 +62,12 @@ type Stats struct {
 	LastGap string
 }
 
-// Follower follows one audit log. Open, Next, Poll, Commit and Close are called from one
-// goroutine; Stats from any.
+// Follower follows one audit log. Open, Poll, Commit and Close are called from one goroutine;
+// Stats from any.
 type Follower struct {
 	opts           Options
 	checkpointPath string
-	clock          clock.Clock
+	clock          clock.PassiveClock
 	log            logr.Logger
 
 	cur *source
@@ -109,13 +102,10 @@ type Follower struct {
 }
 
 // Open prepares to follow opts.Path from the checkpoint in opts.CheckpointDir, or from the start
-// of the file at the path when there is none. Nothing is read yet.
+// of the file at the path when there is none. No line is read yet.
 func Open(opts Options) (*Follower, error) {
 	if opts.Path == "" || opts.CheckpointDir == "" {
 		return nil, errors.New("logfollow: Path and CheckpointDir must be set")
-	}
-	if opts.PollInterval <= 0 {
-		opts.PollInterval = DefaultPollInterval
 	}
 	if opts.MaxLineBytes <= 0 {
 		opts.MaxLineBytes = DefaultMaxLineBytes
@@ -161,24 +151,9 @@ func Open(opts Options) (*Follower, error) {
 // none.
 func (f *Follower) State() json.RawMessage { return f.state }
 
-// Next hands out the next complete lines, waiting for them as long as ctx allows. An error is
-// an I/O error on the log's files or ctx's; calling Next again tries again.
-func (f *Follower) Next(ctx context.Context) (Batch, error) {
-	for {
-		b, err := f.Poll()
-		if err != nil || len(b.Lines) > 0 {
-			return b, err
-		}
-		select {
-		case <-ctx.Done():
-			return Batch{}, ctx.Err()
-		case <-f.clock.After(f.opts.PollInterval):
-		}
-	}
-}
-
 // Poll hands out the complete lines written since the last call, without waiting; the batch is
-// empty when there are none.
+// empty when there are none. The caller polls again after a while (250 ms is a good interval).
+// An error is an I/O error on the log's files; the next Poll tries again.
 func (f *Follower) Poll() (Batch, error) {
 	f.lines = f.lines[:0]
 	defer f.publish()
@@ -564,7 +539,10 @@ func (f *Follower) publish() {
 		}
 	}
 	for _, rf := range f.queue {
-		if fi, err := os.Lstat(rf.path); err == nil && rf.plain {
+		if !rf.plain {
+			continue
+		}
+		if fi, err := os.Lstat(rf.path); err == nil {
 			s.Unread += fi.Size()
 		}
 	}

@@ -2,7 +2,6 @@ package logfollow
 
 import (
 	"compress/gzip"
-	"context"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -187,33 +186,6 @@ func TestFollowerWaitsForAMissingFile(t *testing.T) {
 	wantLines(t, "no file", poll(t, f))
 	w.lines("a")
 	wantLines(t, "file created", poll(t, f), "a")
-}
-
-func TestFollowerNextWaitsForLines(t *testing.T) {
-	w := newLogWriter(t)
-	newStateDir(t, w)
-	f := w.open(0)
-	defer f.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	got := make(chan []string)
-	go func() {
-		b, err := f.Next(ctx)
-		if err != nil {
-			t.Error(err)
-		}
-		var out []string
-		for _, l := range b.Lines {
-			out = append(out, string(l))
-		}
-		got <- out
-	}()
-	for !w.clock.HasWaiters() {
-		time.Sleep(time.Millisecond)
-	}
-	w.lines("a")
-	w.clock.Step(DefaultPollInterval)
-	wantLines(t, "after one interval", <-got, "a")
 }
 
 func TestFollowerFinishesARenamedFileBeforeTheNewOne(t *testing.T) {
