@@ -22,8 +22,8 @@ const maxCheckpointBytes = 32 << 20
 // agent's clean-up of its state directory also removes what a crash left here.
 const tempPrefix = ".kaudit-tmp-"
 
-// Position is a place in the log: a file and an offset in it.
-type Position struct {
+// place is where the follower stands in the log: a file and an offset in it.
+type place struct {
 	// Device and Inode identify the file on the node.
 	Device uint64 `json:"device"`
 	Inode  uint64 `json:"inode"`
@@ -63,7 +63,7 @@ type Counters struct {
 
 // checkpoint is what the checkpoint file holds.
 type checkpoint struct {
-	Position Position        `json:"position"`
+	Position place           `json:"position"`
 	Counters Counters        `json:"counters"`
 	State    json.RawMessage `json:"state,omitempty"`
 }

@@ -204,12 +204,12 @@ func (f *Follower) Commit(state json.RawMessage) error {
 	cp := checkpoint{Counters: f.counters, State: state}
 	switch {
 	case f.cur != nil:
-		cp.Position = f.cur.position(f.handed)
+		cp.Position = f.cur.placeAt(f.handed)
 	case len(f.queue) > 0:
 		// The start of the next rotated file, which could not be opened yet.
-		cp.Position = Position{LiveAt: f.queue[0].at}
+		cp.Position = place{LiveAt: f.queue[0].at}
 	default:
-		cp.Position = Position{LiveAt: f.idleSince.UTC()}
+		cp.Position = place{LiveAt: f.idleSince.UTC()}
 	}
 	if err := saveCheckpoint(f.checkpointPath, cp); err != nil {
 		return err
@@ -384,7 +384,7 @@ func (f *Follower) successors() ([]rotatedFile, error) {
 	if err != nil {
 		return nil, err
 	}
-	p := f.cur.position(0)
+	p := f.cur.placeAt(0)
 	for i, rf := range files {
 		ok, err := rf.matches(p)
 		if err != nil {
@@ -429,7 +429,7 @@ func (f *Follower) openNext() error {
 
 // resume finds the file of a checkpoint's position, at the path or among the rotated files, and
 // makes the follower read it from the position's offset, then the files after it.
-func (f *Follower) resume(p Position) error {
+func (f *Follower) resume(p place) error {
 	fi, err := os.Lstat(f.opts.Path)
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return err
@@ -482,7 +482,7 @@ func (f *Follower) resume(p Position) error {
 
 // resumeIn makes s the file being read, from p.Offset; a file now shorter than that is read from
 // the start again.
-func (f *Follower) resumeIn(s *source, p Position) error {
+func (f *Follower) resumeIn(s *source, p place) error {
 	reached, err := s.resume(p.Offset)
 	var damaged *damagedError
 	if errors.As(err, &damaged) {

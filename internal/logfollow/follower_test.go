@@ -550,7 +550,7 @@ func TestCheckpointIsReplacedAtomically(t *testing.T) {
 	dir := t.TempDir()
 	path := filepath.Join(dir, CheckpointFile)
 	for i := range 3 {
-		if err := saveCheckpoint(path, checkpoint{Position: Position{Offset: int64(i)}}); err != nil {
+		if err := saveCheckpoint(path, checkpoint{Position: place{Offset: int64(i)}}); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -92,7 +92,7 @@ func (rf rotatedFile) open() (*source, error) {
 // matches tells whether the rotated file is the one p was taken in: the same plain file (device,
 // inode and first bytes), or its compressed copy (the same first bytes once decompressed; the
 // offset counts the same bytes).
-func (rf rotatedFile) matches(p Position) (bool, error) {
+func (rf rotatedFile) matches(p place) (bool, error) {
 	if rf.plain && !p.Gzip {
 		fi, err := os.Lstat(rf.path)
 		switch {

@@ -13,7 +13,7 @@ import (
 	"time"
 )
 
-// headBytes is how much of a file's start identifies it (see Position).
+// headBytes is how much of a file's start identifies it (see place).
 const headBytes = 1 << 10
 
 // source is one open file of the log.
@@ -154,10 +154,10 @@ func (s *source) resume(offset int64) (bool, error) {
 	return true, nil
 }
 
-// position is where the source stands at offset.
-func (s *source) position(offset int64) Position {
+// placeAt is offset in the source, as a place.
+func (s *source) placeAt(offset int64) place {
 	sum := sha256.Sum256(s.head)
-	return Position{
+	return place{
 		Device: s.dev, Inode: s.ino, Gzip: s.gz != nil,
 		HeadLen: len(s.head), HeadSHA256: hex.EncodeToString(sum[:]),
 		Offset: offset, LiveAt: s.liveAt.UTC(),
@@ -166,7 +166,7 @@ func (s *source) position(offset int64) Position {
 
 // headMatches tells whether the file starts with the bytes whose length and hash p holds. It
 // reads from the start of a separate handle, so the source's own reading is not disturbed.
-func headMatches(path string, gz bool, p Position) (bool, error) {
+func headMatches(path string, gz bool, p place) (bool, error) {
 	f, _, err := openFile(path)
 	if err != nil {
 		return false, err

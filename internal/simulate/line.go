@@ -11,8 +11,8 @@ import (
 
 // Line is one audit log line read by simulate's fast scanner, for callers that read a log line by
 // line themselves (the node agent's live attribution). It reads the same fields, with the same
-// checks, as Run does, and recovers the same request. A Line is reused from one line to the next:
-// what it returns is valid until the next Scan, except Request and Time, which copy.
+// checks, as Run does, and recovers the same request. One Line is reused from one line to the
+// next; what it returns is a copy.
 type Line struct {
 	ev   rawEvent
 	line []byte
