@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/spf13/cobra"
+	"golang.org/x/term"
 
 	"github.com/kaudit/kaudit/internal/simulate"
 )
@@ -34,6 +35,10 @@ and resources by bytes kept, security-relevant events the policy would stop reco
 secrets, exec/attach/portforward, system:masters, admission configuration), and, compared with
 the recorded log or with the policy given with --against, what is dropped, added and how the
 volume changes.
+
+The exit code is 1, after the report of what could be read, when an input cannot be read
+(missing, unreadable, a truncated gzip stream, an I/O error) or when no event was read at all;
+stderr says which. Malformed lines are counted, never fatal.
 
 Byte estimates drop request bodies below Request, response bodies below RequestResponse, and
 events of omitted stages. Events recorded at a lower level than the policy asks lack the bodies it
@@ -93,6 +98,9 @@ apiVersion are counted and the first few shown with their line numbers.`,
 			}
 			if len(args) == 0 {
 				args = []string{"-"}
+				if isTerminal(cmd.InOrStdin()) {
+					fmt.Fprintln(cmd.ErrOrStderr(), "kaudit simulate: reading audit events from stdin (Ctrl-D ends them); give log files or directories to read those instead")
+				}
 			}
 			var inputs []simulate.Input
 			for _, a := range args {
@@ -109,9 +117,14 @@ apiVersion are counted and the first few shown with their line numbers.`,
 				return err
 			}
 			if out == "json" {
-				return writeJSON(cmd.OutOrStdout(), report)
+				err = writeJSON(cmd.OutOrStdout(), report)
+			} else {
+				err = report.WriteText(cmd.OutOrStdout())
 			}
-			return report.WriteText(cmd.OutOrStdout())
+			if err != nil {
+				return err
+			}
+			return readFailure(report)
 		},
 	}
 	f := c.Flags()
@@ -164,12 +177,26 @@ func logInput(stdin io.Reader, path string) simulate.Input {
 	return in
 }
 
-// isTerminal tells whether w is a terminal (a character device).
-func isTerminal(w io.Writer) bool {
-	f, ok := w.(*os.File)
-	if !ok {
-		return false
+// readFailure is the error that makes simulate exit non-zero: inputs that could not be read, or
+// no event read at all. A report of zeros must not pass a CI gate.
+func readFailure(r *simulate.Report) error {
+	var failed []string
+	for _, in := range r.Inputs {
+		if in.Error != "" {
+			failed = append(failed, "\n  "+in.Name+": "+in.Error)
+		}
 	}
-	st, err := f.Stat()
-	return err == nil && st.Mode()&os.ModeCharDevice != 0
+	if len(failed) > 0 {
+		return &ExitError{Code: 1, Err: fmt.Errorf("%d of %d inputs could not be read; the report counts only what was read:%s", len(failed), len(r.Inputs), strings.Join(failed, ""))}
+	}
+	if r.Events == 0 {
+		return &ExitError{Code: 1, Err: fmt.Errorf("no audit event was read (%d malformed lines, %d lines of another kind or version)", r.BadLines, r.OtherLines)}
+	}
+	return nil
+}
+
+// isTerminal tells whether f (stdin or stderr) is a terminal.
+func isTerminal(f any) bool {
+	file, ok := f.(*os.File)
+	return ok && term.IsTerminal(int(file.Fd()))
 }

@@ -104,7 +104,15 @@ func (r *reader) readInput(idx int, in *inputState) error {
 	defer f.Close()
 	br := bufio.NewReaderSize(countingReader{f, &r.compressed}, 256<<10)
 	var src io.Reader = br
-	if magic, _ := br.Peek(2); len(magic) == 2 && magic[0] == 0x1f && magic[1] == 0x8b {
+	magic, err := br.Peek(2)
+	if err != nil && len(magic) == 0 {
+		// Empty input: stop here, or a terminal would need a second Ctrl-D.
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		return err
+	}
+	if len(magic) == 2 && magic[0] == 0x1f && magic[1] == 0x8b {
 		gz, err := gzip.NewReader(br)
 		if err != nil {
 			return fmt.Errorf("gzip: %w", err)
