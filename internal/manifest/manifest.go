@@ -44,36 +44,66 @@ const Stdin = "-"
 // Read reads manifests from files, directories (every .yaml, .yml and .json file, recursively,
 // or only the listed resources where the directory holds a kustomization) and "-" for stdin.
 func Read(stdin io.Reader, paths ...string) (*Set, error) {
-	set := &Set{}
+	w := &walk{set: &Set{}, stdin: stdin, included: map[string]string{}}
 	for _, p := range paths {
-		if err := set.readPath(stdin, p); err != nil {
+		if err := w.readPath(p); err != nil {
 			return nil, err
 		}
 	}
-	return set, nil
+	return w.set, nil
 }
 
-func (s *Set) readPath(stdin io.Reader, path string) error {
+// walk is the state of one Read: the kustomization directories being read, outermost first, to
+// report a cycle instead of recursing forever, and the files read so far, to report one read
+// twice (kustomize refuses both).
+type walk struct {
+	set   *Set
+	stdin io.Reader
+	// chain holds the kustomization directories being read, as given and as real paths.
+	chain, realChain []string
+	// included maps the real path of each file read to the path it was read as, and from which
+	// kustomization.
+	included map[string]string
+}
+
+func (w *walk) readPath(path string) error {
 	if path == Stdin {
-		data, err := io.ReadAll(stdin)
+		data, err := io.ReadAll(w.stdin)
 		if err != nil {
 			return fmt.Errorf("reading stdin: %w", err)
 		}
-		return s.add("<stdin>", data)
+		return w.set.add("<stdin>", data)
 	}
 	info, err := os.Stat(path)
 	if err != nil {
 		return err
 	}
+	real, err := realPath(path)
+	if err != nil {
+		return err
+	}
 	if !info.IsDir() {
+		where := path
+		if n := len(w.chain); n > 0 {
+			where += " (resource of " + w.chain[n-1] + ")"
+		}
+		if first, ok := w.included[real]; ok {
+			return fmt.Errorf("a file is included twice, as %s and as %s: kustomize refuses a resource listed twice", first, where)
+		}
+		w.included[real] = where
 		data, err := os.ReadFile(path)
 		if err != nil {
 			return err
 		}
-		return s.add(path, data)
+		return w.set.add(path, data)
 	}
 	if k, ok := findKustomization(path); ok {
-		return s.readKustomization(stdin, path, k)
+		if i := slices.Index(w.realChain, real); i >= 0 {
+			return fmt.Errorf("kustomization cycle: %s", strings.Join(append(slices.Clone(w.chain[i:]), path), " -> "))
+		}
+		w.chain, w.realChain = append(w.chain, path), append(w.realChain, real)
+		defer func() { w.chain, w.realChain = w.chain[:len(w.chain)-1], w.realChain[:len(w.realChain)-1] }()
+		return w.readKustomization(path, k)
 	}
 	var files []string
 	err = filepath.WalkDir(path, func(p string, d fs.DirEntry, err error) error {
@@ -90,11 +120,21 @@ func (s *Set) readPath(stdin io.Reader, path string) error {
 	}
 	slices.Sort(files)
 	for _, f := range files {
-		if err := s.readPath(stdin, f); err != nil {
+		if err := w.readPath(f); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// realPath is the absolute path of p with every symbolic link resolved: the same file or directory
+// always has the same real path.
+func realPath(p string) (string, error) {
+	abs, err := filepath.Abs(p)
+	if err != nil {
+		return "", err
+	}
+	return filepath.EvalSymlinks(abs)
 }
 
 func isManifest(p string) bool {
@@ -124,7 +164,7 @@ type kustomization struct {
 	Resources []string `json:"resources"`
 }
 
-func (s *Set) readKustomization(stdin io.Reader, dir, file string) error {
+func (w *walk) readKustomization(dir, file string) error {
 	data, err := os.ReadFile(file)
 	if err != nil {
 		return err
@@ -148,7 +188,7 @@ func (s *Set) readKustomization(stdin io.Reader, dir, file string) error {
 		if strings.Contains(r, "://") {
 			return fmt.Errorf("%s: remote resource %q cannot be read offline", file, r)
 		}
-		if err := s.readPath(stdin, filepath.Join(dir, r)); err != nil {
+		if err := w.readPath(filepath.Join(dir, r)); err != nil {
 			return err
 		}
 	}

@@ -3,6 +3,7 @@ package manifest
 import (
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"strings"
 	"testing"
 	"time"
@@ -96,4 +97,57 @@ func names(s *Set) []string {
 		out = append(out, m.Name)
 	}
 	return out
+}
+
+// A kustomization that includes itself, directly or through others, is reported at once with the
+// chain of directories, as is a file that the kustomizations include twice.
+func TestReadReportsKustomizationCyclesAndFilesIncludedTwice(t *testing.T) {
+	// A regression would recurse until the stack overflows; fail in milliseconds, not 35 s.
+	defer debug.SetMaxStack(debug.SetMaxStack(16 << 20))
+	module := "apiVersion: audit.kaudit.io/v1alpha1\nkind: AuditPolicyModule\nmetadata: {name: m}\nspec: {rules: [{level: None, users: [x]}]}\n"
+	for name, tc := range map[string]struct {
+		files map[string]string
+		read  string
+		want  []string
+	}{
+		"a kustomization listing its own directory": {
+			files: map[string]string{"self/kustomization.yaml": "resources: [., m.yaml]\n", "self/m.yaml": module},
+			read:  "self", want: []string{"kustomization cycle", "self -> self"},
+		},
+		"two directories including each other": {
+			files: map[string]string{"a/kustomization.yaml": "resources: [../b]\n", "b/kustomization.yaml": "resources: [../a, m.yaml]\n", "b/m.yaml": module},
+			read:  "a", want: []string{"kustomization cycle", "a -> b -> a"},
+		},
+		"a file listed twice through two paths": {
+			files: map[string]string{"twice/kustomization.yaml": "resources: [m.yaml, ./sub/../m.yaml]\n", "twice/m.yaml": module, "twice/sub/.keep": ""},
+			read:  "twice", want: []string{"as twice/m.yaml (resource of twice) and as twice/m.yaml (resource of twice)", "included twice"},
+		},
+		"two kustomizations including the same file": {
+			files: map[string]string{
+				"top/kustomization.yaml": "resources: [../left, ../right]\n", "left/kustomization.yaml": "resources: [../shared/m.yaml]\n",
+				"right/kustomization.yaml": "resources: [../shared/m.yaml]\n", "shared/m.yaml": module,
+			},
+			read: "top", want: []string{"included twice", "shared/m.yaml (resource of left)", "shared/m.yaml (resource of right)"},
+		},
+	} {
+		t.Run(name, func(t *testing.T) {
+			dir := t.TempDir()
+			for path, data := range tc.files {
+				path = filepath.Join(dir, path)
+				if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+					t.Fatal(err)
+				}
+				if err := os.WriteFile(path, []byte(data), 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			t.Chdir(dir)
+			_, err := Read(nil, tc.read)
+			for _, want := range tc.want {
+				if err == nil || !strings.Contains(err.Error(), want) {
+					t.Errorf("error = %v\nwant it to contain %q", err, want)
+				}
+			}
+		})
+	}
 }
