@@ -2,9 +2,14 @@ package cmd
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
+	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 
 	"github.com/spf13/cobra"
 	"sigs.k8s.io/yaml"
@@ -19,7 +24,7 @@ func init() { register(newImportCommand) }
 func newImportCommand() *cobra.Command {
 	var (
 		prefix, outDir string
-		single         bool
+		single, force  bool
 	)
 	c := &cobra.Command{
 		Use:   "import POLICY-FILE",
@@ -35,7 +40,8 @@ Check the result with "kaudit render" and "kaudit lint" before applying it.`,
 		Example: `  # Print the modules
   kaudit import /etc/kubernetes/audit/policy.yaml
 
-  # One file per module and a kustomization, ready for Git and Argo CD
+  # One file per module and a kustomization, ready for Git and Argo CD (into an empty or new
+  # directory; --force writes over what is there)
   kaudit import policy.yaml --prefix legacy --output-dir audit-modules/
 
   # Everything in one module
@@ -72,17 +78,7 @@ Check the result with "kaudit render" and "kaudit lint" before applying it.`,
 				_, err := cmd.OutOrStdout().Write(b.Bytes())
 				return err
 			}
-			if err := os.MkdirAll(outDir, 0o755); err != nil {
-				return err
-			}
-			kust := "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources:\n"
-			for _, d := range docs {
-				if err := os.WriteFile(filepath.Join(outDir, d.file), d.data, 0o644); err != nil {
-					return err
-				}
-				kust += "- " + d.file + "\n"
-			}
-			if err := os.WriteFile(filepath.Join(outDir, "kustomization.yaml"), []byte(kust), 0o644); err != nil {
+			if err := writeImportDir(outDir, docs, force, cmd.ErrOrStderr()); err != nil {
 				return err
 			}
 			fmt.Fprintf(cmd.ErrOrStderr(), "wrote %d modules and the AuditPolicy settings to %s\n", len(imp.Modules), outDir)
@@ -92,8 +88,61 @@ Check the result with "kaudit render" and "kaudit lint" before applying it.`,
 	c.Flags().StringVar(&prefix, "prefix", "", "start of the module names (default: the file name)")
 	c.Flags().BoolVar(&single, "single", false, "put every rule into one module")
 	c.Flags().StringVarP(&outDir, "output-dir", "d", "", "write one file per module and a kustomization.yaml into this directory instead of stdout")
+	c.Flags().BoolVar(&force, "force", false, "write into a --output-dir that is not empty, over the files there")
 	_ = c.MarkFlagDirname("output-dir")
 	return c
+}
+
+// writeImportDir writes one file per document and a kustomization listing them into dir. A
+// directory that is not empty is refused unless force: the new kustomization would replace one
+// that lists other modules, and applying it (or an Argo CD prune) would delete those.
+func writeImportDir(dir string, docs []importDoc, force bool, stderr io.Writer) error {
+	existing, err := os.ReadDir(dir)
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	var there []string
+	for _, e := range existing {
+		there = append(there, e.Name())
+	}
+	if len(there) > 0 && !force {
+		return fmt.Errorf("--output-dir %s is not empty (%s): the new kustomization.yaml would replace what lists these, and applying it or an Argo CD prune would delete the modules only they hold; give an empty directory, or --force to write over them", dir, shortList(there, 5))
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	written := []string{kustomizationFile}
+	kust := "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources:\n"
+	for _, d := range docs {
+		if err := os.WriteFile(filepath.Join(dir, d.file), d.data, 0o644); err != nil {
+			return err
+		}
+		kust += "- " + d.file + "\n"
+		written = append(written, d.file)
+	}
+	if err := os.WriteFile(filepath.Join(dir, kustomizationFile), []byte(kust), 0o644); err != nil {
+		return err
+	}
+	var left []string
+	for _, name := range there {
+		if !slices.Contains(written, name) {
+			left = append(left, name)
+		}
+	}
+	if len(left) > 0 {
+		fmt.Fprintf(stderr, "left in place, and not listed in the new %s: %s\n", kustomizationFile, shortList(left, 10))
+	}
+	return nil
+}
+
+const kustomizationFile = "kustomization.yaml"
+
+// shortList writes names as "a, b, c and 4 more", naming at most n of them.
+func shortList(names []string, n int) string {
+	if len(names) <= n {
+		return strings.Join(names, ", ")
+	}
+	return fmt.Sprintf("%s and %d more", strings.Join(names[:n], ", "), len(names)-n)
 }
 
 type importDoc struct {
