@@ -42,7 +42,7 @@ are shadowed by the deciding one.`,
 			if err != nil {
 				return err
 			}
-			in, err := readPolicy(cmd.InOrStdin(), args)
+			in, err := readPolicy(cmd, args)
 			if err != nil {
 				return err
 			}

@@ -15,7 +15,6 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/kaudit/kaudit/api/v1alpha1"
-	"github.com/kaudit/kaudit/internal/manifest"
 	"github.com/kaudit/kaudit/internal/policy"
 )
 
@@ -32,9 +31,13 @@ func newImportCommand() *cobra.Command {
 		Long: `Import reads the audit policy a cluster runs today (the file given to --audit-policy-file) and writes
 AuditPolicyModule manifests that merge back into a policy deciding every request exactly as the
 original does, plus the AuditPolicy "cluster" settings: neighbouring rules of the same kind (noise,
-non-resource URLs, secrets, RBAC, a level) become one module, ordered 10, 20, ...; the policy's
+non-resource URLs, secrets, RBAC, a level) become one module (several past the CRD's limit of 200
+rules), ordered 10, 20, ...; the policy's
 omitStages become spec.omitStages; a final rule matching every request becomes spec.defaultLevel
 (without one, defaultLevel is None, as the original drops what it does not match).
+
+An audit.k8s.io/v1beta1 Policy, which kube-apiserver no longer reads, is read as v1 (the fields
+are the same), with a warning. "-" reads the policy from stdin.
 
 Check the result with "kaudit render" and "kaudit lint" before applying it.`,
 		Example: `  # Print the modules
@@ -44,11 +47,11 @@ Check the result with "kaudit render" and "kaudit lint" before applying it.`,
   # directory; --force writes over what is there)
   kaudit import policy.yaml --prefix legacy --output-dir audit-modules/
 
-  # Everything in one module
-  kaudit import policy.yaml --single | kubectl apply -f -`,
+  # Everything in one module (or one per 200 rules), from stdin
+  cat policy.yaml | kaudit import - --single | kubectl apply -f -`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			set, err := manifest.Read(cmd.InOrStdin(), args[0])
+			set, err := readSet(cmd, args)
 			if err != nil {
 				return err
 			}
@@ -56,13 +59,16 @@ Check the result with "kaudit render" and "kaudit lint" before applying it.`,
 				return fmt.Errorf("%s: expected exactly one audit.k8s.io/v1 Policy", args[0])
 			}
 			up := set.Upstream[0]
-			if _, err := readPolicy(cmd.InOrStdin(), args); err != nil {
+			if err := loadUpstream(up); err != nil {
 				return err
 			}
 			if prefix == "" {
 				prefix = importPrefix(up.Source)
 			}
 			imp := policy.Import(up.Policy, policy.ImportOptions{Prefix: prefix, Single: single, Source: "from " + args[0]})
+			if _, err := policy.Merge(imp.Modules, imp.Settings); err != nil {
+				return err
+			}
 			docs, err := importManifests(imp)
 			if err != nil {
 				return err

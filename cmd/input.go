@@ -4,9 +4,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"path/filepath"
 	"strings"
+
+	"github.com/spf13/cobra"
 
 	"github.com/kaudit/kaudit/internal/manifest"
 	"github.com/kaudit/kaudit/internal/policy"
@@ -19,9 +20,10 @@ type policyInput struct {
 }
 
 // readPolicy reads modules, the AuditPolicy settings and plain audit.k8s.io/v1 policies from
-// paths and merges them as the controller does.
-func readPolicy(stdin io.Reader, paths []string) (*policyInput, error) {
-	in, err := readModules(stdin, paths)
+// paths ("-" is the command's stdin) and merges them as the controller does. Warnings about
+// what was read go to the command's stderr.
+func readPolicy(cmd *cobra.Command, paths []string) (*policyInput, error) {
+	in, err := readModules(cmd, paths)
 	if err != nil {
 		return nil, err
 	}
@@ -41,11 +43,11 @@ type moduleInput struct {
 
 // readModules reads modules, the AuditPolicy settings and plain audit.k8s.io/v1 policies (split
 // into modules as "kaudit import" does) from paths, without merging them.
-func readModules(stdin io.Reader, paths []string) (*moduleInput, error) {
+func readModules(cmd *cobra.Command, paths []string) (*moduleInput, error) {
 	if len(paths) == 0 {
 		return nil, errors.New("no policy given: pass module files or directories, or an audit.k8s.io/v1 Policy file")
 	}
-	set, err := manifest.Read(stdin, paths...)
+	set, err := readSet(cmd, paths)
 	if err != nil {
 		return nil, err
 	}
@@ -60,13 +62,8 @@ func readModules(stdin io.Reader, paths []string) (*moduleInput, error) {
 	case 0:
 	case 1:
 		up := set.Upstream[0]
-		// The apiserver's own loader first, so a bad file gets the message kube-apiserver would print.
-		b, err := json.Marshal(up.Policy)
-		if err != nil {
+		if err := loadUpstream(up); err != nil {
 			return nil, err
-		}
-		if _, err := policy.Load(b); err != nil {
-			return nil, fmt.Errorf("%s: %w", up.Source, err)
 		}
 		imp := policy.Import(up.Policy, policy.ImportOptions{Prefix: importPrefix(up.Source), Source: up.Source})
 		in.Modules = append(in.Modules, imp.Modules...)
@@ -80,6 +77,32 @@ func readModules(stdin io.Reader, paths []string) (*moduleInput, error) {
 		return nil, fmt.Errorf("no AuditPolicyModule or audit.k8s.io/v1 Policy found in %s", strings.Join(paths, ", "))
 	}
 	return in, nil
+}
+
+// readSet reads the manifests of paths once (stdin can be read only once) and writes the
+// warnings about them to the command's stderr.
+func readSet(cmd *cobra.Command, paths []string) (*manifest.Set, error) {
+	set, err := manifest.Read(cmd.InOrStdin(), paths...)
+	if err != nil {
+		return nil, err
+	}
+	for _, w := range set.Warnings {
+		fmt.Fprintln(cmd.ErrOrStderr(), "warning:", w)
+	}
+	return set, nil
+}
+
+// loadUpstream checks a plain policy with the apiserver's own loader first, so that a bad file
+// gets the message kube-apiserver would print.
+func loadUpstream(up manifest.UpstreamPolicy) error {
+	b, err := json.Marshal(up.Policy)
+	if err != nil {
+		return err
+	}
+	if _, err := policy.Load(b); err != nil {
+		return fmt.Errorf("%s: %w", up.Source, err)
+	}
+	return nil
 }
 
 // importPrefix names imported modules after the file they came from.

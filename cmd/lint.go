@@ -56,7 +56,7 @@ The exit code is 1 when a finding is at or above --fail-on (default: error).`,
 				}
 				resources = append(resources, more...)
 			}
-			in, err := readModules(cmd.InOrStdin(), args)
+			in, err := readModules(cmd, args)
 			if err != nil {
 				return err
 			}

@@ -60,7 +60,7 @@ apiVersion are counted and the first few shown with their line numbers.`,
 			if len(policyPaths) == 0 {
 				return fmt.Errorf("--policy is required")
 			}
-			cand, err := readPolicy(cmd.InOrStdin(), policyPaths)
+			cand, err := readPolicy(cmd, policyPaths)
 			if err != nil {
 				return fmt.Errorf("--policy: %w", err)
 			}
@@ -70,7 +70,7 @@ apiVersion are counted and the first few shown with their line numbers.`,
 				Examples: examples,
 			}
 			if len(againstPaths) > 0 {
-				base, err := readPolicy(cmd.InOrStdin(), againstPaths)
+				base, err := readPolicy(cmd, againstPaths)
 				if err != nil {
 					return fmt.Errorf("--against: %w", err)
 				}

@@ -30,6 +30,8 @@ type Set struct {
 	Policy *v1alpha1.AuditPolicy
 	// Upstream holds plain audit.k8s.io/v1 Policy documents.
 	Upstream []UpstreamPolicy
+	// Warnings are about documents that were read but need a change, for the user.
+	Warnings []string
 }
 
 // UpstreamPolicy is a plain audit.k8s.io/v1 Policy and where it was read from.
@@ -250,12 +252,8 @@ func (s *Set) addDocument(where string, raw []byte) error {
 			return fmt.Errorf("%s: AuditPolicy %q: %w", where, tm.Metadata.Name, err)
 		}
 		s.Policy = &p
-	case tm.APIVersion == auditv1.SchemeGroupVersion.String() && tm.Kind == "Policy":
-		var p auditv1.Policy
-		if err := yaml.UnmarshalStrict(raw, &p); err != nil {
-			return fmt.Errorf("%s: audit.k8s.io/v1 Policy: %w", where, err)
-		}
-		s.Upstream = append(s.Upstream, UpstreamPolicy{Source: where, Policy: p})
+	case isUpstreamPolicy(tm.APIVersion, tm.Kind):
+		return s.addUpstream(where, tm.APIVersion, raw)
 	default:
 		return fmt.Errorf("%s: unsupported kind %q (apiVersion %q): expected AuditPolicyModule or AuditPolicy of %s, or an audit.k8s.io/v1 Policy", where, tm.Kind, tm.APIVersion, v1alpha1.GroupVersion)
 	}

@@ -15,11 +15,15 @@ import (
 type ImportOptions struct {
 	// Prefix starts every module name; empty means "imported".
 	Prefix string
-	// Single puts every rule into one module instead of one module per group of similar rules.
+	// Single puts every rule into one module instead of one module per group of similar rules
+	// (several modules if there are more than MaxModuleRules).
 	Single bool
 	// Source is named in each module's description.
 	Source string
 }
+
+// MaxModuleRules is the most rules a module may have (the CRD's maxItems of spec.rules).
+const MaxModuleRules = 200
 
 // Imported is an existing audit policy as kaudit modules and settings.
 type Imported struct {
@@ -68,6 +72,14 @@ func Import(p auditv1.Policy, opts ImportOptions) Imported {
 		}
 		groups = append(groups, group{label: label, first: i, end: i + 1})
 	}
+	// A module holds at most MaxModuleRules rules: larger groups become several modules.
+	var split []group
+	for _, g := range groups {
+		for first := g.first; first < g.end; first += MaxModuleRules {
+			split = append(split, group{label: g.label, first: first, end: min(first+MaxModuleRules, g.end)})
+		}
+	}
+	groups = split
 	for gi, g := range groups {
 		spec := v1alpha1.AuditPolicyModuleSpec{Order: int32(10 * (gi + 1))}
 		spec.Description = fmt.Sprintf("Rules %d-%d of the imported policy", g.first, g.end-1)

@@ -135,3 +135,34 @@ func TestImportNamesModulesAfterTheirRules(t *testing.T) {
 		t.Errorf("default level %q, want Metadata (from the final catch-all)", imp.Settings.DefaultLevel)
 	}
 }
+
+// No module gets more rules than the CRD allows, and the split modules merge back to the same
+// policy.
+func TestImportSplitsGroupsOverTheRuleLimit(t *testing.T) {
+	var p auditv1.Policy
+	for i := range 2*MaxModuleRules + 50 {
+		p.Rules = append(p.Rules, auditv1.PolicyRule{Level: auditv1.LevelMetadata, Users: []string{fmt.Sprint("user-", i)}})
+	}
+	want, err := Merge(Import(p, ImportOptions{}).Modules, Settings{DefaultLevel: "None"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, single := range []bool{false, true} {
+		imp := Import(p, ImportOptions{Single: single})
+		if len(imp.Modules) != 3 {
+			t.Errorf("single=%v: %d modules, want 3", single, len(imp.Modules))
+		}
+		for _, m := range imp.Modules {
+			if len(m.Spec.Rules) > MaxModuleRules {
+				t.Errorf("single=%v: module %s has %d rules", single, m.Name, len(m.Spec.Rules))
+			}
+		}
+		got, err := Merge(imp.Modules, imp.Settings)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !slices.EqualFunc(got.Policy.Rules, want.Policy.Rules, func(a, b auditv1.PolicyRule) bool { return fmt.Sprint(a) == fmt.Sprint(b) }) {
+			t.Errorf("single=%v: the split modules merge to other rules", single)
+		}
+	}
+}
