@@ -43,7 +43,7 @@ var catalogue = [checkCount]Check{
 	duplicateRule:             {"duplicate-rule", Warning, "a rule that matches exactly the requests of an earlier one"},
 	shadowedDefault:           {"shadowed-default", Warning, "a module's catch-all makes the default level unreachable"},
 	redundantRule:             {"redundant-rule", Info, "a rule whose requests get the same level and stages from later rules without it"},
-	secretsAboveMetadata:      {"secrets-above-metadata", Error, "secrets, tokens and tokenreviews logged with bodies (configmaps: a warning)"},
+	secretsAboveMetadata:      {"secrets-above-metadata", Error, "secret contents in a logged body: secrets, issued tokens, tokenreviews (configmaps: a warning)"},
 	blindsAudit:               {"blinds-audit", Error, "level None for system:masters or for everyone's writes"},
 	noCatchAll:                {"no-catch-all", Warning, "requests no module matches are not logged"},
 	requestReceivedNotOmitted: {"request-received-not-omitted", Warning, "every request logged twice"},

@@ -108,47 +108,73 @@ func (l *linter) checkRedundant(i int) error {
 
 var writeVerbs = []string{"create", "update", "patch", "delete"}
 
-// checkSecrets: secret-bearing objects logged with bodies.
+// secretBearer is a kind of object whose contents are secret, and the verbs whose request body
+// and response body carry those contents. Request level writes request bodies only;
+// RequestResponse writes both, except for watch, whose streamed response is never logged.
+type secretBearer struct {
+	what       string
+	sev        Severity
+	target     target
+	inRequest  []string
+	inResponse []string
+}
+
+var (
+	// objectWrites send the object; objectResponses return it (a delete returns the deleted
+	// object, a deletecollection the deleted list). Reads and deletes send no object.
+	objectWrites    = []string{"create", "update", "patch"}
+	objectResponses = []string{"get", "list", "create", "update", "patch", "delete", "deletecollection"}
+	secretBearers   = []secretBearer{
+		{"secrets", Error, target{resource: true, res: "secrets"}, objectWrites, objectResponses},
+		// A TokenRequest asks for a token (audiences, expiry); the token is in the response.
+		{"service account tokens (serviceaccounts/token)", Error, target{resource: true, res: "serviceaccounts", sub: "token"}, nil, []string{"create"}},
+		// A TokenReview sends the token to review and gets it back.
+		{"tokenreviews", Error, target{resource: true, group: "authentication.k8s.io", res: "tokenreviews"}, []string{"create"}, []string{"create"}},
+		{"configmaps", Warning, target{resource: true, res: "configmaps"}, objectWrites, objectResponses},
+	}
+)
+
+// checkSecrets: secret contents written into the audit log, in a request or a response body.
 func (l *linter) checkSecrets(i int, r auditv1.PolicyRule) {
 	if policy.LevelRank(r.Level) < 2 || len(r.NonResourceURLs) > 0 {
 		return
 	}
-	type sensitive struct {
-		what    string
-		sev     Severity
-		targets []target
-	}
-	all := []sensitive{
-		{"secrets", Error, []target{{resource: true, res: "secrets"}}},
-		{"service account tokens (serviceaccounts/token)", Error, []target{{resource: true, res: "serviceaccounts", sub: "token"}}},
-		{"tokenreviews", Error, []target{{resource: true, group: "authentication.k8s.io", res: "tokenreviews"}}},
-		{"configmaps", Warning, []target{{resource: true, res: "configmaps"}}},
-	}
-	for _, s := range all {
-		var targets []target
-		for _, t := range s.targets {
-			names := []string{freshName}
-			for _, gr := range r.Resources {
-				names = append(names, gr.ResourceNames...)
-			}
-			namespaces := append([]string{freshNS}, r.Namespaces...)
-			for _, n := range names {
-				for _, ns := range namespaces {
-					t.name, t.ns = n, ns
-					targets = append(targets, t)
+	for _, s := range secretBearers {
+		verbs := s.inRequest
+		if r.Level == auditv1.LevelRequestResponse {
+			verbs = slices.Clone(s.inRequest)
+			for _, v := range s.inResponse {
+				if !slices.Contains(verbs, v) {
+					verbs = append(verbs, v)
 				}
 			}
 		}
-		verbs := r.Verbs
 		if len(verbs) == 0 {
-			verbs = []string{"get", "create", "update"}
+			continue
+		}
+		var targets []target
+		names := []string{freshName}
+		for _, gr := range r.Resources {
+			names = append(names, gr.ResourceNames...)
+		}
+		namespaces := append([]string{freshNS}, r.Namespaces...)
+		for _, n := range names {
+			for _, ns := range namespaces {
+				t := s.target
+				t.name, t.ns = n, ns
+				targets = append(targets, t)
+			}
 		}
 		reached, _, _ := l.reaching(i, witnesses(r, shape{verbs: verbs, targets: targets}))
 		if len(reached) == 0 {
 			continue
 		}
 		w := reached[0]
-		l.addAt(i, secretsAboveMetadata, s.sev, fmt.Sprintf("logs %s at %s, with bodies: the audit log would hold their contents (e.g. %s %s by %s)", s.what, r.Level, w.Verb, resourceName(w), userName(w)),
+		body := "response"
+		if slices.Contains(s.inRequest, w.Verb) {
+			body = "request"
+		}
+		l.addAt(i, secretsAboveMetadata, s.sev, fmt.Sprintf("logs %s at %s: the audit log would hold their contents (e.g. the %s body of %s %s by %s)", s.what, r.Level, body, w.Verb, resourceName(w), userName(w)),
 			fixSecrets(s.what))
 	}
 }
