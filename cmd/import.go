@@ -34,7 +34,9 @@ original does, plus the AuditPolicy "cluster" settings: neighbouring rules of th
 non-resource URLs, secrets, RBAC, a level) become one module (several past the CRD's limit of 200
 rules), ordered 10, 20, ...; the policy's
 omitStages become spec.omitStages; a final rule matching every request becomes spec.defaultLevel
-(without one, defaultLevel is None, as the original drops what it does not match).
+(without one, defaultLevel is None, as the original drops what it does not match). That rule's
+own omitStages become spec.omitStages when every other rule that logs omits them too; otherwise
+the rule stays in a module, and a note says why.
 
 An audit.k8s.io/v1beta1 Policy, which kube-apiserver no longer reads, is read as v1 (the fields
 are the same), with a warning. "-" reads the policy from stdin.
@@ -68,6 +70,9 @@ Check the result with "kaudit render" and "kaudit lint" before applying it.`,
 			imp := policy.Import(up.Policy, policy.ImportOptions{Prefix: prefix, Single: single, Source: "from " + args[0]})
 			if _, err := policy.Merge(imp.Modules, imp.Settings); err != nil {
 				return err
+			}
+			for _, n := range imp.Notes {
+				fmt.Fprintf(cmd.ErrOrStderr(), "note: %s: %s\n", args[0], n)
 			}
 			docs, err := importManifests(imp)
 			if err != nil {

@@ -119,3 +119,18 @@ func TestImportAndRenderAcceptV1beta1WithAWarning(t *testing.T) {
 		}
 	}
 }
+
+// Published policies end with a catch-all that has its own omitStages; once imported, lint must
+// not call the result a policy without a catch-all, nor one whose default is shadowed.
+func TestImportedPublishedPoliciesLintWithoutCatchAllFindings(t *testing.T) {
+	for _, file := range []string{"docs-example-policy.yaml", "gke-policy.yaml"} {
+		dir := t.TempDir()
+		if _, errOut, code := kaudit(t, "", "import", filepath.Join("..", "internal", "lint", "testdata", file), "--output-dir", dir); code != 0 {
+			t.Fatalf("%s: %s", file, errOut)
+		}
+		out, errOut, _ := kaudit(t, "", "lint", dir)
+		if errOut != "" || strings.Contains(out, "[no-catch-all]") || strings.Contains(out, "[shadowed-default]") {
+			t.Errorf("%s: lint of the imported modules:\n%s%s", file, out, errOut)
+		}
+	}
+}

@@ -299,7 +299,8 @@ func (l *linter) subresourceOf(sub string) bool {
 	return false
 }
 
-// checkCatchAll: requests no rule matches are dropped silently.
+// checkCatchAll: requests no rule matches are dropped silently (unless an earlier catch-all
+// leaves the default rule nothing to decide).
 func (l *linter) checkCatchAll() {
 	rules := l.m.Policy.Rules
 	n := len(rules)
@@ -307,7 +308,7 @@ func (l *linter) checkCatchAll() {
 		return
 	}
 	last := rules[n-1]
-	if policy.MatchesEverything(last) && last.Level == auditv1.LevelNone {
+	if policy.MatchesEverything(last) && last.Level == auditv1.LevelNone && l.reachable[n-1] {
 		l.add(n-1, noCatchAll, "requests that no module matches are not logged (default level None): new resources and new clients go unaudited",
 			fixNoCatchAll)
 	}

@@ -167,3 +167,12 @@ func TestRedundantRules(t *testing.T) {
 		t.Errorf("findings %+v", fs)
 	}
 }
+
+// A module's catch-all decides what no other rule matches: the default None is shadowed, not a
+// hole in the audit log.
+func TestNoCatchAllOnlyWhenTheDefaultNoneDecides(t *testing.T) {
+	fs := lintOf(t, merged(t, policy.Settings{DefaultLevel: v1alpha1.LevelNone, OmitStages: quiet.OmitStages}, `[{level: Metadata}]`))
+	if has(fs, "no-catch-all", "", -1, Warning) || !has(fs, "shadowed-default", "", -1, Warning) {
+		t.Errorf("findings %+v: want shadowed-default and no no-catch-all", fs)
+	}
+}
