@@ -18,6 +18,7 @@ type checkID int
 
 const (
 	invalid checkID = iota
+	unknownField
 	shadowedRule
 	duplicateRule
 	shadowedDefault
@@ -39,6 +40,7 @@ const (
 // catalogue declares every check once, in the order `kaudit lint --help` lists them.
 var catalogue = [checkCount]Check{
 	invalid:                   {"invalid", Error, "a field kube-apiserver's loader rejects"},
+	unknownField:              {"unknown-field", Error, "a field kube-apiserver drops (a typo?): the rule then matches more than meant"},
 	shadowedRule:              {"shadowed-rule", Warning, "a rule that never decides a request: earlier rules match all of it"},
 	duplicateRule:             {"duplicate-rule", Warning, "a rule that matches exactly the requests of an earlier one"},
 	shadowedDefault:           {"shadowed-default", Warning, "a module's catch-all makes the default level unreachable"},

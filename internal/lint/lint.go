@@ -19,6 +19,18 @@ import (
 type Options struct {
 	// Resources adds "group/resource" entries (custom resources, from discovery) to the known ones.
 	Resources []string
+	// UnknownFields are fields that were dropped when the modules were read, reported by Modules.
+	UnknownFields []UnknownField
+}
+
+// UnknownField is a field of a module (or of a policy file) that its type does not have, and
+// that kube-apiserver therefore drops.
+type UnknownField struct {
+	// Module and Rule locate it; Module is empty for the settings, Rule -1 outside the rules.
+	Module string
+	Rule   int
+	// Problem says which field and what kube-apiserver makes of the rule without it.
+	Problem string
 }
 
 type linter struct {
@@ -78,6 +90,10 @@ func Lint(m *policy.Merged, opts Options) ([]Finding, error) {
 // findings), then lints the policy merged from the valid ones.
 func Modules(modules []policy.Module, settings policy.Settings, opts Options) ([]Finding, error) {
 	var findings []Finding
+	for _, u := range opts.UnknownFields {
+		c := catalogue[unknownField]
+		findings = append(findings, Finding{Severity: c.Severity, Check: c.Name, Module: u.Module, Rule: u.Rule, PolicyRule: -1, Message: u.Problem, Fix: fixUnknownField})
+	}
 	var valid []policy.Module
 	for _, m := range modules {
 		if err := policy.ValidateModule(m); err != nil {

@@ -176,3 +176,13 @@ func TestNoCatchAllOnlyWhenTheDefaultNoneDecides(t *testing.T) {
 		t.Errorf("findings %+v: want shadowed-default and no no-catch-all", fs)
 	}
 }
+
+func TestUnknownFieldsAreErrorsAtTheirRule(t *testing.T) {
+	fs, err := Modules(modules(t, `[{level: None, users: [x]}, {level: None}]`), quiet, Options{UnknownFields: []UnknownField{{Module: "m0", Rule: 1, Problem: `unknown field "verb" (did you mean "verbs"?)`}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !has(fs, "unknown-field", "m0", 1, Error) {
+		t.Errorf("findings %+v", fs)
+	}
+}

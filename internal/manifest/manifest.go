@@ -6,6 +6,7 @@ package manifest
 import (
 	"bufio"
 	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -32,6 +33,8 @@ type Set struct {
 	Upstream []UpstreamPolicy
 	// Warnings are about documents that were read but need a change, for the user.
 	Warnings []string
+	// UnknownFields are fields that the objects' types do not have (ReadLenient only).
+	UnknownFields []UnknownField
 }
 
 // UpstreamPolicy is a plain audit.k8s.io/v1 Policy and where it was read from.
@@ -45,7 +48,26 @@ const Stdin = "-"
 
 // Read reads manifests from files, directories (every .yaml, .yml and .json file, recursively,
 // or only the listed resources where the directory holds a kustomization) and "-" for stdin.
+// A field that the object's type does not have is an error, as with kubectl apply.
 func Read(stdin io.Reader, paths ...string) (*Set, error) {
+	set, err := ReadLenient(stdin, paths...)
+	if err != nil {
+		return nil, err
+	}
+	if len(set.UnknownFields) > 0 {
+		errs := make([]error, len(set.UnknownFields))
+		for i, u := range set.UnknownFields {
+			errs[i] = u
+		}
+		return nil, errors.Join(errs...)
+	}
+	return set, nil
+}
+
+// ReadLenient is Read, but reads objects as kube-apiserver reads them when it is not asked to
+// validate fields (and a policy file always): fields the type does not have are dropped, and
+// listed in Set.UnknownFields.
+func ReadLenient(stdin io.Reader, paths ...string) (*Set, error) {
 	w := &walk{set: &Set{}, stdin: stdin, included: map[string]string{}}
 	for _, p := range paths {
 		if err := w.readPath(p); err != nil {
@@ -236,9 +258,11 @@ func (s *Set) addDocument(where string, raw []byte) error {
 			return fmt.Errorf("%s: AuditPolicyModule: metadata.name: Required value", where)
 		}
 		var m v1alpha1.AuditPolicyModule
-		if err := decodeDefaulted(raw, "AuditPolicyModule", &m); err != nil {
+		unknown, err := decodeDefaulted(raw, "AuditPolicyModule", &m)
+		if err != nil {
 			return fmt.Errorf("%s: AuditPolicyModule %q: %w", where, tm.Metadata.Name, err)
 		}
+		s.addUnknownFields(where, fmt.Sprintf("AuditPolicyModule %q", m.Name), m.Name, unknown)
 		s.Modules = append(s.Modules, m)
 	case tm.APIVersion == v1alpha1.GroupVersion.String() && tm.Kind == "AuditPolicy":
 		if tm.Metadata.Name != v1alpha1.SingletonName {
@@ -248,9 +272,11 @@ func (s *Set) addDocument(where string, raw []byte) error {
 			return fmt.Errorf("%s: a second AuditPolicy: only one may be given", where)
 		}
 		var p v1alpha1.AuditPolicy
-		if err := decodeDefaulted(raw, "AuditPolicy", &p); err != nil {
+		unknown, err := decodeDefaulted(raw, "AuditPolicy", &p)
+		if err != nil {
 			return fmt.Errorf("%s: AuditPolicy %q: %w", where, tm.Metadata.Name, err)
 		}
+		s.addUnknownFields(where, fmt.Sprintf("AuditPolicy %q", p.Name), "", unknown)
 		s.Policy = &p
 	case isUpstreamPolicy(tm.APIVersion, tm.Kind):
 		return s.addUpstream(where, tm.APIVersion, raw)
@@ -261,24 +287,26 @@ func (s *Set) addDocument(where string, raw []byte) error {
 }
 
 // decodeDefaulted applies the CRD schema's defaults to a document, validates it as the
-// apiserver would on `kubectl apply` (schema and CEL rules) and decodes it strictly.
-func decodeDefaulted(raw []byte, kind string, into any) error {
+// apiserver would on `kubectl apply` (schema and CEL rules) and decodes it as the apiserver does
+// (field names are case-sensitive). It returns the paths of the fields the type does not have,
+// which the decoding dropped.
+func decodeDefaulted(raw []byte, kind string, into any) ([]string, error) {
 	schemas, err := loadSchemas()
 	if err != nil {
-		return err
+		return nil, err
 	}
 	var obj map[string]any
 	if err := yaml.Unmarshal(raw, &obj); err != nil {
-		return err
+		return nil, err
 	}
 	if errs := schemas[kind].defaultAndValidate(obj); len(errs) > 0 {
-		return errs.ToAggregate()
+		return nil, errs.ToAggregate()
 	}
-	b, err := yaml.Marshal(obj)
+	b, err := json.Marshal(obj)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	return yaml.UnmarshalStrict(b, into)
+	return decodeJSON(b, into)
 }
 
 func stripComments(b []byte) []byte {

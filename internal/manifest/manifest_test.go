@@ -151,3 +151,54 @@ func TestReadReportsKustomizationCyclesAndFilesIncludedTwice(t *testing.T) {
 		})
 	}
 }
+
+// ReadLenient reads as kube-apiserver does, dropping fields the types do not have and listing
+// them with their rule; Read refuses them with the same words.
+func TestUnknownFieldsAreDroppedAndListedWithTheirRule(t *testing.T) {
+	docs := `apiVersion: audit.k8s.io/v1
+kind: Policy
+rules:
+- level: None
+  Verbs: [watch]
+---
+apiVersion: audit.kaudit.io/v1alpha1
+kind: AuditPolicyModule
+metadata: {name: m}
+spec:
+  omitStage: [RequestReceived]
+  rules: [{level: None, users: [a]}, {level: Metadata, resources: [{group: "", resource: [pods]}]}]
+`
+	set, err := ReadLenient(strings.NewReader(docs), Stdin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(set.Upstream) != 1 || len(set.Upstream[0].Policy.Rules[0].Verbs) != 0 || len(set.Modules) != 1 || len(set.Modules[0].Spec.Rules) != 2 {
+		t.Fatalf("read %+v", set)
+	}
+	want := []struct {
+		module, path, problem string
+		rule                  int
+	}{
+		{"", "rules[0].Verbs", `unknown field "Verbs" (did you mean "verbs"?): kube-apiserver ignores it, with only a warning in its log, so the rule matches every verb`, 0},
+		{"m", "spec.omitStage", `unknown field "omitStage" (did you mean "omitStages"?)`, -1},
+		{"m", "spec.rules[1].resources[0].resource", `unknown field "resources[0].resource" (did you mean "resources"?): kube-apiserver drops it`, 1},
+	}
+	if len(set.UnknownFields) != len(want) {
+		t.Fatalf("unknown fields %+v", set.UnknownFields)
+	}
+	for i, w := range want {
+		u := set.UnknownFields[i]
+		if u.Module != w.module || u.Path != w.path || u.Rule != w.rule || !strings.HasPrefix(u.Problem, w.problem) {
+			t.Errorf("unknown field %d: %+v, want %+v", i, u, w)
+		}
+	}
+	_, err = Read(strings.NewReader(docs), Stdin)
+	for _, u := range set.UnknownFields {
+		if err == nil || !strings.Contains(err.Error(), u.Error()) {
+			t.Errorf("Read: %v\nwant it to contain %q", err, u.Error())
+		}
+	}
+	if err == nil || !strings.Contains(err.Error(), `<stdin>: document 1: audit.k8s.io/v1 Policy: rules[0]: unknown field "Verbs"`) {
+		t.Errorf("Read: %v", err)
+	}
+}

@@ -19,9 +19,15 @@ func isUpstreamPolicy(apiVersion, kind string) bool {
 // addUpstream reads a plain audit policy, a v1beta1 one as v1.
 func (s *Set) addUpstream(where, apiVersion string, raw []byte) error {
 	var p auditv1.Policy
-	if err := yaml.UnmarshalStrict(raw, &p); err != nil {
+	j, err := yaml.YAMLToJSON(raw)
+	if err != nil {
 		return fmt.Errorf("%s: %s Policy: %w", where, apiVersion, err)
 	}
+	unknown, err := decodeJSON(j, &p)
+	if err != nil {
+		return fmt.Errorf("%s: %s Policy: %w", where, apiVersion, err)
+	}
+	s.addUnknownFields(where, apiVersion+" Policy", "", unknown)
 	if apiVersion == auditV1beta1 {
 		s.Warnings = append(s.Warnings, fmt.Sprintf("%s: read as %s, whose fields are the same: kube-apiserver no longer reads %s and fails to start on it; change the file's apiVersion", where, auditv1.SchemeGroupVersion, auditV1beta1))
 		p.APIVersion = auditv1.SchemeGroupVersion.String()

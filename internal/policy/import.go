@@ -31,6 +31,9 @@ type Imported struct {
 	Settings Settings
 	// Notes say where the import could not do what the user would expect, for the user.
 	Notes []string
+	// Sources[i] is the module and rule that rule i of the policy became; the default rule for
+	// a final catch-all that became the default level.
+	Sources []RuleSource
 }
 
 // Import splits an audit.k8s.io/v1 Policy into modules that merge back into a policy that
@@ -46,7 +49,7 @@ func Import(p auditv1.Policy, opts ImportOptions) Imported {
 		prefix = "imported"
 	}
 	prefix = dnsName(prefix)
-	out := Imported{Settings: Settings{DefaultLevel: v1alpha1.LevelNone}}
+	out := Imported{Settings: Settings{DefaultLevel: v1alpha1.LevelNone}, Sources: make([]RuleSource, len(p.Rules))}
 	rules := slices.Clone(p.Rules)
 	policyStages := slices.Clone(p.OmitStages)
 	if n := len(rules); n > 0 && MatchesEverything(rules[n-1]) {
@@ -112,17 +115,18 @@ func Import(p auditv1.Policy, opts ImportOptions) Imported {
 				break
 			}
 		}
+		name := fmt.Sprintf("%s-%02d-%s", prefix, gi+1, g.label)
 		for i := g.first; i < g.end; i++ {
 			r := FromUpstream(rules[i])
 			if len(common) > 0 {
 				r.OmitStages = nil
 			}
 			spec.Rules = append(spec.Rules, r)
+			out.Sources[i] = RuleSource{Module: name, Rule: i - g.first}
 		}
 		for _, s := range common {
 			spec.OmitStages = append(spec.OmitStages, v1alpha1.Stage(s))
 		}
-		name := fmt.Sprintf("%s-%02d-%s", prefix, gi+1, g.label)
 		out.Modules = append(out.Modules, Module{Name: name, Spec: spec})
 	}
 	return out

@@ -115,6 +115,19 @@ func TestImportMergesBackToTheSameDecisions(t *testing.T) {
 						t.Errorf("module %s: %v", mod.Name, err)
 					}
 				}
+				// Sources name where each rule went.
+				for j, src := range imp.Sources {
+					if src.IsDefault() {
+						if j != len(p.Rules)-1 || !MatchesEverything(p.Rules[j]) {
+							t.Errorf("single=%v: rule %d became the default", single, j)
+						}
+						continue
+					}
+					k := slices.IndexFunc(imp.Modules, func(m Module) bool { return m.Name == src.Module })
+					if k < 0 || src.Rule >= len(imp.Modules[k].Spec.Rules) || fmt.Sprint(ToUpstream(imp.Modules[k].Spec.Rules[src.Rule]).Resources) != fmt.Sprint(p.Rules[j].Resources) {
+						t.Errorf("single=%v: rule %d: source %+v does not hold it", single, j, src)
+					}
+				}
 			}
 		})
 	}
