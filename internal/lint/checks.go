@@ -7,6 +7,7 @@ import (
 
 	auditv1 "k8s.io/apiserver/pkg/apis/audit/v1"
 
+	"github.com/kaudit/kaudit/internal/apiresources"
 	"github.com/kaudit/kaudit/internal/policy"
 )
 
@@ -279,8 +280,8 @@ func (l *linter) checkNames(i int, r auditv1.PolicyRule) {
 		}
 	}
 	for _, v := range r.Verbs {
-		if !slices.Contains(knownVerbs, v) && !slices.Contains(httpVerbs, v) {
-			l.add(i, unknownVerb, fmt.Sprintf("verb %q is not a verb kube-apiserver uses%s", v, suggest(v, knownVerbs)),
+		if known := apiresources.Verbs(); !slices.Contains(known, v) && !slices.Contains(httpVerbs, v) {
+			l.add(i, unknownVerb, fmt.Sprintf("verb %q is not a verb kube-apiserver uses%s", v, suggest(v, known)),
 				fixUnknownVerb)
 		}
 	}

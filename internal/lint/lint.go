@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/kaudit/kaudit/internal/apiresources"
 	"github.com/kaudit/kaudit/internal/policy"
 )
 
@@ -49,8 +50,8 @@ func Lint(m *policy.Merged, opts Options) ([]Finding, error) {
 		return nil, err
 	}
 	l := &linter{m: m, eval: eval, known: map[string]map[string]bool{}}
-	for g, rs := range builtinResources {
-		for _, r := range rs {
+	for _, g := range apiresources.Groups() {
+		for _, r := range apiresources.Resources(g) {
 			l.addKnown(g, r)
 		}
 	}
