@@ -5,6 +5,8 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/kaudit/kaudit/api/v1alpha1"
+	"github.com/kaudit/kaudit/internal/apiresources"
 	"github.com/kaudit/kaudit/internal/explain"
 )
 
@@ -72,6 +74,14 @@ API group of a resource that the core group does not serve.`,
 	f.StringVar(&in.Name, "name", "", "name of the object (a create has none)")
 	f.StringVar(&in.URL, "url", "", "path of a non-resource request, e.g. /healthz")
 	format.addTo(c)
-	_ = c.RegisterFlagCompletionFunc("verb", fixedCompletion("get", "list", "watch", "create", "update", "patch", "delete", "deletecollection", "impersonate", "bind", "escalate"))
+	_ = c.RegisterFlagCompletionFunc("verb", fixedCompletion(apiresources.Verbs()...))
+	_ = c.RegisterFlagCompletionFunc("resource", resourceCompletion)
+	_ = c.RegisterFlagCompletionFunc("api-group", groupCompletion)
+	_ = c.RegisterFlagCompletionFunc("user", namesCompletion(wellKnownUsers, func(r v1alpha1.PolicyRule) []string { return r.Users }))
+	_ = c.RegisterFlagCompletionFunc("groups", namesCompletion(wellKnownGroups, func(r v1alpha1.PolicyRule) []string { return r.UserGroups }))
+	_ = c.RegisterFlagCompletionFunc("namespace", namesCompletion(wellKnownNamespaces, func(r v1alpha1.PolicyRule) []string { return r.Namespaces }))
+	_ = c.RegisterFlagCompletionFunc("name", noCompletion)
+	_ = c.RegisterFlagCompletionFunc("api-version", noCompletion)
+	_ = c.RegisterFlagCompletionFunc("url", fixedCompletion("/healthz", "/livez", "/readyz", "/metrics", "/version", "/openapi/v2", "/api", "/apis"))
 	return c
 }

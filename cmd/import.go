@@ -92,7 +92,7 @@ Check the result with "kaudit render" and "kaudit lint" before applying it.`,
 			if err := writeImportDir(outDir, docs, force, cmd.ErrOrStderr()); err != nil {
 				return err
 			}
-			fmt.Fprintf(cmd.ErrOrStderr(), "wrote %d modules and the AuditPolicy settings to %s\n", len(imp.Modules), outDir)
+			fmt.Fprintf(cmd.ErrOrStderr(), "wrote %s and the AuditPolicy settings to %s\n", count(len(imp.Modules), "module"), outDir)
 			return nil
 		},
 	}

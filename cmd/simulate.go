@@ -81,6 +81,9 @@ apiVersion are counted and the first few shown with their line numbers.`,
 			default:
 				return fmt.Errorf("--engine %q: must be fast or naive", engine)
 			}
+			if cpus < 0 || examples < 0 {
+				return fmt.Errorf("--cpus %d, --examples %d: give 0 or more", cpus, examples)
+			}
 			if cpus > 0 {
 				runtime.GOMAXPROCS(cpus)
 				opts.Workers = cpus
@@ -137,11 +140,14 @@ apiVersion are counted and the first few shown with their line numbers.`,
 	f.StringVar(&engine, "engine", "fast", "decoder: fast, or naive (encoding/json per event, no cache; the reference used by tests and make bench)")
 	_ = f.MarkHidden("engine")
 	_ = c.RegisterFlagCompletionFunc("progress", fixedCompletion("auto", "always", "never"))
+	_ = c.RegisterFlagCompletionFunc("cpus", cpuCompletion)
+	_ = c.RegisterFlagCompletionFunc("examples", fixedCompletion("5", "20", "100"))
 	return c
 }
 
-// expandLogs turns a directory into its files, sorted by name, which puts kube-apiserver's
-// rotated logs (audit-2026-11-25T10-00-00.000.log.gz) before the current audit.log.
+// expandLogs turns a directory into its files (and the files its symbolic links point to),
+// sorted by name, which puts kube-apiserver's rotated logs
+// (audit-2026-11-25T10-00-00.000.log.gz) before the current audit.log.
 func expandLogs(path string) ([]string, error) {
 	if path == "-" {
 		return []string{path}, nil
@@ -156,7 +162,11 @@ func expandLogs(path string) ([]string, error) {
 	}
 	var out []string
 	for _, e := range entries {
-		if e.Type().IsRegular() && !strings.HasPrefix(e.Name(), ".") {
+		if strings.HasPrefix(e.Name(), ".") {
+			continue
+		}
+		// Stat follows symbolic links: a link to a log is a log.
+		if st, err := os.Stat(filepath.Join(path, e.Name())); err == nil && st.Mode().IsRegular() {
 			out = append(out, filepath.Join(path, e.Name()))
 		}
 	}

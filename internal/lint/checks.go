@@ -218,7 +218,7 @@ func (l *linter) checkVolume(i int, r auditv1.PolicyRule) {
 	if r.Level != auditv1.LevelRequestResponse || len(r.NonResourceURLs) > 0 {
 		return
 	}
-	var wild []string
+	var wild, wholeGroups []string
 	if len(r.Resources) == 0 {
 		wild = append(wild, "every resource")
 	}
@@ -231,10 +231,19 @@ func (l *linter) checkVolume(i int, r auditv1.PolicyRule) {
 		case gr.Group == "*":
 			wild = append(wild, "every API group")
 		case len(gr.Resources) == 0:
-			wild = append(wild, "every resource of group "+g)
+			wholeGroups = append(wholeGroups, g)
 		case slices.Contains(gr.Resources, "*"):
 			wild = append(wild, `"*" in group `+g)
 		}
+	}
+	// Name a few groups only: GKE's policy lists 18, and a finding is read on one line.
+	switch n := len(wholeGroups); {
+	case n == 1:
+		wild = append(wild, "every resource of group "+wholeGroups[0])
+	case n > 1 && n <= 3:
+		wild = append(wild, "every resource of groups "+strings.Join(wholeGroups, ", "))
+	case n > 3:
+		wild = append(wild, fmt.Sprintf("every resource of %d groups (%s and %d more)", n, strings.Join(wholeGroups[:3], ", "), n-3))
 	}
 	if len(wild) > 0 {
 		l.add(i, wildcardRequestResponse, fmt.Sprintf("logs %s at RequestResponse: request and response bodies of everything there, custom resources holding credentials included", strings.Join(wild, ", ")),
