@@ -31,10 +31,11 @@ of rotated logs, or - for stdin) and decides every event with the apiserver's ow
 --policy (modules, directories, an AuditPolicy manifest, or a plain audit.k8s.io/v1 Policy) would.
 
 It reports events and estimated bytes per level and per rule, rules never hit, the top users, verbs
-and resources by bytes kept, security-relevant events the policy would stop recording (RBAC writes,
-secrets, exec/attach/portforward, system:masters, admission configuration), and, compared with
-the recorded log or with the policy given with --against, what is dropped, added and how the
-volume changes.
+and resources by bytes kept, the security-relevant requests (R1-R6 of docs/modules.md: privilege
+and admission changes, secret access, interactive pod access, system:masters, writes by
+non-components, pod placement) and how many the policy and the baseline record at the level each
+needs, with examples of those the policy misses, and, compared with the recorded log or with the
+policy given with --against, what is dropped, added and how the volume changes.
 
 The exit code is 1, after the report of what could be read, when an input cannot be read
 (missing, unreadable, a truncated gzip stream, an I/O error) or when no event was read at all;
