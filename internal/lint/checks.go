@@ -50,48 +50,26 @@ func sameMatch(a, b auditv1.PolicyRule) bool {
 }
 
 // checkRedundant: a rule whose requests get the same decision without it.
-func (l *linter) checkRedundant(i int) error {
+func (l *linter) checkRedundant(i int) {
 	if l.m.Sources[i].IsDefault() {
-		return nil
+		return
 	}
 	reached, _, _ := l.reaching(i, witnesses(l.m.Policy.Rules[i], shape{}))
 	if len(reached) == 0 {
-		return nil
-	}
-	// Cheap filter first: the rule that would take over must be a reachable module rule at the
-	// same level for every witness; only then is the policy without the rule evaluated.
-	for _, w := range reached {
-		next := -1
-		for _, j := range l.eval.Matching(w) {
-			if j > i {
-				next = j
-				break
-			}
-		}
-		if next < 0 || l.m.Sources[next].IsDefault() || !l.reachable[next] || l.m.Policy.Rules[next].Level != l.m.Policy.Rules[i].Level {
-			return nil
-		}
-	}
-	without := l.m.Policy
-	without.Rules = slices.Delete(slices.Clone(without.Rules), i, i+1)
-	eval, err := policy.NewEvaluator(without)
-	if err != nil {
-		return err
+		return
 	}
 	var deciders []int
 	for _, w := range reached {
-		a, b := l.eval.Decide(w), eval.Decide(w)
+		// Without rule i, the next matching rule decides.
+		a, b := l.rules.decide(w), l.rules.decideSkipping(w, i)
 		if a.Level != b.Level || !slices.Equal(a.OmitStages, b.OmitStages) || (policy.LevelRank(a.Level) >= 2 && a.OmitManagedFields != b.OmitManagedFields) {
-			return nil
-		}
-		if b.Rule >= i {
-			b.Rule++ // back to the index in the whole policy
+			return
 		}
 		if b.Rule < 0 || l.m.Sources[b.Rule].IsDefault() || !l.reachable[b.Rule] {
 			// Rules that restate the default level pin decisions on purpose (secrets at
 			// Metadata stays Metadata whatever the default becomes): not reported. Nor are
 			// rules whose stand-in is shadowed: that one is reported instead.
-			return nil
+			return
 		}
 		if !slices.Contains(deciders, b.Rule) {
 			deciders = append(deciders, b.Rule)
@@ -104,7 +82,6 @@ func (l *linter) checkRedundant(i int) error {
 	}
 	l.add(i, redundantRule, fmt.Sprintf("changes no decision: without it, the requests it decides get the same level and stages from %s", strings.Join(names, ", ")),
 		fixRedundantRule)
-	return nil
 }
 
 var writeVerbs = []string{"create", "update", "patch", "delete"}

@@ -36,7 +36,7 @@ type UnknownField struct {
 
 type linter struct {
 	m     *policy.Merged
-	eval  *policy.Evaluator
+	rules *ruleIndex
 	known map[string]map[string]bool
 	out   []Finding
 	// reachable[i] tells whether rule i decides any request.
@@ -45,11 +45,11 @@ type linter struct {
 
 // Lint reviews a merged policy.
 func Lint(m *policy.Merged, opts Options) ([]Finding, error) {
-	eval, err := policy.NewEvaluator(m.Policy)
+	rules, err := newRuleIndex(m.Policy)
 	if err != nil {
 		return nil, err
 	}
-	l := &linter{m: m, eval: eval, known: map[string]map[string]bool{}}
+	l := &linter{m: m, rules: rules, known: map[string]map[string]bool{}}
 	for _, g := range apiresources.Groups() {
 		for _, r := range apiresources.Resources(g) {
 			l.addKnown(g, r)
@@ -77,9 +77,7 @@ func Lint(m *policy.Merged, opts Options) ([]Finding, error) {
 		l.checkSecrets(i, r)
 		l.checkBlinds(i, r)
 		l.checkVolume(i, r)
-		if err := l.checkRedundant(i); err != nil {
-			return nil, err
-		}
+		l.checkRedundant(i)
 	}
 	l.checkCatchAll()
 	l.checkRequestReceived()

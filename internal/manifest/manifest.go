@@ -248,8 +248,12 @@ func (s *Set) add(source string, data []byte) error {
 }
 
 func (s *Set) addDocument(where string, raw []byte) error {
+	raw, err := toJSON(raw)
+	if err != nil {
+		return fmt.Errorf("%s: %w", where, err)
+	}
 	var tm typeMeta
-	if err := yaml.Unmarshal(raw, &tm); err != nil {
+	if err := json.Unmarshal(raw, &tm); err != nil {
 		return fmt.Errorf("%s: %w", where, err)
 	}
 	switch {
@@ -286,7 +290,7 @@ func (s *Set) addDocument(where string, raw []byte) error {
 	return nil
 }
 
-// decodeDefaulted applies the CRD schema's defaults to a document, validates it as the
+// decodeDefaulted applies the CRD schema's defaults to a document (JSON), validates it as the
 // apiserver would on `kubectl apply` (schema and CEL rules) and decodes it as the apiserver does
 // (field names are case-sensitive). It returns the paths of the fields the type does not have,
 // which the decoding dropped.
@@ -296,7 +300,7 @@ func decodeDefaulted(raw []byte, kind string, into any) ([]string, error) {
 		return nil, err
 	}
 	var obj map[string]any
-	if err := yaml.Unmarshal(raw, &obj); err != nil {
+	if err := json.Unmarshal(raw, &obj); err != nil {
 		return nil, err
 	}
 	if errs := schemas[kind].defaultAndValidate(obj); len(errs) > 0 {

@@ -7,8 +7,6 @@ import (
 	"strconv"
 	"strings"
 
-	kjson "sigs.k8s.io/json"
-
 	"github.com/kaudit/kaudit/internal/spelling"
 )
 
@@ -40,22 +38,6 @@ func (u UnknownField) Error() string {
 		return fmt.Sprintf("%s: %s: %s", u.Source, u.Object, u.Problem)
 	}
 	return fmt.Sprintf("%s: %s: %s: %s", u.Source, u.Object, where, u.Problem)
-}
-
-// decodeJSON decodes data into v as kube-apiserver does: field names are case-sensitive, and
-// fields the type does not have are dropped. It returns their paths.
-func decodeJSON(data []byte, v any) ([]string, error) {
-	strict, err := kjson.UnmarshalStrict(data, v, kjson.DisallowUnknownFields)
-	if err != nil {
-		return nil, err
-	}
-	var paths []string
-	for _, e := range strict {
-		if p, ok := e.(interface{ FieldPath() string }); ok {
-			paths = append(paths, p.FieldPath())
-		}
-	}
-	return paths, nil
 }
 
 // rulePath splits the path of a field inside a rule: the rule ("spec.rules[1]"), its index and

@@ -4,7 +4,6 @@ import (
 	"fmt"
 
 	auditv1 "k8s.io/apiserver/pkg/apis/audit/v1"
-	"sigs.k8s.io/yaml"
 )
 
 // auditV1beta1 is the audit API version that kube-apiserver no longer serves. Its Policy has
@@ -16,14 +15,10 @@ func isUpstreamPolicy(apiVersion, kind string) bool {
 	return kind == "Policy" && (apiVersion == auditv1.SchemeGroupVersion.String() || apiVersion == auditV1beta1)
 }
 
-// addUpstream reads a plain audit policy, a v1beta1 one as v1.
+// addUpstream reads a plain audit policy (JSON), a v1beta1 one as v1.
 func (s *Set) addUpstream(where, apiVersion string, raw []byte) error {
 	var p auditv1.Policy
-	j, err := yaml.YAMLToJSON(raw)
-	if err != nil {
-		return fmt.Errorf("%s: %s Policy: %w", where, apiVersion, err)
-	}
-	unknown, err := decodeJSON(j, &p)
+	unknown, err := decodeJSON(raw, &p)
 	if err != nil {
 		return fmt.Errorf("%s: %s Policy: %w", where, apiVersion, err)
 	}
