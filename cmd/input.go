@@ -8,6 +8,9 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/spf13/cobra"
+
+	"github.com/kaudit/kaudit/internal/lint"
 	"github.com/kaudit/kaudit/internal/manifest"
 	"github.com/kaudit/kaudit/internal/policy"
 )
@@ -19,9 +22,10 @@ type policyInput struct {
 }
 
 // readPolicy reads modules, the AuditPolicy settings and plain audit.k8s.io/v1 policies from
-// paths and merges them as the controller does.
-func readPolicy(stdin io.Reader, paths []string) (*policyInput, error) {
-	in, err := readModules(stdin, paths)
+// paths ("-" is the command's stdin) and merges them as the controller does. Warnings about
+// what was read go to the command's stderr.
+func readPolicy(cmd *cobra.Command, paths []string) (*policyInput, error) {
+	in, err := readModules(cmd, paths)
 	if err != nil {
 		return nil, err
 	}
@@ -37,19 +41,36 @@ type moduleInput struct {
 	Name     string
 	Modules  []policy.Module
 	Settings policy.Settings
+	// UnknownFields were dropped, as kube-apiserver drops them (readModulesLenient only).
+	UnknownFields []lint.UnknownField
 }
 
 // readModules reads modules, the AuditPolicy settings and plain audit.k8s.io/v1 policies (split
-// into modules as "kaudit import" does) from paths, without merging them.
-func readModules(stdin io.Reader, paths []string) (*moduleInput, error) {
+// into modules as "kaudit import" does) from paths, without merging them. A field that an
+// object's type does not have is an error.
+func readModules(cmd *cobra.Command, paths []string) (*moduleInput, error) {
+	return readModulesWith(cmd, paths, manifest.Read)
+}
+
+// readModulesLenient is readModules, but drops unknown fields as kube-apiserver would, and
+// lists them with the module and rule they are in.
+func readModulesLenient(cmd *cobra.Command, paths []string) (*moduleInput, error) {
+	return readModulesWith(cmd, paths, manifest.ReadLenient)
+}
+
+func readModulesWith(cmd *cobra.Command, paths []string, read func(io.Reader, ...string) (*manifest.Set, error)) (*moduleInput, error) {
 	if len(paths) == 0 {
 		return nil, errors.New("no policy given: pass module files or directories, or an audit.k8s.io/v1 Policy file")
 	}
-	set, err := manifest.Read(stdin, paths...)
+	set, err := read(cmd.InOrStdin(), paths...)
 	if err != nil {
 		return nil, err
 	}
+	warn(cmd, set)
 	in := &moduleInput{Name: strings.Join(paths, ",")}
+	for _, u := range set.UnknownFields {
+		in.UnknownFields = append(in.UnknownFields, lint.UnknownField{Module: u.Module, Rule: u.Rule, Problem: u.Problem})
+	}
 	for _, m := range set.Modules {
 		in.Modules = append(in.Modules, policy.Module{Name: m.Name, Spec: m.Spec})
 	}
@@ -60,18 +81,24 @@ func readModules(stdin io.Reader, paths []string) (*moduleInput, error) {
 	case 0:
 	case 1:
 		up := set.Upstream[0]
-		// The apiserver's own loader first, so a bad file gets the message kube-apiserver would print.
-		b, err := json.Marshal(up.Policy)
-		if err != nil {
+		if err := loadUpstream(up); err != nil {
 			return nil, err
-		}
-		if _, err := policy.Load(b); err != nil {
-			return nil, fmt.Errorf("%s: %w", up.Source, err)
 		}
 		imp := policy.Import(up.Policy, policy.ImportOptions{Prefix: importPrefix(up.Source), Source: up.Source})
 		in.Modules = append(in.Modules, imp.Modules...)
 		if set.Policy == nil {
 			in.Settings = imp.Settings
+		}
+		for i, u := range in.UnknownFields {
+			// A rule of the policy file: name the module and rule it became, and keep its place
+			// in the file in the message.
+			if u.Module == "" && u.Rule >= 0 && u.Rule < len(imp.Sources) {
+				src := imp.Sources[u.Rule]
+				in.UnknownFields[i] = lint.UnknownField{Module: src.Module, Rule: src.Rule, Problem: fmt.Sprintf("rules[%d]: %s", u.Rule, u.Problem)}
+				if src.IsDefault() {
+					in.UnknownFields[i].Rule = -1
+				}
+			}
 		}
 	default:
 		return nil, fmt.Errorf("%d audit.k8s.io/v1 Policy documents given (%s, %s): give at most one", len(set.Upstream), set.Upstream[0].Source, set.Upstream[1].Source)
@@ -80,6 +107,37 @@ func readModules(stdin io.Reader, paths []string) (*moduleInput, error) {
 		return nil, fmt.Errorf("no AuditPolicyModule or audit.k8s.io/v1 Policy found in %s", strings.Join(paths, ", "))
 	}
 	return in, nil
+}
+
+// readSet reads the manifests of paths once (stdin can be read only once) and writes the
+// warnings about them to the command's stderr.
+func readSet(cmd *cobra.Command, paths []string) (*manifest.Set, error) {
+	set, err := manifest.Read(cmd.InOrStdin(), paths...)
+	if err != nil {
+		return nil, err
+	}
+	warn(cmd, set)
+	return set, nil
+}
+
+// warn writes the warnings about what was read to the command's stderr.
+func warn(cmd *cobra.Command, set *manifest.Set) {
+	for _, w := range set.Warnings {
+		fmt.Fprintln(cmd.ErrOrStderr(), "warning:", w)
+	}
+}
+
+// loadUpstream checks a plain policy with the apiserver's own loader first, so that a bad file
+// gets the message kube-apiserver would print.
+func loadUpstream(up manifest.UpstreamPolicy) error {
+	b, err := json.Marshal(up.Policy)
+	if err != nil {
+		return err
+	}
+	if _, err := policy.Load(b); err != nil {
+		return fmt.Errorf("%s: %w", up.Source, err)
+	}
+	return nil
 }
 
 // importPrefix names imported modules after the file they came from.

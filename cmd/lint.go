@@ -56,11 +56,11 @@ The exit code is 1 when a finding is at or above --fail-on (default: error).`,
 				}
 				resources = append(resources, more...)
 			}
-			in, err := readModules(cmd.InOrStdin(), args)
+			in, err := readModulesLenient(cmd, args)
 			if err != nil {
 				return err
 			}
-			findings, err := lint.Modules(in.Modules, in.Settings, lint.Options{Resources: resources})
+			findings, err := lint.Modules(in.Modules, in.Settings, lint.Options{Resources: resources, UnknownFields: in.UnknownFields})
 			if err != nil {
 				return err
 			}

@@ -16,7 +16,8 @@ func newRenderCommand() *cobra.Command {
 stdin), and optionally the AuditPolicy "cluster" manifest for the policy-level settings, and writes
 the merged audit.k8s.io/v1 Policy byte for byte as the controller stores it in a revision and the
 agent writes it on the nodes. A plain audit.k8s.io/v1 Policy file is accepted too: it is split into
-modules as "kaudit import" does and merged back.`,
+modules as "kaudit import" does and merged back (a v1beta1 one too, with a warning: kube-apiserver
+no longer reads v1beta1).`,
 		Example: `  # Render the preset modules
   kaudit render config/modules
 
@@ -31,7 +32,7 @@ modules as "kaudit import" does and merged back.`,
 			if err != nil {
 				return err
 			}
-			in, err := readPolicy(cmd.InOrStdin(), args)
+			in, err := readPolicy(cmd, args)
 			if err != nil {
 				return err
 			}

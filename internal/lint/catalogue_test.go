@@ -28,6 +28,11 @@ func TestTheCatalogueDeclaresEveryCheckOnce(t *testing.T) {
 // the catalogue reports something on the problem cases, so none is declared but never reported.
 func TestEveryFindingNamesACataloguedCheck(t *testing.T) {
 	findings := FromError(policy.ValidateModule(policy.Module{Name: "bad", Spec: v1alpha1.AuditPolicyModuleSpec{Rules: []v1alpha1.PolicyRule{{Level: "Everything"}}}}))
+	unknown, err := Modules(modules(t, `[{level: None, users: [x]}]`), quiet, Options{UnknownFields: []UnknownField{{Module: "m0", Rule: 0, Problem: `unknown field "verb"`}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	findings = append(findings, unknown...)
 	for _, tc := range problems {
 		findings = append(findings, lintOf(t, merged(t, tc.settings, tc.modules...))...)
 	}

@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/kaudit/kaudit/internal/apiresources"
 	"github.com/kaudit/kaudit/internal/policy"
 )
 
@@ -19,11 +20,23 @@ import (
 type Options struct {
 	// Resources adds "group/resource" entries (custom resources, from discovery) to the known ones.
 	Resources []string
+	// UnknownFields are fields that were dropped when the modules were read, reported by Modules.
+	UnknownFields []UnknownField
+}
+
+// UnknownField is a field of a module (or of a policy file) that its type does not have, and
+// that kube-apiserver therefore drops.
+type UnknownField struct {
+	// Module and Rule locate it; Module is empty for the settings, Rule -1 outside the rules.
+	Module string
+	Rule   int
+	// Problem says which field and what kube-apiserver makes of the rule without it.
+	Problem string
 }
 
 type linter struct {
 	m     *policy.Merged
-	eval  *policy.Evaluator
+	rules *ruleIndex
 	known map[string]map[string]bool
 	out   []Finding
 	// reachable[i] tells whether rule i decides any request.
@@ -32,13 +45,13 @@ type linter struct {
 
 // Lint reviews a merged policy.
 func Lint(m *policy.Merged, opts Options) ([]Finding, error) {
-	eval, err := policy.NewEvaluator(m.Policy)
+	rules, err := newRuleIndex(m.Policy)
 	if err != nil {
 		return nil, err
 	}
-	l := &linter{m: m, eval: eval, known: map[string]map[string]bool{}}
-	for g, rs := range builtinResources {
-		for _, r := range rs {
+	l := &linter{m: m, rules: rules, known: map[string]map[string]bool{}}
+	for _, g := range apiresources.Groups() {
+		for _, r := range apiresources.Resources(g) {
 			l.addKnown(g, r)
 		}
 	}
@@ -64,9 +77,7 @@ func Lint(m *policy.Merged, opts Options) ([]Finding, error) {
 		l.checkSecrets(i, r)
 		l.checkBlinds(i, r)
 		l.checkVolume(i, r)
-		if err := l.checkRedundant(i); err != nil {
-			return nil, err
-		}
+		l.checkRedundant(i)
 	}
 	l.checkCatchAll()
 	l.checkRequestReceived()
@@ -78,6 +89,10 @@ func Lint(m *policy.Merged, opts Options) ([]Finding, error) {
 // findings), then lints the policy merged from the valid ones.
 func Modules(modules []policy.Module, settings policy.Settings, opts Options) ([]Finding, error) {
 	var findings []Finding
+	for _, u := range opts.UnknownFields {
+		c := catalogue[unknownField]
+		findings = append(findings, Finding{Severity: c.Severity, Check: c.Name, Module: u.Module, Rule: u.Rule, PolicyRule: -1, Message: u.Problem, Fix: fixUnknownField})
+	}
 	var valid []policy.Module
 	for _, m := range modules {
 		if err := policy.ValidateModule(m); err != nil {

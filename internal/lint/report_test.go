@@ -23,7 +23,7 @@ func TestReportText(t *testing.T) {
 	if err := r.WriteText(&b); err != nil {
 		t.Fatal(err)
 	}
-	want := "WARNING module m rule 2: verb \"gett\" [unknown-verb]\n        fix: use get\n0 errors, 1 warnings, 0 infos\n"
+	want := "WARNING module m rule 2: verb \"gett\" [unknown-verb]\n        fix: use get\n0 errors, 1 warning, 0 infos\n"
 	if b.String() != want {
 		t.Errorf("got\n%s\nwant\n%s", b.String(), want)
 	}

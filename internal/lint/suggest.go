@@ -4,12 +4,15 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+
+	"github.com/kaudit/kaudit/internal/spelling"
 )
 
 // The one-line fixes that findings end with, so the advice reads the same wherever it is given.
 const (
 	fixInvalidModule            = "correct the field; until then the controller keeps the module's last accepted spec"
 	fixInvalidInput             = "correct the input"
+	fixUnknownField             = "correct the field's name (they are case-sensitive)"
 	fixShadowedDefault          = "remove the catch-all rule from the module and set spec.defaultLevel of AuditPolicy cluster instead"
 	fixDuplicateRule            = "delete this rule, or merge what differs into the earlier one"
 	fixShadowedRule             = "delete the rule, or move it (module spec.order) before the rules that shadow it"
@@ -32,40 +35,13 @@ func fixSecrets(what string) string {
 }
 
 // suggest returns ` (did you mean "c"?)` for the candidate closest to s, or "" if none is close.
+// Subresources ("pods/exec") are not candidates.
 func suggest(s string, candidates []string) string {
-	best, dist := "", 3
-	for _, c := range candidates {
-		if strings.Contains(c, "/") {
-			continue
-		}
-		if d := levenshtein(s, c); d < dist {
-			best, dist = c, d
-		}
-	}
-	if best == "" {
+	best, ok := spelling.Closest(s, slices.DeleteFunc(slices.Clone(candidates), func(c string) bool { return strings.Contains(c, "/") }))
+	if !ok {
 		return ""
 	}
 	return fmt.Sprintf(" (did you mean %q?)", best)
-}
-
-func levenshtein(a, b string) int {
-	prev := make([]int, len(b)+1)
-	cur := make([]int, len(b)+1)
-	for j := range prev {
-		prev[j] = j
-	}
-	for i := 1; i <= len(a); i++ {
-		cur[0] = i
-		for j := 1; j <= len(b); j++ {
-			c := 1
-			if a[i-1] == b[j-1] {
-				c = 0
-			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+c)
-		}
-		prev, cur = cur, prev
-	}
-	return prev[len(b)]
 }
 
 func keys[V any](m map[string]V) []string {

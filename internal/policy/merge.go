@@ -149,9 +149,12 @@ func Merge(modules []Module, settings Settings) (*Merged, error) {
 
 	// The loader is the final gate: what it rejects would stop kube-apiserver from starting.
 	// Modules are validated one by one only when it fails, to name the guilty one precisely:
-	// loading each module on every merge would parse every rule twice.
+	// loading each module on every merge would parse every rule twice. It reads the canonical
+	// JSON (what the hash covers): parsing the rendered YAML took many times the memory and
+	// time of the policy itself. The rendering loads to the same policy (FuzzMergeNeverMakesAPolicyTheLoaderRejects), and the
+	// agent loads the rendered bytes again before writing them.
 	m.rendered = m.render()
-	if _, err := Load(m.rendered); err != nil {
+	if _, err := Load(encode(m.Policy)); err != nil {
 		for _, mod := range sorted {
 			if !mod.Spec.Disabled {
 				if modErr := ValidateModule(mod); modErr != nil {

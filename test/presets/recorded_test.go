@@ -6,13 +6,11 @@ import (
 	"compress/gzip"
 	"context"
 	"encoding/json"
-	"fmt"
 	"io"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 
 	auditv1 "k8s.io/apiserver/pkg/apis/audit/v1"
@@ -20,6 +18,7 @@ import (
 
 	"github.com/kaudit/kaudit/internal/manifest"
 	"github.com/kaudit/kaudit/internal/policy"
+	"github.com/kaudit/kaudit/internal/relevance"
 	"github.com/kaudit/kaudit/internal/simulate"
 )
 
@@ -88,6 +87,34 @@ func TestBaselineKeepsEverySecurityRelevantRequestInAThirdOfTheDocsExampleBytes(
 	}
 }
 
+// simulate's security section counts what the measure above counts, with the same definition
+// (internal/relevance): the README's own command, kaudit simulate --policy
+// config/modules/baseline --against the docs example LOG, agrees with the README's table.
+func TestSimulateCountsSecurityRelevantRequestsAsTheMeasureDoes(t *testing.T) {
+	targets := recordedTargets(t)[:2]
+	for _, name := range recordedLogs {
+		t.Run(name, func(t *testing.T) {
+			path := filepath.Join("testdata", "auditlogs", name+".jsonl.gz")
+			results, _ := measureLog(t, path, targets)
+			docs, base := results[0], results[1]
+			report, err := simulate.Run(context.Background(), []simulate.Input{{
+				Name: path, Open: func() (io.ReadCloser, error) { return os.Open(path) },
+			}}, simulate.Options{Policy: targets[1], Against: &targets[0]})
+			if err != nil {
+				t.Fatal(err)
+			}
+			var requests, kept, docsKept int64
+			for _, s := range report.Security {
+				requests, kept, docsKept = requests+s.Requests, kept+s.Kept, docsKept+s.BaselineKept
+			}
+			if requests != int64(base.relevant) || kept != int64(base.kept) || docsKept != int64(docs.kept) {
+				t.Errorf("simulate: %d security-relevant requests, %d kept by the baseline, %d by the docs example; the measure: %d, %d, %d",
+					requests, kept, docsKept, base.relevant, base.kept, docs.kept)
+			}
+		})
+	}
+}
+
 // recordedTargets are the policies compared: the docs example first, the baseline second.
 func recordedTargets(t *testing.T) []simulate.Target {
 	t.Helper()
@@ -141,7 +168,7 @@ type logCoverage struct {
 // requestSeen is what the relevance check remembers of one audit ID. A decision depends on the
 // request only, so each policy decides it once, not once per stage.
 type requestSeen struct {
-	need      requirement
+	need      relevance.Requirement
 	decisions []policy.Decision // per target
 	kept      []bool            // per target: some stage of the request was written at the required level
 }
@@ -176,7 +203,6 @@ func measureLog(t *testing.T, path string, targets []simulate.Target) ([]measure
 	if err != nil {
 		t.Fatal(err)
 	}
-	components := componentIdentities(t)
 	cov := logCoverage{perRule: map[string]int{}}
 	requests := map[string]*requestSeen{}
 	sc := bufio.NewScanner(gz)
@@ -191,8 +217,8 @@ func measureLog(t *testing.T, path string, targets []simulate.Target) ([]measure
 		}
 		seen := requests[string(ev.AuditID)]
 		if seen == nil {
-			seen = &requestSeen{need: classify(&ev, components), kept: make([]bool, len(targets))}
 			req := policy.RequestFromEvent(&ev)
+			seen = &requestSeen{need: relevance.Classify(req), kept: make([]bool, len(targets))}
 			for _, e := range evaluators {
 				seen.decisions = append(seen.decisions, e.Decide(req))
 			}
@@ -205,7 +231,7 @@ func measureLog(t *testing.T, path string, targets []simulate.Target) ([]measure
 			if secretBody(&ev, d.Level) {
 				results[i].secretBodies++
 			}
-			if levelMeets(d.Level, seen.need) {
+			if seen.need.MetBy(d.Level) {
 				seen.kept[i] = true
 			}
 		}
@@ -215,16 +241,17 @@ func measureLog(t *testing.T, path string, targets []simulate.Target) ([]measure
 	}
 	cov.requests = len(requests)
 	for _, seen := range requests {
-		if seen.need.rule == "" {
+		if !seen.need.Relevant() {
 			continue
 		}
-		cov.perRule[seen.need.rule]++
+		rule := string(seen.need.Rule)
+		cov.perRule[rule]++
 		for i := range targets {
 			results[i].relevant++
 			if seen.kept[i] {
 				results[i].kept++
 			} else {
-				results[i].short[seen.need.rule]++
+				results[i].short[rule]++
 			}
 		}
 	}
@@ -255,57 +282,6 @@ func secretBody(ev *auditv1.Event, level auditv1.Level) bool {
 	return false
 }
 
-// requirement is the rule of docs/modules.md that makes a request security-relevant and the
-// level it must be recorded at; exact means not above it either (R2: never a body).
-type requirement struct {
-	rule  string
-	level auditv1.Level
-	exact bool
-}
-
-func levelMeets(l auditv1.Level, need requirement) bool {
-	if need.rule == "" {
-		return true
-	}
-	if need.exact {
-		return l == need.level
-	}
-	return policy.LevelRank(l) >= policy.LevelRank(need.level)
-}
-
-// classify applies R1-R6 of docs/modules.md to the request of an event, from the fields an
-// investigator has: the authenticated user, the verb and the object.
-func classify(ev *auditv1.Event, components map[string]bool) requirement {
-	user := ev.User.Username
-	masters := slices.Contains(ev.User.Groups, "system:masters") && user != "system:apiserver"
-	if ev.ObjectRef == nil {
-		if masters {
-			return requirement{rule: "R4", level: auditv1.LevelRequestResponse}
-		}
-		return requirement{}
-	}
-	gr := groupResource{ev.ObjectRef.APIGroup, resourceOf(ev.ObjectRef)}
-	write := slices.Contains(writeVerbs, ev.Verb)
-	component := components[user] || slices.Contains(ev.User.Groups, "system:nodes")
-	switch {
-	case slices.Contains(sensitive, gr):
-		return requirement{rule: "R2", level: auditv1.LevelMetadata, exact: true}
-	case slices.Contains(interactive, gr):
-		return requirement{rule: "R3", level: auditv1.LevelMetadata}
-	case masters:
-		return requirement{rule: "R4", level: auditv1.LevelRequestResponse}
-	case write && slices.Contains(privilege, gr):
-		return requirement{rule: "R1", level: auditv1.LevelRequestResponse}
-	case ev.Verb == "create" && gr == groupResource{"", "pods/binding"} && user == scheduler.name:
-		return requirement{rule: "R6", level: auditv1.LevelRequest}
-	case write && !component && slices.Contains(workloadResources, gr):
-		return requirement{rule: "R5", level: auditv1.LevelRequest}
-	case write && !component:
-		return requirement{rule: "R5", level: auditv1.LevelMetadata}
-	}
-	return requirement{}
-}
-
 func resourceOf(ref *auditv1.ObjectReference) string {
 	if ref.Subresource != "" {
 		return ref.Resource + "/" + ref.Subresource
@@ -313,37 +289,31 @@ func resourceOf(ref *auditv1.ObjectReference) string {
 	return ref.Resource
 }
 
-// componentIdentities are the users docs/modules.md calls components: the control plane's own
-// identities and the kube-controller-manager service accounts that noise-kube-controller-manager
-// lists (kubelets are recognised by the group system:nodes).
-func componentIdentities(t *testing.T) map[string]bool {
-	t.Helper()
-	ids, err := componentsOnce()
+// The components of docs/modules.md are the control plane's own identities and the
+// kube-controller-manager service accounts that noise-kube-controller-manager lists: the
+// product's definition (internal/relevance) and the module must name the same accounts.
+func TestControllerAccountsAreThoseTheNoiseModuleNames(t *testing.T) {
+	set, err := manifest.Read(nil, filepath.Join(baselineDir, "noise-kube-controller-manager.yaml"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	return ids
-}
-
-var componentsOnce = sync.OnceValues(func() (map[string]bool, error) {
-	ids := map[string]bool{
-		apiserver.name: true, kcm.name: true, scheduler.name: true, kubeProxy.name: true, "system:kube-proxy": true,
-	}
-	set, err := manifest.Read(nil, filepath.Join(baselineDir, "noise-kube-controller-manager.yaml"))
-	if err != nil {
-		return nil, err
-	}
+	var listed []string
 	for _, m := range set.Modules {
 		for _, r := range m.Spec.Rules {
 			for _, u := range r.Users {
-				if strings.HasPrefix(u, "system:serviceaccount:kube-system:") {
-					ids[u] = true
+				if strings.HasPrefix(u, "system:serviceaccount:kube-system:") && !slices.Contains(listed, u) {
+					listed = append(listed, u)
 				}
 			}
 		}
 	}
-	if len(ids) < 20 {
-		return nil, fmt.Errorf("noise-kube-controller-manager lists only %d controller accounts", len(ids)-5)
+	if len(listed) < 20 {
+		t.Errorf("noise-kube-controller-manager lists only %d controller accounts", len(listed))
 	}
-	return ids, nil
-})
+	slices.Sort(listed)
+	defined := relevance.ControllerAccounts()
+	slices.Sort(defined)
+	if !slices.Equal(listed, defined) {
+		t.Errorf("noise-kube-controller-manager lists %v\ninternal/relevance defines %v", listed, defined)
+	}
+}
