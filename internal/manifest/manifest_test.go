@@ -278,4 +278,3 @@ spec:
 		t.Errorf("Read: %v", err)
 	}
 }
-
