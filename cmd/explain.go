@@ -8,6 +8,7 @@ import (
 	"github.com/kaudit/kaudit/api/v1alpha1"
 	"github.com/kaudit/kaudit/internal/apiresources"
 	"github.com/kaudit/kaudit/internal/explain"
+	"github.com/kaudit/kaudit/internal/policy"
 )
 
 func init() { register(newExplainCommand) }
@@ -19,9 +20,14 @@ func newExplainCommand() *cobra.Command {
 		Use:   "explain PATH... (--resource R[/SUB] | --url PATH) [flags]",
 		Short: "Tell which module and rule decide a request, and at which level",
 		Long: `Explain evaluates one request with kube-apiserver's own policy evaluator against the policy merged
-from the given modules (or a plain audit.k8s.io/v1 Policy) and prints the module and rule that decide
-it, the level, the stages that are not written, and the later rules that match the request too but
-are shadowed by the deciding one.
+from the given modules of both kinds (or a plain audit.k8s.io/v1 Policy) and prints the module and
+rule that decide it, the level, the stages that are not written, and the later rules that match the
+request too but are shadowed by the deciding one.
+
+It also names the guardrails whose scope holds the request (those of the AuditPolicy manifest
+given, else the built-in ones), their bounds and whether the decision is within them; and, when the
+manager would not put the deciding module in force (a guardrail it breaks, a namespaced module
+that lowers logging...), why, and how the policy it would put in force decides the request.
 
 The request is the one kube-apiserver evaluates: an authenticated user is also in the group
 system:authenticated (system:anonymous in system:unauthenticated), and a create has an empty name.
@@ -46,15 +52,25 @@ API group of a resource that the core group does not serve.`,
 			if err != nil {
 				return err
 			}
-			merged, err := readPolicy(cmd, args)
+			in, err := readModules(cmd, args)
+			if err != nil {
+				return err
+			}
+			if err := in.Settings.Validate(); err != nil {
+				return err
+			}
+			merged, err := policy.Merge(in.Modules, in.Settings.Policy)
 			if err != nil {
 				return err
 			}
 			for _, n := range notes {
 				fmt.Fprintln(cmd.ErrOrStderr(), "note:", n)
 			}
-			ex, err := explain.Explain(merged.Merged, req)
+			ex, err := explain.Explain(merged, req, in.Settings.Guardrails)
 			if err != nil {
+				return err
+			}
+			if err := explainRejection(in, ex); err != nil {
 				return err
 			}
 			if out == "json" {
@@ -84,4 +100,26 @@ API group of a resource that the core group does not serve.`,
 	_ = c.RegisterFlagCompletionFunc("api-version", noCompletion)
 	_ = c.RegisterFlagCompletionFunc("url", fixedCompletion("/healthz", "/livez", "/readyz", "/metrics", "/version", "/openapi/v2", "/api", "/apis"))
 	return c
+}
+
+// explainRejection adds to ex why the manager would not put the deciding rule's module in
+// force, if it would not, and how the policy it would put in force decides the request.
+func explainRejection(in *moduleInput, ex *explain.Explanation) error {
+	if ex.Decision.Module == "" {
+		return nil
+	}
+	decision, _, err := decide(in)
+	if err != nil {
+		return err
+	}
+	o := decision.Outcomes[ex.Decision.Module]
+	if o.Accepted {
+		return nil
+	}
+	inForce, err := explain.Decided(decision.Merged, ex.Request)
+	if err != nil {
+		return err
+	}
+	ex.Rejection = &explain.Rejection{Module: ex.Decision.Module, Reason: o.Reason, Message: o.Message, InForce: inForce}
+	return nil
 }

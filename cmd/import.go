@@ -15,6 +15,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/kaudit/kaudit/api/v1alpha1"
+	"github.com/kaudit/kaudit/internal/inforce"
 	"github.com/kaudit/kaudit/internal/policy"
 )
 
@@ -36,7 +37,10 @@ rules), ordered 10, 20, ...; the policy's
 omitStages become spec.omitStages; a final rule matching every request becomes spec.defaultLevel
 (without one, defaultLevel is None, as the original drops what it does not match). That rule's
 own omitStages become spec.omitStages when every other rule that logs omits them too; otherwise
-the rule stays in a module, and a note says why.
+the rule stays in a module, and a note says why. Built-in guardrails that the policy breaks are
+switched off in spec.guardrails.disabledBuiltIns, with a comment naming a rule that breaks each:
+the manager would reject the modules that break them, and the policy in force would not be the
+original. The other commands read a plain policy file with the same settings.
 
 An audit.k8s.io/v1beta1 Policy, which kube-apiserver no longer reads, is read as v1 (the fields
 are the same), with a warning. "-" reads the policy from stdin.
@@ -74,7 +78,11 @@ Check the result with "kaudit render" and "kaudit lint" before applying it.`,
 			for _, n := range imp.Notes {
 				fmt.Fprintf(cmd.ErrOrStderr(), "note: %s: %s\n", args[0], n)
 			}
-			docs, err := importManifests(imp)
+			spec, breaches, err := importedSpec(imp)
+			if err != nil {
+				return err
+			}
+			docs, err := importManifests(imp, spec, breaches)
 			if err != nil {
 				return err
 			}
@@ -165,8 +173,11 @@ type objectMeta struct {
 	Name string `json:"name"`
 }
 
-func importManifests(imp policy.Imported) ([]importDoc, error) {
+func importManifests(imp policy.Imported, spec v1alpha1.AuditPolicySpec, breaches []inforce.Breach) ([]importDoc, error) {
 	gv := v1alpha1.GroupVersion.String()
+	type guardrails struct {
+		DisabledBuiltIns []v1alpha1.BuiltInGuardrail `json:"disabledBuiltIns"`
+	}
 	settings := struct {
 		APIVersion string     `json:"apiVersion"`
 		Kind       string     `json:"kind"`
@@ -174,10 +185,22 @@ func importManifests(imp policy.Imported) ([]importDoc, error) {
 		Spec       struct {
 			OmitStages   []v1alpha1.Stage `json:"omitStages,omitempty"`
 			DefaultLevel v1alpha1.Level   `json:"defaultLevel"`
+			Guardrails   *guardrails      `json:"guardrails,omitempty"`
 		} `json:"spec"`
 	}{APIVersion: gv, Kind: "AuditPolicy", Metadata: objectMeta{Name: v1alpha1.SingletonName}}
-	settings.Spec.OmitStages = imp.Settings.OmitStages
-	settings.Spec.DefaultLevel = imp.Settings.DefaultLevel
+	settings.Spec.OmitStages = spec.OmitStages
+	settings.Spec.DefaultLevel = spec.DefaultLevel
+	comment := "# Policy-level settings of the imported policy.\n"
+	if len(breaches) > 0 {
+		settings.Spec.Guardrails = &guardrails{DisabledBuiltIns: spec.Guardrails.DisabledBuiltIns}
+		comment += "# The policy breaks built-in guardrails, so the manager would reject the modules that break\n" +
+			"# them: they are switched off, and the modules decide every request as the policy does.\n"
+		for _, b := range breaches {
+			comment += fmt.Sprintf("#   %s: e.g. %s logs a request of its scope at %s\n", b.Guardrail.Name, b.AfterBy, b.After.Level)
+		}
+		comment += "# Fix those rules, then take the guardrails out of the list: kaudit lint then names every\n" +
+			"# module that still breaks one, with a request.\n"
+	}
 	var docs []importDoc
 	add := func(file, comment string, v any) error {
 		b, err := yaml.Marshal(v)
@@ -187,7 +210,7 @@ func importManifests(imp policy.Imported) ([]importDoc, error) {
 		docs = append(docs, importDoc{file: file, data: append([]byte(comment), b...)})
 		return nil
 	}
-	if err := add("auditpolicy-cluster.yaml", "# Policy-level settings of the imported policy.\n", settings); err != nil {
+	if err := add("auditpolicy-cluster.yaml", comment, settings); err != nil {
 		return nil, err
 	}
 	for _, m := range imp.Modules {

@@ -134,3 +134,36 @@ func TestImportedPublishedPoliciesLintWithoutCatchAllFindings(t *testing.T) {
 		}
 	}
 }
+
+// import switches off the built-in guardrails the policy breaks, and only those: otherwise the
+// manager would reject the modules that break them, and the policy in force would not be the
+// original. Render and lint read the plain policy with the same settings.
+func TestImportSwitchesOffTheBuiltInsThePolicyBreaks(t *testing.T) {
+	breaking := "apiVersion: audit.k8s.io/v1\nkind: Policy\nrules:\n- {level: None, users: [x], nonResourceURLs: [/healthz]}\n- {level: RequestResponse, resources: [{group: \"\", resources: [secrets]}]}\n- {level: Metadata}\n"
+	out, errOut, code := kaudit(t, breaking, "import", "-")
+	if code != 0 {
+		t.Fatalf("exit %d, %s", code, errOut)
+	}
+	for _, want := range []string{
+		"  guardrails:\n    disabledBuiltIns:\n    - no-credential-bodies\n    - system-masters-logged\n",
+		"#   no-credential-bodies: e.g. rule 0 of module imported-02-secrets logs a request of its scope at RequestResponse\n",
+		"#   system-masters-logged: e.g. rule 0 of module imported-01-nonresource logs a request of its scope at None\n",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("the import does not say %q:\n%s", want, out)
+		}
+	}
+	rendered, _, code := kaudit(t, out, "render", "-")
+	if direct, _, _ := kaudit(t, breaking, "render", "-"); code != 0 || rendered != direct {
+		t.Errorf("render of the import (exit %d) differs from render of the policy:\n%s\n---\n%s", code, rendered, direct)
+	}
+	if lintOut, _, _ := kaudit(t, breaking, "lint", "-"); strings.Contains(lintOut, "[guardrail-") {
+		t.Errorf("lint of the plain policy reports guardrails its import switches off:\n%s", lintOut)
+	}
+
+	keeping := "apiVersion: audit.k8s.io/v1\nkind: Policy\nrules:\n- {level: Metadata, resources: [{group: \"\", resources: [secrets]}]}\n- {level: Request}\n"
+	out, _, _ = kaudit(t, keeping, "import", "-")
+	if strings.Contains(out, "guardrails") {
+		t.Errorf("a policy that keeps the built-ins gets guardrail settings:\n%s", out)
+	}
+}

@@ -19,6 +19,11 @@ type checkID int
 const (
 	invalid checkID = iota
 	unknownField
+	guardrailViolation
+	guardrailBroken
+	lowersLogging
+	aboveCap
+	namespacedModulesDisabled
 	shadowedRule
 	duplicateRule
 	shadowedDefault
@@ -41,6 +46,11 @@ const (
 var catalogue = [checkCount]Check{
 	invalid:                   {"invalid", Error, "a field kube-apiserver's loader rejects"},
 	unknownField:              {"unknown-field", Error, "a field kube-apiserver drops (a typo?): the rule then matches more than meant"},
+	guardrailViolation:        {"guardrail-violation", Error, "a module the manager rejects: it would log a guarded request outside the guardrail's bounds"},
+	guardrailBroken:           {"guardrail-broken", Error, "a guardrail the settings break and no module mends (defaultLevel None): AuditPolicy Degraded"},
+	lowersLogging:             {"lowers-logging", Error, "a namespaced module the manager rejects: it logs a request of its namespace less than the cluster's modules"},
+	aboveCap:                  {"above-cap", Error, "a namespaced module the manager rejects: a rule above spec.namespacedModules.maxLevel"},
+	namespacedModulesDisabled: {"namespaced-modules-disabled", Error, "a namespaced module while spec.namespacedModules.enabled is false: nothing of it is in force"},
 	shadowedRule:              {"shadowed-rule", Warning, "a rule that never decides a request: earlier rules match all of it"},
 	duplicateRule:             {"duplicate-rule", Warning, "a rule that matches exactly the requests of an earlier one"},
 	shadowedDefault:           {"shadowed-default", Warning, "a module's catch-all makes the default level unreachable"},

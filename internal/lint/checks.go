@@ -313,7 +313,7 @@ func (l *linter) checkRequestReceived() {
 		}
 		name := "the default rule"
 		if !l.m.Sources[i].IsDefault() {
-			name = "module " + l.m.Sources[i].Module
+			name = "module " + l.m.Sources[i].ModuleID()
 		}
 		if !slices.Contains(modules, name) {
 			modules = append(modules, name)

@@ -13,6 +13,7 @@ import (
 	"strings"
 
 	"github.com/kaudit/kaudit/internal/apiresources"
+	"github.com/kaudit/kaudit/internal/inforce"
 	"github.com/kaudit/kaudit/internal/policy"
 )
 
@@ -85,9 +86,10 @@ func Lint(m *policy.Merged, opts Options) ([]Finding, error) {
 	return l.out, nil
 }
 
-// Modules validates each module on its own (so one bad module does not hide the others'
-// findings), then lints the policy merged from the valid ones.
-func Modules(modules []policy.Module, settings policy.Settings, opts Options) ([]Finding, error) {
+// Modules validates each module and the settings on their own (so one bad module or guardrail
+// does not hide the others' findings), reports what the manager would reject of the valid
+// modules (see decided), then lints the policy merged from all of them.
+func Modules(modules []policy.Module, settings inforce.Settings, opts Options) ([]Finding, error) {
 	var findings []Finding
 	for _, u := range opts.UnknownFields {
 		c := catalogue[unknownField]
@@ -101,14 +103,22 @@ func Modules(modules []policy.Module, settings policy.Settings, opts Options) ([
 		}
 		valid = append(valid, m)
 	}
-	if err := policy.ValidateSettings(settings); err != nil {
+	if err := policy.ValidateSettings(settings.Policy); err != nil {
 		findings = append(findings, FromError(err)...)
-		settings = policy.Settings{}
+		settings.Policy = policy.Settings{}
 	}
-	merged, err := policy.Merge(valid, settings)
+	var invalid []Finding
+	settings.Guardrails, invalid = validGuardrails(settings.Guardrails)
+	findings = append(findings, invalid...)
+	merged, err := policy.Merge(valid, settings.Policy)
 	if err != nil {
 		return append(findings, FromError(err)...), nil
 	}
+	rejected, err := decided(valid, settings, merged)
+	if err != nil {
+		return nil, err
+	}
+	findings = append(findings, rejected...)
 	more, err := Lint(merged, opts)
 	if err != nil {
 		return nil, err
@@ -133,7 +143,7 @@ func (l *linter) add(i int, id checkID, msg, fix string) {
 func (l *linter) addAt(i int, id checkID, sev Severity, msg, fix string) {
 	f := Finding{Severity: sev, Check: catalogue[id].Name, Rule: -1, PolicyRule: i, Message: msg, Fix: fix}
 	if i >= 0 && i < len(l.m.Sources) && !l.m.Sources[i].IsDefault() {
-		f.Module, f.Rule = l.m.Sources[i].Module, l.m.Sources[i].Rule
+		f.Module, f.Rule = l.m.Sources[i].ModuleID(), l.m.Sources[i].Rule
 	}
 	l.out = append(l.out, f)
 }
@@ -146,5 +156,5 @@ func (l *linter) label(i int) string {
 	if l.m.Sources[i].IsDefault() {
 		return "the default rule"
 	}
-	return fmt.Sprintf("module %s rule %d", l.m.Sources[i].Module, l.m.Sources[i].Rule)
+	return fmt.Sprintf("module %s rule %d", l.m.Sources[i].ModuleID(), l.m.Sources[i].Rule)
 }

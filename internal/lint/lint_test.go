@@ -7,6 +7,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/kaudit/kaudit/api/v1alpha1"
+	"github.com/kaudit/kaudit/internal/inforce"
 	"github.com/kaudit/kaudit/internal/policy"
 )
 
@@ -178,7 +179,7 @@ func TestNoCatchAllOnlyWhenTheDefaultNoneDecides(t *testing.T) {
 }
 
 func TestUnknownFieldsAreErrorsAtTheirRule(t *testing.T) {
-	fs, err := Modules(modules(t, `[{level: None, users: [x]}, {level: None}]`), quiet, Options{UnknownFields: []UnknownField{{Module: "m0", Rule: 1, Problem: `unknown field "verb" (did you mean "verbs"?)`}}})
+	fs, err := Modules(modules(t, `[{level: None, users: [x]}, {level: None}]`), inforce.Settings{Policy: quiet}, Options{UnknownFields: []UnknownField{{Module: "m0", Rule: 1, Problem: `unknown field "verb" (did you mean "verbs"?)`}}})
 	if err != nil {
 		t.Fatal(err)
 	}

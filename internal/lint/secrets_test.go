@@ -8,6 +8,8 @@ import (
 	auditv1 "k8s.io/apiserver/pkg/apis/audit/v1"
 	"sigs.k8s.io/yaml"
 
+	"github.com/kaudit/kaudit/api/v1alpha1"
+	"github.com/kaudit/kaudit/internal/inforce"
 	"github.com/kaudit/kaudit/internal/policy"
 )
 
@@ -23,7 +25,9 @@ func lintPolicyFile(t *testing.T, path string) []Finding {
 		t.Fatal(err)
 	}
 	imp := policy.Import(p, policy.ImportOptions{Prefix: filepath.Base(path)})
-	fs, err := Modules(imp.Modules, imp.Settings, Options{})
+	settings := inforce.SettingsFrom(v1alpha1.AuditPolicySpec{})
+	settings.Policy = imp.Settings
+	fs, err := Modules(imp.Modules, settings, Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
