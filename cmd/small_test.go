@@ -23,6 +23,8 @@ func TestFlagValuesCompleteWithoutFileNames(t *testing.T) {
 		{[]string{"explain", "testdata/modules", "-n", ""}, "kube-system"},
 		{[]string{"explain", "testdata/modules", "--verb", ""}, "deletecollection"},
 		{[]string{"simulate", "--policy", "testdata/modules", "--cpus", ""}, "1"},
+		{[]string{"advise", "--policy", "testdata/modules", "--max-rules", ""}, "30"},
+		{[]string{"advise", "--policy", "testdata/modules", "--format", ""}, "yaml"},
 	} {
 		out, errOut, code := kaudit(t, "", append([]string{"__complete"}, tc.args...)...)
 		lines := strings.Split(strings.TrimSpace(out), "\n")

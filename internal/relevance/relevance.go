@@ -124,6 +124,7 @@ func Interactive() []GroupResource { return slices.Clone(interactive) }
 func Workloads() []GroupResource { return slices.Clone(workloads) }
 
 const (
+	rbacGroup = "rbac.authorization.k8s.io"
 	masters   = "system:masters"
 	apiserver = "system:apiserver"
 	scheduler = "system:kube-scheduler"
@@ -150,8 +151,14 @@ func Classify(r policy.Request) Requirement {
 		return Requirement{Rule: R2, Level: auditv1.LevelMetadata, Exact: true}
 	case slices.Contains(interactive, gr):
 		return Requirement{Rule: R3, Level: auditv1.LevelMetadata}
+	case asMasters && (r.Verb == "list" || r.Verb == "watch"):
+		// A collection's content is rebuilt from the writes that made it, which are kept.
+		return Requirement{Rule: R4, Level: auditv1.LevelMetadata}
 	case asMasters:
 		return Requirement{Rule: R4, Level: auditv1.LevelRequestResponse}
+	case write && r.User == apiserver && gr.Group == rbacGroup:
+		// kube-apiserver's bootstrap reconciliation: the bodies are its compiled-in roles.
+		return Requirement{Rule: R1, Level: auditv1.LevelMetadata}
 	case write && slices.Contains(privilege, gr):
 		return Requirement{Rule: R1, Level: auditv1.LevelRequestResponse}
 	case r.Verb == "create" && gr == GroupResource{"", "pods/binding"} && r.User == scheduler:

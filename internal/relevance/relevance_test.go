@@ -21,9 +21,14 @@ func TestClassifyAppliesR1ToR6(t *testing.T) {
 		want Requirement
 	}{
 		{"an RBAC write by a component", res("system:kube-controller-manager", people, "update", "rbac.authorization.k8s.io", "clusterroles", ""), Requirement{R1, auditv1.LevelRequestResponse, false}},
+		{"kube-apiserver's bootstrap RBAC reconciliation", res("system:apiserver", admin, "create", "rbac.authorization.k8s.io", "clusterrolebindings", ""), Requirement{R1, auditv1.LevelMetadata, false}},
+		{"an admission change by kube-apiserver", res("system:apiserver", admin, "create", "", "namespaces", ""), Requirement{R1, auditv1.LevelRequestResponse, false}},
 		{"a Secret read by a kubelet", res("system:node:n1", []string{"system:nodes", "system:authenticated"}, "get", "", "secrets", ""), Requirement{R2, auditv1.LevelMetadata, true}},
 		{"an exec over WebSocket", res("alice", people, "get", "", "pods", "exec"), Requirement{R3, auditv1.LevelMetadata, false}},
-		{"a read by system:masters", res("admin", admin, "list", "", "pods", ""), Requirement{R4, auditv1.LevelRequestResponse, false}},
+		{"a read by system:masters", res("admin", admin, "get", "", "pods", ""), Requirement{R4, auditv1.LevelRequestResponse, false}},
+		{"a list by system:masters", res("admin", admin, "list", "", "pods", ""), Requirement{R4, auditv1.LevelMetadata, false}},
+		{"a watch by system:masters", res("admin", admin, "watch", "apps", "deployments", ""), Requirement{R4, auditv1.LevelMetadata, false}},
+		{"an RBAC write by system:masters", res("admin", admin, "create", "rbac.authorization.k8s.io", "rolebindings", ""), Requirement{R4, auditv1.LevelRequestResponse, false}},
 		{"a health check by system:masters", policy.Request{User: "admin", Groups: admin, Verb: "get", Path: "/healthz"}, Requirement{R4, auditv1.LevelRequestResponse, false}},
 		{"a workload write by a person", res("alice", people, "patch", "apps", "deployments", ""), Requirement{R5, auditv1.LevelRequest, false}},
 		{"another write by a person", res("alice", people, "create", "", "services", ""), Requirement{R5, auditv1.LevelMetadata, false}},

@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	auditv1 "k8s.io/apiserver/pkg/apis/audit/v1"
 	"sigs.k8s.io/yaml"
@@ -25,8 +26,59 @@ import (
 // Audit logs recorded at RequestResponse on kind clusters by hack/kind/record-auditlog.sh, with
 // secret material overwritten by hack/redactauditlog. The modules were written and tuned
 // looking at shop only; platform (another cluster shape, other users, workloads and an
-// operator) was recorded afterwards and is only measured.
-var recordedLogs = []string{"shop", "platform"}
+// operator) was recorded afterwards and is only measured. homelab (from the cluster's creation
+// on, the administrator working as system:masters) was recorded later still, and two changes
+// were made after it: see docs/modules.md, "Kept bytes and visibility on recorded logs".
+var recordedLogs = []recordedLog{
+	{name: "shop", file: "shop"},
+	{name: "platform", file: "platform"},
+	{name: "homelab", file: "homelab"},
+	// The cluster's creation alone, up to the workload's first request: kube-apiserver's
+	// bootstrap, kubeadm and the first controllers and kubelets, with nobody at work yet.
+	{name: "homelab, creation only", file: "homelab", until: time.Date(2026, 11, 29, 11, 37, 50, 0, time.UTC)},
+}
+
+// recordedLog is a recorded log, or its beginning.
+type recordedLog struct {
+	name, file string
+	// until, when set, keeps the events written before it only.
+	until time.Time
+}
+
+func (l recordedLog) path() string { return filepath.Join("testdata", "auditlogs", l.file+".jsonl.gz") }
+
+// open returns the log's events as JSON lines, uncompressed.
+func (l recordedLog) open(t *testing.T) func() (io.ReadCloser, error) {
+	t.Helper()
+	f, err := os.Open(l.path())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	gz, err := gzip.NewReader(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var kept bytes.Buffer
+	sc := bufio.NewScanner(gz)
+	sc.Buffer(make([]byte, 1<<20), 64<<20)
+	for sc.Scan() {
+		var ev struct {
+			StageTimestamp time.Time `json:"stageTimestamp"`
+		}
+		if err := json.Unmarshal(sc.Bytes(), &ev); err != nil {
+			t.Fatal(err)
+		}
+		if l.until.IsZero() || ev.StageTimestamp.Before(l.until) {
+			kept.Write(sc.Bytes())
+			kept.WriteByte('\n')
+		}
+	}
+	if err := sc.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(kept.Bytes())), nil }
+}
 
 const (
 	// maxKeptRatio is the most bytes the baseline may keep, relative to the documentation's
@@ -52,30 +104,32 @@ type measured struct {
 
 func TestBaselineKeepsEverySecurityRelevantRequestInAThirdOfTheDocsExampleBytes(t *testing.T) {
 	targets := recordedTargets(t)
-	for _, name := range recordedLogs {
-		t.Run(name, func(t *testing.T) {
-			path := filepath.Join("testdata", "auditlogs", name+".jsonl.gz")
-			results, coverage := measureLog(t, path, targets)
+	for _, log := range recordedLogs {
+		t.Run(log.name, func(t *testing.T) {
+			results, coverage := measureLog(t, log.name, log.open(t), targets)
 			docs, base := results[0], results[1]
-			t.Logf("%s: %d requests; security-relevant per rule %v", name, coverage.requests, coverage.perRule)
+			t.Logf("%s: %d events, %d requests; security-relevant per rule %v", log.name, coverage.events, coverage.requests, coverage.perRule)
 			for _, m := range results {
-				t.Logf("| %s | %s | %d | %.2f | %d / %d | %d | short per rule %v", name, m.policy, m.bytes, float64(m.bytes)/float64(docs.bytes), m.kept, m.relevant, m.secretBodies, m.short)
+				t.Logf("| %s | %s | %d | %.2f | %d / %d | %d | short per rule %v", log.name, m.policy, m.bytes, float64(m.bytes)/float64(docs.bytes), m.kept, m.relevant, m.secretBodies, m.short)
 			}
-			// The log must exercise what is measured, or the checks below prove nothing.
-			for _, rule := range []string{"R1", "R2", "R3", "R4", "R5", "R6"} {
-				if coverage.perRule[rule] == 0 {
-					t.Errorf("the log has no %s request", rule)
+			// A whole log must exercise what is measured, or the checks below prove nothing. The
+			// beginning of a log is measured for the record and held to the same visibility, but
+			// not to the ratio: the target is about logs of a cluster at work.
+			if log.until.IsZero() {
+				for _, rule := range []string{"R1", "R2", "R3", "R4", "R5", "R6"} {
+					if coverage.perRule[rule] == 0 {
+						t.Errorf("the log has no %s request", rule)
+					}
 				}
-			}
-			if docs.kept == docs.relevant {
-				t.Errorf("the docs example keeps every security-relevant request: the classification finds no difference")
+				if docs.kept == docs.relevant {
+					t.Errorf("the docs example keeps every security-relevant request: the classification finds no difference")
+				}
+				if ratio := float64(base.bytes) / float64(docs.bytes); ratio > maxKeptRatio {
+					t.Errorf("the baseline keeps %d bytes, %.2fx the docs example's %d; want at most %.1fx", base.bytes, ratio, docs.bytes, maxKeptRatio)
+				}
 			}
 			if coverage.markedEvents == 0 {
 				t.Errorf("no event carries redacted secret material: the secret-data check cannot fire")
-			}
-
-			if ratio := float64(base.bytes) / float64(docs.bytes); ratio > maxKeptRatio {
-				t.Errorf("the baseline keeps %d bytes, %.2fx the docs example's %d; want at most %.1fx", base.bytes, ratio, docs.bytes, maxKeptRatio)
 			}
 			if base.kept != base.relevant {
 				t.Errorf("the baseline records %d of %d security-relevant requests at the required level; short per rule: %v", base.kept, base.relevant, base.short)
@@ -92,14 +146,13 @@ func TestBaselineKeepsEverySecurityRelevantRequestInAThirdOfTheDocsExampleBytes(
 // config/modules/baseline --against the docs example LOG, agrees with the README's table.
 func TestSimulateCountsSecurityRelevantRequestsAsTheMeasureDoes(t *testing.T) {
 	targets := recordedTargets(t)[:2]
-	for _, name := range recordedLogs {
-		t.Run(name, func(t *testing.T) {
-			path := filepath.Join("testdata", "auditlogs", name+".jsonl.gz")
-			results, _ := measureLog(t, path, targets)
+	for _, log := range recordedLogs {
+		t.Run(log.name, func(t *testing.T) {
+			open := log.open(t)
+			results, _ := measureLog(t, log.name, open, targets)
 			docs, base := results[0], results[1]
-			report, err := simulate.Run(context.Background(), []simulate.Input{{
-				Name: path, Open: func() (io.ReadCloser, error) { return os.Open(path) },
-			}}, simulate.Options{Policy: targets[1], Against: &targets[0]})
+			report, err := simulate.Run(context.Background(), []simulate.Input{{Name: log.name, Open: open}},
+				simulate.Options{Policy: targets[1], Against: &targets[0]})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -160,6 +213,7 @@ func mustJSON(t *testing.T, y []byte) []byte {
 
 // logCoverage says what a log holds.
 type logCoverage struct {
+	events       int
 	requests     int
 	perRule      map[string]int
 	markedEvents int
@@ -174,19 +228,17 @@ type requestSeen struct {
 }
 
 // measureLog runs simulate for the bytes and one decoding pass for relevance and secret data.
-func measureLog(t *testing.T, path string, targets []simulate.Target) ([]measured, logCoverage) {
+func measureLog(t *testing.T, name string, open func() (io.ReadCloser, error), targets []simulate.Target) ([]measured, logCoverage) {
 	t.Helper()
 	results := make([]measured, len(targets))
 	evaluators := make([]*policy.Evaluator, len(targets))
 	for i, target := range targets {
-		report, err := simulate.Run(context.Background(), []simulate.Input{{
-			Name: path, Open: func() (io.ReadCloser, error) { return os.Open(path) },
-		}}, simulate.Options{Policy: target})
+		report, err := simulate.Run(context.Background(), []simulate.Input{{Name: name, Open: open}}, simulate.Options{Policy: target})
 		if err != nil {
 			t.Fatal(err)
 		}
 		if report.BadLines+report.OtherLines > 0 || len(report.Inputs) != 1 || report.Inputs[0].Error != "" {
-			t.Fatalf("%s: %d bad and %d other lines, inputs %+v", path, report.BadLines, report.OtherLines, report.Inputs)
+			t.Fatalf("%s: %d bad and %d other lines, inputs %+v", name, report.BadLines, report.OtherLines, report.Inputs)
 		}
 		results[i] = measured{policy: target.Name, bytes: report.Policy.Bytes, short: map[string]int{}}
 		if evaluators[i], err = policy.NewEvaluator(target.Policy); err != nil {
@@ -194,20 +246,17 @@ func measureLog(t *testing.T, path string, targets []simulate.Target) ([]measure
 		}
 	}
 
-	f, err := os.Open(path)
+	lines, err := open()
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer f.Close()
-	gz, err := gzip.NewReader(f)
-	if err != nil {
-		t.Fatal(err)
-	}
+	defer lines.Close()
 	cov := logCoverage{perRule: map[string]int{}}
 	requests := map[string]*requestSeen{}
-	sc := bufio.NewScanner(gz)
+	sc := bufio.NewScanner(lines)
 	sc.Buffer(make([]byte, 1<<20), 64<<20)
 	for sc.Scan() {
+		cov.events++
 		var ev auditv1.Event
 		if err := json.Unmarshal(sc.Bytes(), &ev); err != nil {
 			t.Fatal(err)
