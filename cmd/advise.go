@@ -2,16 +2,11 @@ package cmd
 
 import (
 	"fmt"
-	"io"
 	"runtime"
 
 	"github.com/spf13/cobra"
 
-	"github.com/kaudit/kaudit/api/v1alpha1"
 	"github.com/kaudit/kaudit/internal/advise"
-	"github.com/kaudit/kaudit/internal/guardrail"
-	"github.com/kaudit/kaudit/internal/inforce"
-	"github.com/kaudit/kaudit/internal/manifest"
 	"github.com/kaudit/kaudit/internal/simulate"
 )
 
@@ -71,21 +66,9 @@ The exit code is 1 when an input cannot be read or holds no audit event.`,
 			if maxRules < 0 || cpus < 0 {
 				return fmt.Errorf("--max-rules %d, --cpus %d: give 0 or more", maxRules, cpus)
 			}
-			// The singleton's guardrails hold too: keep it as the reader sees it.
-			var singleton *v1alpha1.AuditPolicy
-			in, err := readModulesWith(cmd, policyPaths, func(stdin io.Reader, paths ...string) (*manifest.Set, error) {
-				set, err := manifest.Read(stdin, paths...)
-				if set != nil {
-					singleton = set.Policy
-				}
-				return set, err
-			})
+			in, err := readModules(cmd, policyPaths)
 			if err != nil {
 				return fmt.Errorf("--policy: %w", err)
-			}
-			guardrails := guardrail.Builtins()
-			if singleton != nil {
-				guardrails = inforce.Guardrails(singleton.Spec.Guardrails)
 			}
 			if cpus > 0 {
 				runtime.GOMAXPROCS(cpus)
@@ -107,8 +90,9 @@ The exit code is 1 when an input cannot be read or holds no audit event.`,
 				}
 			}
 			advice, err := advise.Run(cmd.Context(), inputs, advise.Options{
-				Start:      advise.Start{Name: in.Name, Modules: in.Modules, Settings: in.Settings},
-				Guardrails: guardrails,
+				Start: advise.Start{Name: in.Name, Modules: in.Modules, Settings: in.Settings.Policy},
+				// The singleton's guardrails, as the manager reads them (the built-in ones when none was given).
+				Guardrails: in.Settings.Guardrails,
 				DropWrites: dropWrites,
 				MaxRules:   maxRules,
 				Workers:    cpus,
