@@ -7,7 +7,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/kaudit/kaudit/internal/advise"
-	"github.com/kaudit/kaudit/internal/simulate"
 )
 
 func init() { register(newAdviseCommand) }
@@ -73,21 +72,9 @@ The exit code is 1 when an input cannot be read or holds no audit event.`,
 			if cpus > 0 {
 				runtime.GOMAXPROCS(cpus)
 			}
-			if len(args) == 0 {
-				args = []string{"-"}
-				if isTerminal(cmd.InOrStdin()) {
-					fmt.Fprintln(cmd.ErrOrStderr(), "kaudit advise: reading audit events from stdin (Ctrl-D ends them); give log files or directories to read those instead")
-				}
-			}
-			var inputs []simulate.Input
-			for _, a := range args {
-				files, err := expandLogs(a)
-				if err != nil {
-					return err
-				}
-				for _, f := range files {
-					inputs = append(inputs, logInput(cmd.InOrStdin(), f))
-				}
+			inputs, err := logInputs(cmd, args)
+			if err != nil {
+				return err
 			}
 			advice, err := advise.Run(cmd.Context(), inputs, advise.Options{
 				Start: advise.Start{Name: in.Name, Modules: in.Modules, Settings: in.Settings.Policy},

@@ -100,21 +100,9 @@ apiVersion are counted and the first few shown with their line numbers.`,
 			default:
 				return fmt.Errorf("--progress %q: must be auto, always or never", progress)
 			}
-			if len(args) == 0 {
-				args = []string{"-"}
-				if isTerminal(cmd.InOrStdin()) {
-					fmt.Fprintln(cmd.ErrOrStderr(), "kaudit simulate: reading audit events from stdin (Ctrl-D ends them); give log files or directories to read those instead")
-				}
-			}
-			var inputs []simulate.Input
-			for _, a := range args {
-				files, err := expandLogs(a)
-				if err != nil {
-					return err
-				}
-				for _, f := range files {
-					inputs = append(inputs, logInput(cmd.InOrStdin(), f))
-				}
+			inputs, err := logInputs(cmd, args)
+			if err != nil {
+				return err
 			}
 			report, err := simulate.Run(cmd.Context(), inputs, opts)
 			if err != nil {
@@ -144,6 +132,28 @@ apiVersion are counted and the first few shown with their line numbers.`,
 	_ = c.RegisterFlagCompletionFunc("cpus", cpuCompletion)
 	_ = c.RegisterFlagCompletionFunc("examples", fixedCompletion("5", "20", "100"))
 	return c
+}
+
+// logInputs are the audit logs named by args, directories expanded; none means stdin, and on a
+// terminal the command says it is reading it, so a forgotten argument does not look like a hang.
+func logInputs(cmd *cobra.Command, args []string) ([]simulate.Input, error) {
+	if len(args) == 0 {
+		args = []string{"-"}
+		if isTerminal(cmd.InOrStdin()) {
+			fmt.Fprintf(cmd.ErrOrStderr(), "kaudit %s: reading audit events from stdin (Ctrl-D ends them); give log files or directories to read those instead\n", cmd.Name())
+		}
+	}
+	var inputs []simulate.Input
+	for _, a := range args {
+		files, err := expandLogs(a)
+		if err != nil {
+			return nil, err
+		}
+		for _, f := range files {
+			inputs = append(inputs, logInput(cmd.InOrStdin(), f))
+		}
+	}
+	return inputs, nil
 }
 
 // expandLogs turns a directory into its files (and the files its symbolic links point to),
