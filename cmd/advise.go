@@ -69,6 +69,15 @@ The exit code is 1 when an input cannot be read or holds no audit event.`,
 			if err != nil {
 				return fmt.Errorf("--policy: %w", err)
 			}
+			// The start is what the manager would put in force, as render reads it: advice on
+			// a policy never in force would be measured against the wrong numbers.
+			decision, modules, err := decide(in)
+			if err != nil {
+				return fmt.Errorf("--policy: %w", err)
+			}
+			if err := rejections(decision, modules); err != nil {
+				return fmt.Errorf("--policy: %w", err)
+			}
 			if cpus > 0 {
 				runtime.GOMAXPROCS(cpus)
 			}
@@ -77,7 +86,7 @@ The exit code is 1 when an input cannot be read or holds no audit event.`,
 				return err
 			}
 			advice, err := advise.Run(cmd.Context(), inputs, advise.Options{
-				Start: advise.Start{Name: in.Name, Modules: in.Modules, Settings: in.Settings.Policy},
+				Start: advise.Start{Name: in.Name, Modules: decision.Modules(), Settings: in.Settings.Policy},
 				// The singleton's guardrails, as the manager reads them (the built-in ones when none was given).
 				Guardrails: in.Settings.Guardrails,
 				DropWrites: dropWrites,

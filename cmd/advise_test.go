@@ -49,6 +49,8 @@ func TestAdviseRefusesWhatItCannotRead(t *testing.T) {
 		{"advise", "--policy", simPolicy, "testdata/modules/noise.yaml"}, // no audit event
 		{"advise", simSample},
 		{"advise", "--policy", simPolicy, "--max-rules", "-1", simSample},
+		// A start the manager would not put in force: advice on it would measure the wrong policy.
+		{"advise", "--policy", accepted, "--policy", filepath.Join(rejected, "leak.yaml"), simSample},
 	} {
 		if _, errOut, code := kaudit(t, "", args...); code == 0 || errOut == "" {
 			t.Errorf("%v: exit %d, stderr %q", args, code, errOut)

@@ -15,7 +15,6 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/kaudit/kaudit/api/v1alpha1"
-	"github.com/kaudit/kaudit/internal/inforce"
 	"github.com/kaudit/kaudit/internal/policy"
 )
 
@@ -173,7 +172,7 @@ type objectMeta struct {
 	Name string `json:"name"`
 }
 
-func importManifests(imp policy.Imported, spec v1alpha1.AuditPolicySpec, breaches []inforce.Breach) ([]importDoc, error) {
+func importManifests(imp policy.Imported, spec v1alpha1.AuditPolicySpec, breaches []guardrailBreach) ([]importDoc, error) {
 	gv := v1alpha1.GroupVersion.String()
 	type guardrails struct {
 		DisabledBuiltIns []v1alpha1.BuiltInGuardrail `json:"disabledBuiltIns"`
@@ -193,10 +192,11 @@ func importManifests(imp policy.Imported, spec v1alpha1.AuditPolicySpec, breache
 	comment := "# Policy-level settings of the imported policy.\n"
 	if len(breaches) > 0 {
 		settings.Spec.Guardrails = &guardrails{DisabledBuiltIns: spec.Guardrails.DisabledBuiltIns}
-		comment += "# The policy breaks built-in guardrails, so the manager would reject the modules that break\n" +
-			"# them: they are switched off, and the modules decide every request as the policy does.\n"
+		comment += "# The policy breaks built-in guardrails: the manager would reject the modules that break\n" +
+			"# them, or keep the AuditPolicy Degraded for what its default level breaks. They are switched\n" +
+			"# off, and the modules decide every request as the policy does.\n"
 		for _, b := range breaches {
-			comment += fmt.Sprintf("#   %s: e.g. %s logs a request of its scope at %s\n", b.Guardrail.Name, b.AfterBy, b.After.Level)
+			comment += fmt.Sprintf("#   %s: a request of its scope is logged at %s by %s\n", b.Guardrail, b.Level, b.By)
 		}
 		comment += "# Fix those rules, then take the guardrails out of the list: kaudit lint then names every\n" +
 			"# module that still breaks one, with a request.\n"

@@ -146,8 +146,8 @@ func TestImportSwitchesOffTheBuiltInsThePolicyBreaks(t *testing.T) {
 	}
 	for _, want := range []string{
 		"  guardrails:\n    disabledBuiltIns:\n    - no-credential-bodies\n    - system-masters-logged\n",
-		"#   no-credential-bodies: e.g. rule 0 of module imported-02-secrets logs a request of its scope at RequestResponse\n",
-		"#   system-masters-logged: e.g. rule 0 of module imported-01-nonresource logs a request of its scope at None\n",
+		"#   no-credential-bodies: a request of its scope is logged at RequestResponse by rule 0 of module imported-02-secrets\n",
+		"#   system-masters-logged: a request of its scope is logged at None by rule 0 of module imported-01-nonresource\n",
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("the import does not say %q:\n%s", want, out)
@@ -161,7 +161,26 @@ func TestImportSwitchesOffTheBuiltInsThePolicyBreaks(t *testing.T) {
 		t.Errorf("lint of the plain policy reports guardrails its import switches off:\n%s", lintOut)
 	}
 
-	keeping := "apiVersion: audit.k8s.io/v1\nkind: Policy\nrules:\n- {level: Metadata, resources: [{group: \"\", resources: [secrets]}]}\n- {level: Request}\n"
+	// No module breaks a guardrail here, the default level does: switched off too, or the
+	// manager would keep the AuditPolicy Degraded and lint would report it.
+	noCatchAll := "apiVersion: audit.k8s.io/v1\nkind: Policy\nrules:\n- {level: Metadata, resources: [{group: \"\", resources: [pods]}]}\n"
+	out, errOut, code = kaudit(t, noCatchAll, "import", "-")
+	if code != 0 {
+		t.Fatalf("exit %d, %s", code, errOut)
+	}
+	for _, want := range []string{
+		"    - system-masters-logged\n    - rbac-writes-logged\n    - admission-writes-logged\n    - pod-interactive-access-logged\n",
+		"#   rbac-writes-logged: a request of its scope is logged at None by the default level, spec.defaultLevel of AuditPolicy cluster\n",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("the import of a policy without a catch-all does not say %q:\n%s", want, out)
+		}
+	}
+	if lintOut, _, _ := kaudit(t, out, "lint", "-"); strings.Contains(lintOut, "[guardrail-") {
+		t.Errorf("lint of the import reports guardrails it switches off:\n%s", lintOut)
+	}
+
+	keeping := "apiVersion: audit.k8s.io/v1\nkind: Policy\nrules:\n- {level: None, nonResourceURLs: [/healthz], users: [system:apiserver]}\n- {level: Metadata}\n"
 	out, _, _ = kaudit(t, keeping, "import", "-")
 	if strings.Contains(out, "guardrails") {
 		t.Errorf("a policy that keeps the built-ins gets guardrail settings:\n%s", out)

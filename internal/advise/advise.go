@@ -158,7 +158,7 @@ type advisor struct {
 	startEval *policy.Evaluator
 	// broken are the guardrails the starting policy breaks, to be checked request by request.
 	broken       map[string]bool
-	brokenScopes []*scopeTest
+	brokenScopes []brokenGuardrail
 	// orders of the starting cluster-scoped modules, and the highest.
 	orders   map[string]int32
 	maxOrder int32
@@ -186,11 +186,11 @@ func newAdvisor(opts Options) (*advisor, error) {
 	}
 	for _, g := range opts.Guardrails {
 		if a.broken[g.Name] {
-			s, err := newScopeTest(g)
+			contains, err := g.Matcher()
 			if err != nil {
 				return nil, err
 			}
-			a.brokenScopes = append(a.brokenScopes, s)
+			a.brokenScopes = append(a.brokenScopes, brokenGuardrail{Guardrail: g, contains: contains})
 		}
 	}
 	for _, m := range opts.Start.Modules {
@@ -233,7 +233,7 @@ func (a *advisor) allows(e *entry, level auditv1.Level) bool {
 	}
 	d := a.decision(level)
 	for _, g := range a.brokenScopes {
-		if g.violatedBy(d) && !g.violatedBy(e.start) && g.contains(e.req) {
+		if !g.Allows(d) && g.Allows(e.start) && g.contains(e.req) {
 			return false
 		}
 	}
@@ -605,49 +605,8 @@ func (a *advisor) summary(ctx context.Context, inputs []simulate.Input, merged *
 	return s, nil
 }
 
-// scopeTest is a guardrail checked request by request: whether a request is in its scope and
-// in none of its exceptions (with kube-apiserver's evaluator: rule 0 is the scope, the others
-// the exceptions), and whether a decision is out of its bounds.
-type scopeTest struct {
-	g    guardrail.Guardrail
-	eval *policy.Evaluator
-}
-
-// violatedBy tells whether a decision for a request of the scope is out of the bounds.
-func (s *scopeTest) violatedBy(d policy.Decision) bool {
-	rank := policy.LevelRank(d.Level)
-	switch {
-	case s.g.MinLevel != "" && rank < policy.LevelRank(s.g.MinLevel):
-		return true
-	case s.g.MaxLevel != "" && rank > policy.LevelRank(s.g.MaxLevel):
-		return true
-	}
-	for _, st := range s.g.RequiredStages {
-		if d.Level == auditv1.LevelNone || slices.Contains(d.OmitStages, st) {
-			return true
-		}
-	}
-	return false
-}
-
-func newScopeTest(g guardrail.Guardrail) (*scopeTest, error) {
-	rules := []auditv1.PolicyRule{scopeRule(g.Scope)}
-	for _, e := range g.Except {
-		rules = append(rules, scopeRule(e))
-	}
-	eval, err := policy.NewEvaluator(auditv1.Policy{Rules: rules})
-	if err != nil {
-		return nil, fmt.Errorf("guardrail %q: %w", g.Name, err)
-	}
-	return &scopeTest{g: g, eval: eval}, nil
-}
-
-func scopeRule(s guardrail.Scope) auditv1.PolicyRule {
-	return auditv1.PolicyRule{Level: auditv1.LevelMetadata, Users: s.Users, UserGroups: s.UserGroups, Verbs: s.Verbs,
-		Resources: s.Resources, Namespaces: s.Namespaces, NonResourceURLs: s.NonResourceURLs}
-}
-
-func (s *scopeTest) contains(r policy.Request) bool {
-	m := s.eval.Matching(r)
-	return len(m) == 1 && m[0] == 0
+// brokenGuardrail is a guardrail the starting policy breaks, checked request by request.
+type brokenGuardrail struct {
+	guardrail.Guardrail
+	contains func(policy.Request) bool
 }

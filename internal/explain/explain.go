@@ -91,11 +91,11 @@ func Explain(m *policy.Merged, req policy.Request, guardrails []guardrail.Guardr
 	ex.Guardrails = []Bound{}
 	for i := range guardrails {
 		g := &guardrails[i]
-		in, err := g.Contains(req)
+		inScope, err := g.Matcher()
 		if err != nil {
 			return nil, err
 		}
-		if in {
+		if inScope(req) {
 			ex.Guardrails = append(ex.Guardrails, Bound{Name: g.Name, Description: g.Description, MinLevel: g.MinLevel, MaxLevel: g.MaxLevel,
 				RequiredStages: g.RequiredStages, Within: g.Allows(d)})
 		}
