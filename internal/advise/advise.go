@@ -289,7 +289,18 @@ func (a *advisor) orderBefore(slot int) (int32, bool) {
 	case src.Namespace != "":
 		return 0, false
 	}
-	return max(a.orders[src.Module]-1, 0), true
+	order := a.orders[src.Module] - 1
+	if order < 0 {
+		return 0, false
+	}
+	// A starting module at the same order would be placed by name, maybe after the suggestion
+	// and maybe not: no order is surely right before the slot then.
+	for _, o := range a.orders {
+		if o == order {
+			return 0, false
+		}
+	}
+	return order, true
 }
 
 // generate makes the candidates: for each atom the level that saves the most, for every read

@@ -348,6 +348,38 @@ spec:
 	}
 }
 
+// A suggestion goes at the order right before the module it precedes; a starting module already
+// at that order would be placed by name, maybe first, so no suggestion goes there.
+func TestNoSuggestionSharesAnOrderWithAStartingModule(t *testing.T) {
+	tied := startModules + `
+---
+apiVersion: audit.kaudit.io/v1alpha1
+kind: AuditPolicyModule
+metadata: {name: pods-first}
+spec:
+  order: 10
+  rules:
+  - level: RequestResponse
+    resources: [{group: "", resources: [pods]}]
+---
+apiVersion: audit.kaudit.io/v1alpha1
+kind: AuditPolicyModule
+metadata: {name: zz-at-nine}
+spec:
+  order: 9
+  rules:
+  - level: Metadata
+    resources: [{group: "", resources: [pods]}]
+    verbs: [delete]
+`
+	advice := run(t, Options{Start: start(t, tied)}, shopLog())
+	for _, m := range advice.Modules {
+		if m.Manifest.Spec.Order == 9 {
+			t.Errorf("suggested module %s at order 9, which zz-at-nine holds", m.Manifest.Name)
+		}
+	}
+}
+
 func TestTheSameLogsGiveTheSameAdvice(t *testing.T) {
 	s := start(t, startModules)
 	var outs []string
