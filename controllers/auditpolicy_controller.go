@@ -27,6 +27,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/source"
 
 	"github.com/kaudit/kaudit/api/v1alpha1"
+	"github.com/kaudit/kaudit/internal/inforce"
 	"github.com/kaudit/kaudit/internal/policy"
 	"github.com/kaudit/kaudit/internal/revision"
 )
@@ -50,7 +51,14 @@ type PolicyReconciler struct {
 
 	revisions *revisionStore
 	verdicts  *verdictCache
+	decisions *decisionStore
+	memo      *inforce.Memo
 	// One worker reconciles the singleton, so the fields below need no lock.
+	// decided is the last decision and the fingerprint of its input (see decide).
+	decided     *inforce.Result
+	decidedFrom string
+	// findings holds the guardrail findings last reported in an event.
+	findings map[string]bool
 	// The debounce state: the desired policy hash not yet written to a revision, when it was
 	// first seen and when it last changed.
 	pendingHash  string
@@ -69,6 +77,7 @@ const maxNameTries = 5
 // +kubebuilder:rbac:groups=audit.kaudit.io,resources=auditpolicies,verbs=get;list;watch;create
 // +kubebuilder:rbac:groups=audit.kaudit.io,resources=auditpolicies/status,verbs=get;patch
 // +kubebuilder:rbac:groups=audit.kaudit.io,resources=auditpolicymodules,verbs=get;list;watch
+// +kubebuilder:rbac:groups=audit.kaudit.io,resources=namespacedauditpolicymodules,verbs=get;list;watch
 // +kubebuilder:rbac:groups="",namespace=kaudit-system,resources=configmaps,verbs=get;list;watch;create;delete
 // +kubebuilder:rbac:groups="",resources=nodes,verbs=get;list;watch
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
@@ -88,8 +97,8 @@ func (r *PolicyReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctr
 		return ctrl.Result{}, r.createSingleton(ctx)
 	}
 
-	var modules v1alpha1.AuditPolicyModuleList
-	if err := r.List(ctx, &modules); err != nil {
+	modules, err := r.listModules(ctx)
+	if err != nil {
 		return ctrl.Result{}, err
 	}
 	set, err := r.revisions.list(ctx, ap.Status.Revisions)
@@ -99,7 +108,7 @@ func (r *PolicyReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctr
 	st := statusBuilder{old: ap.Status, now: r.Clock.Now(), generation: ap.Generation, records: set.records}
 	revs, untrusted := set.trusted, set.untrusted
 
-	result, err := r.makeRevision(ctx, &ap, modules.Items, set, &st)
+	result, err := r.makeRevision(ctx, &ap, modules, set, &st)
 	if err != nil {
 		return ctrl.Result{}, err
 	}
@@ -150,33 +159,57 @@ func (r *PolicyReconciler) createSingleton(ctx context.Context) error {
 	return nil
 }
 
-// makeRevision writes a new revision when the merged policy differs from the latest trusted
-// one, is within the caps and the debounce allows it.
-func (r *PolicyReconciler) makeRevision(ctx context.Context, ap *v1alpha1.AuditPolicy, modules []v1alpha1.AuditPolicyModule, set revisionSet, st *statusBuilder) (ctrl.Result, error) {
-	settings := policy.SettingsFrom(ap.Spec)
-	if err := policy.ValidateSettings(settings); err != nil {
+// listModules reads the modules of both kinds.
+func (r *PolicyReconciler) listModules(ctx context.Context) ([]liveModule, error) {
+	var modules v1alpha1.AuditPolicyModuleList
+	if err := r.List(ctx, &modules); err != nil {
+		return nil, err
+	}
+	var namespaced v1alpha1.NamespacedAuditPolicyModuleList
+	if err := r.List(ctx, &namespaced); err != nil {
+		return nil, err
+	}
+	out := make([]liveModule, 0, len(modules.Items)+len(namespaced.Items))
+	for i := range modules.Items {
+		out = append(out, clusterModule(&modules.Items[i]))
+	}
+	for i := range namespaced.Items {
+		out = append(out, namespacedModule(&namespaced.Items[i]))
+	}
+	return out, nil
+}
+
+// makeRevision decides which spec of each module is in force, and writes a new revision when
+// the merged policy differs from the latest trusted one, is within the caps and the debounce
+// allows it.
+func (r *PolicyReconciler) makeRevision(ctx context.Context, ap *v1alpha1.AuditPolicy, modules []liveModule, set revisionSet, st *statusBuilder) (ctrl.Result, error) {
+	settings := inforce.SettingsFrom(ap.Spec)
+	if err := validateSettings(settings); err != nil {
 		st.degraded(v1alpha1.ReasonInvalidSettings, err.Error()+". No new revision is made until this is fixed; the current one stays in force.")
 		r.event(ap, corev1.EventTypeWarning, v1alpha1.ReasonInvalidSettings, err.Error())
+		r.reportInvalidOnly(modules)
 		return ctrl.Result{}, nil
 	}
-	var latest *revision.Revision
+	var latest *storedRevision
 	if len(set.trusted) > 0 {
-		latest = set.trusted[len(set.trusted)-1].Revision
+		latest = &set.trusted[len(set.trusted)-1]
 	}
 	next := r.nextNumber(ap, set)
-	verdicts := r.verdicts.judge(modules)
-	inForce, _ := modulesInForce(verdicts, latest, next)
-	if len(inForce) == 0 && latest == nil {
+	decision, err := r.decide(modules, latest, ap.Spec, settings)
+	if err != nil {
+		st.degraded(v1alpha1.ReasonMergeFailed, err.Error())
+		r.event(ap, corev1.EventTypeWarning, v1alpha1.ReasonMergeFailed, err.Error())
+		r.reportInvalidOnly(modules)
+		return ctrl.Result{}, nil
+	}
+	r.decisions.record(outcomesByKey(decision, modules))
+	r.reportFindings(ctx, ap, decision, st)
+	if len(decision.Modules()) == 0 && latest == nil {
 		st.progressing(metav1.ConditionFalse, v1alpha1.ReasonNoModules, "No accepted AuditPolicyModule yet: no revision is made, and nodes keep the policy they have.")
 		r.resetPending()
 		return ctrl.Result{}, nil
 	}
-	merged, err := policy.Merge(inForce, settings)
-	if err != nil {
-		st.degraded(v1alpha1.ReasonMergeFailed, err.Error())
-		r.event(ap, corev1.EventTypeWarning, v1alpha1.ReasonMergeFailed, err.Error())
-		return ctrl.Result{}, nil
-	}
+	merged := decision.Merged
 	hash := merged.Hash()
 	if latest != nil && latest.Hash == hash {
 		r.resetPending()
@@ -205,8 +238,7 @@ func (r *PolicyReconciler) makeRevision(ctx context.Context, ap *v1alpha1.AuditP
 
 	for n := next; n < next+maxNameTries; n++ {
 		// The records name the revision that first held each module, so they depend on n.
-		_, records := modulesInForce(verdicts, latest, n)
-		rev := revision.Revision{Number: n, Hash: hash, Policy: rendered, Modules: records}
+		rev := revision.Revision{Number: n, Hash: hash, Policy: rendered, Modules: decision.Records(n)}
 		cm, err := revision.ToConfigMap(r.Namespace, rev)
 		if err != nil {
 			st.degraded(v1alpha1.ReasonMergeFailed, err.Error())
@@ -223,7 +255,7 @@ func (r *PolicyReconciler) makeRevision(ctx context.Context, ap *v1alpha1.AuditP
 		r.resetPending()
 		st.created = stored
 		st.records[n] = stored.Digest
-		log.FromContext(ctx).Info("created revision", "revision", n, "policyHash", policy.ShortHash(hash), "modules", len(inForce), "rules", len(merged.Policy.Rules))
+		log.FromContext(ctx).Info("created revision", "revision", n, "policyHash", policy.ShortHash(hash), "modules", len(merged.Modules), "rules", len(merged.Policy.Rules))
 		r.event(ap, corev1.EventTypeNormal, v1alpha1.EventRevisionCreated, fmt.Sprintf("Revision %d (policy %s) from %d modules, %d rules", n, policy.ShortHash(hash), len(merged.Modules), len(merged.Policy.Rules)))
 		return ctrl.Result{}, nil
 	}
@@ -426,11 +458,12 @@ var specOrNodesChanged = predicate.Or(predicate.GenerationChangedPredicate{}, pr
 	GenericFunc: func(event.GenericEvent) bool { return false },
 })
 
-// SetupWithManager watches the singleton, modules (spec changes only), revisions and
-// control-plane nodes (metadata only), and triggers one reconcile at start so the singleton
-// is created even when nothing else happens.
-func (r *PolicyReconciler) SetupWithManager(mgr ctrl.Manager, revisions *revisionStore, verdicts *verdictCache) error {
-	r.revisions, r.verdicts, r.warned = revisions, verdicts, map[types.UID]string{}
+// SetupWithManager watches the singleton, modules of both kinds (spec changes only), revisions
+// and control-plane nodes (metadata only), and triggers one reconcile at start so the
+// singleton is created even when nothing else happens.
+func (r *PolicyReconciler) SetupWithManager(mgr ctrl.Manager, revisions *revisionStore, verdicts *verdictCache, decisions *decisionStore) error {
+	r.revisions, r.verdicts, r.decisions = revisions, verdicts, decisions
+	r.memo, r.warned, r.findings = inforce.NewMemo(), map[types.UID]string{}, map[string]bool{}
 	toSingleton := handler.EnqueueRequestsFromMapFunc(func(context.Context, client.Object) []reconcile.Request {
 		return []reconcile.Request{{NamespacedName: types.NamespacedName{Name: v1alpha1.SingletonName}}}
 	})
@@ -441,6 +474,7 @@ func (r *PolicyReconciler) SetupWithManager(mgr ctrl.Manager, revisions *revisio
 		WithOptions(controllerOptions()).
 		For(&v1alpha1.AuditPolicy{}, builder.WithPredicates(specOrNodesChanged)).
 		Watches(&v1alpha1.AuditPolicyModule{}, toSingleton, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
+		Watches(&v1alpha1.NamespacedAuditPolicyModule{}, toSingleton, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
 		Watches(&corev1.ConfigMap{}, toSingleton, builder.WithPredicates(isRevision)).
 		Watches(&corev1.Node{}, toSingleton, builder.OnlyMetadata, builder.WithPredicates(predicate.LabelChangedPredicate{})).
 		WatchesRawSource(source.Channel(start, &handler.EnqueueRequestForObject{})).
@@ -469,8 +503,12 @@ const (
 // Setup registers the kaudit controllers with a manager.
 func Setup(mgr ctrl.Manager, opts Options) error {
 	revisions := newRevisionStore(mgr.GetClient(), mgr.GetAPIReader(), opts.Namespace)
-	verdicts := newVerdictCache()
-	if err := (&ModuleReconciler{Client: mgr.GetClient(), Recorder: mgr.GetEventRecorder("kaudit-manager")}).SetupWithManager(mgr, revisions, verdicts); err != nil {
+	decisions := newDecisionStore()
+	reporter := &moduleReporter{Client: mgr.GetClient(), Recorder: mgr.GetEventRecorder("kaudit-manager"), revisions: revisions, decisions: decisions}
+	if err := (&ModuleReconciler{Client: mgr.GetClient()}).SetupWithManager(mgr, reporter); err != nil {
+		return err
+	}
+	if err := (&NamespacedModuleReconciler{Client: mgr.GetClient()}).SetupWithManager(mgr, reporter); err != nil {
 		return err
 	}
 	return (&PolicyReconciler{
@@ -481,5 +519,5 @@ func Setup(mgr ctrl.Manager, opts Options) error {
 		HistoryLimit:   opts.HistoryLimit,
 		MaxPolicyRules: opts.MaxPolicyRules,
 		MaxPolicyBytes: opts.MaxPolicyBytes,
-	}).SetupWithManager(mgr, revisions, verdicts)
+	}).SetupWithManager(mgr, revisions, newVerdictCache(), decisions)
 }

@@ -64,6 +64,9 @@ var _ = Describe("kaudit manager", Ordered, func() {
 				return k8s.Get(ctx, types.NamespacedName{Name: v1alpha1.SingletonName}, &v1alpha1.AuditPolicy{})
 			}, timeout).Should(Succeed())
 			setRollout("200ms", "5s")
+			// These specs are about merging and revisions: their modules drop Events for
+			// everyone and log Secret bodies. The guardrails have specs of their own.
+			setGuardrails(allBuiltInsOff)
 		})
 		AfterAll(deleteAllModules)
 
@@ -296,4 +299,5 @@ var _ = Describe("kaudit manager", Ordered, func() {
 		})
 	})
 	rolloutStatusSpecs()
+	guardrailSpecs()
 })

@@ -5,6 +5,8 @@ import (
 	"k8s.io/client-go/tools/events"
 	"k8s.io/utils/clock"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/kaudit/kaudit/internal/inforce"
 )
 
 // NewPolicyReconcilerReading builds a PolicyReconciler whose revisions come from the given
@@ -15,6 +17,7 @@ func NewPolicyReconcilerReading(c client.Client, cached, live client.Reader, clk
 		Namespace: namespace, HistoryLimit: 10,
 		MaxPolicyRules: DefaultMaxPolicyRules, MaxPolicyBytes: DefaultMaxPolicyBytes,
 		revisions: newRevisionStore(cached, live, namespace), verdicts: newVerdictCache(),
-		warned: map[types.UID]string{},
+		decisions: newDecisionStore(), memo: inforce.NewMemo(),
+		warned: map[types.UID]string{}, findings: map[string]bool{},
 	}
 }

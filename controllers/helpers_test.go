@@ -99,6 +99,16 @@ func setRollout(debounce, maxWait string) {
 		client.RawPatch(types.MergePatchType, []byte(patch)))).To(Succeed())
 }
 
+// setGuardrails replaces spec.guardrails as a user would.
+func setGuardrails(guardrails string) {
+	patch := fmt.Sprintf(`{"spec":{"guardrails":%s}}`, guardrails)
+	Expect(k8s.Patch(ctx, &v1alpha1.AuditPolicy{ObjectMeta: metav1.ObjectMeta{Name: v1alpha1.SingletonName}},
+		client.RawPatch(types.MergePatchType, []byte(patch)))).To(Succeed())
+}
+
+// allBuiltInsOff switches every built-in guardrail off, for specs about something else.
+const allBuiltInsOff = `{"disabledBuiltIns":["no-credential-bodies","system-masters-logged","rbac-writes-logged","admission-writes-logged","pod-interactive-access-logged"]}`
+
 func deleteAllModules() {
 	Expect(k8s.DeleteAllOf(ctx, &v1alpha1.AuditPolicyModule{})).To(Succeed())
 	Eventually(func() []v1alpha1.AuditPolicyModule {

@@ -2,7 +2,6 @@ package controllers
 
 import (
 	"context"
-	"errors"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
@@ -17,18 +16,18 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+	"sigs.k8s.io/controller-runtime/pkg/source"
 
 	"github.com/kaudit/kaudit/api/v1alpha1"
-	"github.com/kaudit/kaudit/internal/policy"
+	"github.com/kaudit/kaudit/internal/inforce"
+	"github.com/kaudit/kaudit/internal/revision"
 )
 
-// ModuleReconciler validates each AuditPolicyModule with kube-apiserver's loader and reports
-// the verdict and the revision that holds the module in its status.
+// ModuleReconciler reports on each AuditPolicyModule: the PolicyReconciler's verdict on its
+// current generation (validity, guardrails) and the revision that holds it.
 type ModuleReconciler struct {
 	client.Client
-	Recorder  events.EventRecorder
-	revisions *revisionStore
-	verdicts  *verdictCache
+	reporter *moduleReporter
 }
 
 // +kubebuilder:rbac:groups=audit.kaudit.io,resources=auditpolicymodules,verbs=get;list;watch
@@ -41,70 +40,16 @@ func (r *ModuleReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctr
 	if err := r.Get(ctx, req.NamespacedName, &m); err != nil {
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
-	// The records of status.revisions decide which revision is the latest trusted one.
-	var ap v1alpha1.AuditPolicy
-	if err := r.Get(ctx, types.NamespacedName{Name: v1alpha1.SingletonName}, &ap); client.IgnoreNotFound(err) != nil {
-		return ctrl.Result{}, err
-	}
-	latest, err := r.revisions.latest(ctx, ap.Status.Revisions)
-	if err != nil {
-		return ctrl.Result{}, err
-	}
-
-	verdict := r.verdicts.validate(&m)
-	accepted := acceptedCondition(m, verdict)
-	status := v1alpha1.AuditPolicyModuleStatus{
-		ObservedGeneration: m.Generation,
-		Conditions:         append([]metav1.Condition(nil), m.Status.Conditions...),
-		RuleCount:          int32(len(m.Spec.Rules)),
-		IncludedInRevision: includedIn(m, verdict == nil, latest),
-	}
-	previous := meta.FindStatusCondition(m.Status.Conditions, v1alpha1.ConditionAccepted)
-	meta.SetStatusCondition(&status.Conditions, accepted)
-	if equality.Semantic.DeepEqual(status, m.Status) {
-		return ctrl.Result{}, nil
-	}
-
-	out := &v1alpha1.AuditPolicyModule{ObjectMeta: metav1.ObjectMeta{Name: m.Name}, Status: status}
-	if err := applyStatus(ctx, r.Client, out); err != nil {
-		if apierrors.IsNotFound(err) {
-			return ctrl.Result{}, nil
-		}
-		return ctrl.Result{}, err
-	}
-	if previous == nil || previous.Status != accepted.Status || previous.Message != accepted.Message {
-		if accepted.Status == metav1.ConditionFalse {
-			r.Recorder.Eventf(&m, nil, corev1.EventTypeWarning, v1alpha1.EventModuleRejected, "Validate", "%s", accepted.Message)
-		} else {
-			r.Recorder.Eventf(&m, nil, corev1.EventTypeNormal, v1alpha1.EventModuleAccepted, "Validate", "%s", accepted.Message)
-		}
-	}
-	return ctrl.Result{}, nil
+	return ctrl.Result{}, r.reporter.report(ctx, &m, clusterModule(&m), m.Status, len(m.Spec.Rules),
+		func(st v1alpha1.AuditPolicyModuleStatus) client.Object {
+			return &v1alpha1.AuditPolicyModule{ObjectMeta: metav1.ObjectMeta{Name: m.Name}, Status: st}
+		})
 }
 
-func acceptedCondition(m v1alpha1.AuditPolicyModule, verdict error) metav1.Condition {
-	c := metav1.Condition{Type: v1alpha1.ConditionAccepted, ObservedGeneration: m.Generation}
-	var modErr *policy.ModuleError
-	switch {
-	case verdict != nil && errors.As(verdict, &modErr):
-		c.Status, c.Reason = metav1.ConditionFalse, v1alpha1.ReasonInvalid
-		c.Message = "kube-apiserver would reject this module: " + modErr.Summary() + ". The last accepted version, if any, stays in force."
-	case verdict != nil:
-		c.Status, c.Reason, c.Message = metav1.ConditionFalse, v1alpha1.ReasonInvalid, verdict.Error()
-	case m.Spec.Disabled:
-		c.Status, c.Reason = metav1.ConditionTrue, v1alpha1.ReasonDisabled
-		c.Message = "The module is valid and disabled: it contributes no rules."
-	default:
-		c.Status, c.Reason = metav1.ConditionTrue, v1alpha1.ReasonValid
-		c.Message = "The module is valid and part of the merged policy."
-	}
-	return c
-}
-
-// SetupWithManager watches modules (spec changes only) and revisions, which change
-// includedInRevision of every module.
-func (r *ModuleReconciler) SetupWithManager(mgr ctrl.Manager, revisions *revisionStore, verdicts *verdictCache) error {
-	r.revisions, r.verdicts = revisions, verdicts
+// SetupWithManager watches modules (spec changes only), revisions, which change
+// includedInRevision of every module, and the verdicts of the PolicyReconciler.
+func (r *ModuleReconciler) SetupWithManager(mgr ctrl.Manager, reporter *moduleReporter) error {
+	r.reporter = reporter
 	allModules := handler.EnqueueRequestsFromMapFunc(func(ctx context.Context, _ client.Object) []reconcile.Request {
 		var list v1alpha1.AuditPolicyModuleList
 		if err := r.List(ctx, &list); err != nil {
@@ -121,5 +66,84 @@ func (r *ModuleReconciler) SetupWithManager(mgr ctrl.Manager, revisions *revisio
 		WithOptions(controllerOptions()).
 		For(&v1alpha1.AuditPolicyModule{}, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
 		Watches(&corev1.ConfigMap{}, allModules, builder.WithPredicates(isRevision)).
+		WatchesRawSource(source.Channel(reporter.decisions.wake[false], reporter.decisions.wakeHandler(false))).
 		Complete(r)
+}
+
+// moduleReporter writes the status of modules of either kind from the PolicyReconciler's
+// verdicts.
+type moduleReporter struct {
+	client.Client
+	Recorder  events.EventRecorder
+	revisions *revisionStore
+	decisions *decisionStore
+}
+
+// report writes the status of module obj, whose status is now old: its verdict (once the
+// PolicyReconciler made one about the current generation), ruleCount and includedInRevision,
+// and records an event when the verdict changes. withStatus makes the object to apply.
+func (r *moduleReporter) report(ctx context.Context, obj client.Object, m liveModule, old v1alpha1.AuditPolicyModuleStatus, rules int,
+	withStatus func(v1alpha1.AuditPolicyModuleStatus) client.Object) error {
+	outcome, ok := r.decisions.get(m.Module.ID())
+	if !ok || outcome.Generation != m.Generation {
+		return nil // the PolicyReconciler has not decided on this generation yet; it wakes us
+	}
+	// The records of status.revisions decide which revision is the latest trusted one.
+	var ap v1alpha1.AuditPolicy
+	if err := r.Get(ctx, types.NamespacedName{Name: v1alpha1.SingletonName}, &ap); client.IgnoreNotFound(err) != nil {
+		return err
+	}
+	latest, err := r.revisions.latest(ctx, ap.Status.Revisions)
+	if err != nil {
+		return err
+	}
+	accepted := acceptedCondition(outcome)
+	status := v1alpha1.AuditPolicyModuleStatus{
+		ObservedGeneration: m.Generation,
+		Conditions:         append([]metav1.Condition(nil), old.Conditions...),
+		RuleCount:          int32(rules),
+		IncludedInRevision: includedIn(m, outcome.Reason == v1alpha1.ReasonValid, latest),
+	}
+	previous := meta.FindStatusCondition(old.Conditions, v1alpha1.ConditionAccepted)
+	meta.SetStatusCondition(&status.Conditions, accepted)
+	if equality.Semantic.DeepEqual(status, old) {
+		return nil
+	}
+	if err := applyStatus(ctx, r.Client, withStatus(status)); err != nil {
+		if apierrors.IsNotFound(err) {
+			return nil
+		}
+		return err
+	}
+	if previous == nil || previous.Status != accepted.Status || previous.Message != accepted.Message {
+		if accepted.Status == metav1.ConditionFalse {
+			r.Recorder.Eventf(obj, nil, corev1.EventTypeWarning, v1alpha1.EventModuleRejected, "Validate", "%s", accepted.Message)
+		} else {
+			r.Recorder.Eventf(obj, nil, corev1.EventTypeNormal, v1alpha1.EventModuleAccepted, "Validate", "%s", accepted.Message)
+		}
+	}
+	return nil
+}
+
+func acceptedCondition(o inforce.Outcome) metav1.Condition {
+	c := metav1.Condition{Type: v1alpha1.ConditionAccepted, ObservedGeneration: o.Generation, Status: metav1.ConditionFalse, Reason: o.Reason, Message: o.Message}
+	if o.Accepted {
+		c.Status = metav1.ConditionTrue
+	}
+	return c
+}
+
+// includedIn is the revision that first held the module's current content, or nil when latest
+// does not hold it (pending, rejected, disabled).
+func includedIn(m liveModule, valid bool, latest *revision.Revision) *int64 {
+	if latest == nil || !valid || m.Module.Spec.Disabled {
+		return nil
+	}
+	for _, rec := range latest.Modules {
+		if rec.Name == m.Module.Name && rec.Namespace == m.Module.Namespace && inforce.SameContent(rec.Spec, m.Module.Spec) {
+			n := rec.FirstRevision
+			return &n
+		}
+	}
+	return nil
 }

@@ -95,7 +95,8 @@ func TestStaleCacheNeverMakesTheDesiredRevisionGoBack(t *testing.T) {
 		return &v1alpha1.AuditPolicyModule{
 			ObjectMeta: metav1.ObjectMeta{Name: name},
 			Spec: v1alpha1.AuditPolicyModuleSpec{Order: 1, Rules: []v1alpha1.PolicyRule{{
-				Level: level, Resources: []v1alpha1.GroupResources{{Resources: []string{"configmaps"}}},
+				// Endpoints: no guardrail bounds them, so every level is put in force.
+				Level: level, Resources: []v1alpha1.GroupResources{{Resources: []string{"endpoints"}}},
 			}}},
 		}
 	}

@@ -27,6 +27,9 @@ type statusBuilder struct {
 	latest  *int64
 	desired *revision.Revision
 	updated string
+	// guardrails describes deleted modules kept in force and guardrails the policy breaks: the
+	// singleton is Degraded with GuardrailViolation while it is set, unless a node failed.
+	guardrails string
 
 	conditions []metav1.Condition
 }
@@ -53,6 +56,7 @@ func (b *statusBuilder) rollout(desired *revision.Revision, nodes []metav1.Parti
 	if desired == nil {
 		b.set(metav1.Condition{Type: v1alpha1.ConditionAvailable, Status: metav1.ConditionFalse, Reason: v1alpha1.ReasonNoModules, Message: "There is no revision to roll out yet."})
 		b.progressing(metav1.ConditionFalse, v1alpha1.ReasonNoModules, "There is no revision to roll out yet.")
+		b.guardrailFindings()
 		b.set(metav1.Condition{Type: v1alpha1.ConditionDegraded, Status: metav1.ConditionFalse, Reason: v1alpha1.ReasonAsExpected})
 		return
 	}
@@ -98,7 +102,16 @@ func (b *statusBuilder) rollout(desired *revision.Revision, nodes []metav1.Parti
 	default:
 		b.progressing(metav1.ConditionFalse, v1alpha1.ReasonRolloutComplete, fmt.Sprintf("Revision %d is the desired revision.", desired.Number))
 	}
+	b.guardrailFindings()
 	b.set(metav1.Condition{Type: v1alpha1.ConditionDegraded, Status: metav1.ConditionFalse, Reason: v1alpha1.ReasonAsExpected})
+}
+
+// guardrailFindings makes the singleton Degraded for the guardrail findings, if any. It comes
+// after a node's failure, which halts the rollout and so matters more.
+func (b *statusBuilder) guardrailFindings() {
+	if b.guardrails != "" {
+		b.degraded(v1alpha1.ReasonGuardrailViolation, b.guardrails)
+	}
 }
 
 // build returns the status to apply, keeping lastTransitionTime of unchanged conditions.

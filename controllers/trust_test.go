@@ -345,7 +345,7 @@ func changedRevisionUntrusted(t *testing.T, f *trustFixture) {
 	f.createModule("configmaps", metadataOn("configmaps"))
 	f.settle()
 	first := f.revision(1)
-	f.updateModule("configmaps", func(m *v1alpha1.AuditPolicyModule) { m.Spec.Rules[0].Level = v1alpha1.LevelRequest })
+	f.updateModule("configmaps", func(m *v1alpha1.AuditPolicyModule) { m.Spec.Rules[0].Verbs = []string{"create"} })
 	f.settle()
 	// Data is immutable, annotations are not: point revision 2 at revision 1's policy hash.
 	patch := fmt.Sprintf(`{"metadata":{"annotations":{%q:%q}}}`, revision.AnnotationPolicySHA256, first.Hash)

@@ -58,6 +58,157 @@ type AuditPolicySpec struct {
 	// +kubebuilder:default={}
 	// +optional
 	AuditLog AuditLogSpec `json:"auditLog,omitempty"`
+
+	// Guardrails bound what the merged policy may decide for security-relevant requests,
+	// whatever the modules say. The built-in guardrails hold unless disabled here; custom ones
+	// are added. A module change that would make a guarded request fall outside its bounds is
+	// not put in force.
+	// +optional
+	Guardrails GuardrailsSpec `json:"guardrails,omitempty"`
+
+	// NamespacedModules sets what NamespacedAuditPolicyModules, the modules teams own in their
+	// namespaces, may do.
+	// +kubebuilder:default={}
+	// +optional
+	NamespacedModules NamespacedModulesSpec `json:"namespacedModules,omitempty"`
+}
+
+// BuiltInGuardrail is the name of a built-in guardrail.
+// +kubebuilder:validation:Enum=no-credential-bodies;system-masters-logged;rbac-writes-logged;admission-writes-logged;pod-interactive-access-logged
+type BuiltInGuardrail string
+
+// GuardrailsSpec selects the guardrails the merged policy must keep.
+type GuardrailsSpec struct {
+	// DisabledBuiltIns names built-in guardrails that do not hold in this cluster:
+	// no-credential-bodies (Secrets, ConfigMaps, service account tokens, TokenReviews, CSRs and
+	// PodCertificateRequests never above Metadata), system-masters-logged (requests by members
+	// of system:masters never None, except the apiserver's own system:apiserver),
+	// rbac-writes-logged, admission-writes-logged (webhooks, admission policies and bindings,
+	// CRDs, APIServices, Namespaces) and pod-interactive-access-logged (exec, attach,
+	// portforward, ephemeralcontainers), each never None.
+	// +optional
+	// +listType=set
+	// +kubebuilder:validation:MaxItems=5
+	DisabledBuiltIns []BuiltInGuardrail `json:"disabledBuiltIns,omitempty"`
+
+	// Custom guardrails hold in addition to the built-in ones.
+	// +optional
+	// +listType=map
+	// +listMapKey=name
+	// +kubebuilder:validation:MaxItems=32
+	Custom []CustomGuardrail `json:"custom,omitempty"`
+}
+
+// CustomGuardrail bounds the level at which the merged policy may log the requests in a scope.
+// +kubebuilder:validation:XValidation:rule="has(self.minLevel) || has(self.maxLevel) || (has(self.requiredStages) && size(self.requiredStages) > 0)",message="a guardrail needs a bound: minLevel, maxLevel or requiredStages"
+// +kubebuilder:validation:XValidation:rule="!has(self.minLevel) || !has(self.maxLevel) || {'None': 0, 'Metadata': 1, 'Request': 2, 'RequestResponse': 3}[self.minLevel] <= {'None': 0, 'Metadata': 1, 'Request': 2, 'RequestResponse': 3}[self.maxLevel]",message="minLevel must not be above maxLevel"
+type CustomGuardrail struct {
+	// Name identifies the guardrail in module conditions and events: lowercase letters, digits
+	// and '-', and not the name of a built-in guardrail.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=63
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`
+	// +kubebuilder:validation:XValidation:rule="!(self in ['no-credential-bodies', 'system-masters-logged', 'rbac-writes-logged', 'admission-writes-logged', 'pod-interactive-access-logged'])",message="is the name of a built-in guardrail"
+	Name string `json:"name"`
+
+	// Description says in one line what the guardrail keeps and why; rejections quote it.
+	// +kubebuilder:validation:MaxLength=1024
+	// +optional
+	Description string `json:"description,omitempty"`
+
+	// Scope is the requests the guardrail is about, written like the matching fields of a
+	// policy rule. An empty scope is every request.
+	// +required
+	Scope GuardrailScope `json:"scope"`
+
+	// Except takes requests out of the scope: a request matching any of these scopes is not
+	// bounded by this guardrail.
+	// +optional
+	// +listType=atomic
+	// +kubebuilder:validation:MaxItems=20
+	Except []GuardrailScope `json:"except,omitempty"`
+
+	// MinLevel is the lowest level a request of the scope may be logged at.
+	// +optional
+	MinLevel Level `json:"minLevel,omitempty"`
+
+	// MaxLevel is the highest level a request of the scope may be logged at.
+	// +optional
+	MaxLevel Level `json:"maxLevel,omitempty"`
+
+	// RequiredStages are stages whose events must be written for every request of the scope:
+	// the deciding rule may not omit them (the policy's omitStages count), and level None,
+	// which writes no event, breaks the guardrail.
+	// +optional
+	// +listType=set
+	// +kubebuilder:validation:MaxItems=4
+	RequiredStages []Stage `json:"requiredStages,omitempty"`
+}
+
+// GuardrailScope is a set of requests, given as the matching fields of an audit policy rule
+// with the same meaning: a request is in the scope when it matches every non-empty field.
+// +kubebuilder:validation:XValidation:rule="!has(self.nonResourceURLs) || size(self.nonResourceURLs) == 0 || ((!has(self.resources) || size(self.resources) == 0) && (!has(self.namespaces) || size(self.namespaces) == 0))",message="nonResourceURLs cannot be combined with resources or namespaces: a scope holds either resource requests or non-resource URLs"
+type GuardrailScope struct {
+	// Users (by authenticated user name) in the scope. Empty is every user.
+	// +optional
+	// +listType=atomic
+	// +kubebuilder:validation:MaxItems=100
+	// +kubebuilder:validation:items:MaxLength=253
+	Users []string `json:"users,omitempty"`
+
+	// UserGroups in the scope: a user is in it when it is a member of any of them. Empty is
+	// every group.
+	// +optional
+	// +listType=atomic
+	// +kubebuilder:validation:MaxItems=100
+	// +kubebuilder:validation:items:MaxLength=253
+	UserGroups []string `json:"userGroups,omitempty"`
+
+	// Verbs in the scope. Empty is every verb.
+	// +optional
+	// +listType=atomic
+	// +kubebuilder:validation:MaxItems=32
+	// +kubebuilder:validation:items:MaxLength=63
+	Verbs []string `json:"verbs,omitempty"`
+
+	// Resources in the scope, as in a policy rule ("pods/*", "*/scale", group "*"). Empty is
+	// every resource of every group.
+	// +optional
+	// +listType=atomic
+	// +kubebuilder:validation:MaxItems=50
+	Resources []GroupResources `json:"resources,omitempty"`
+
+	// Namespaces in the scope; "" is cluster-scoped resources. Empty is every namespace and
+	// cluster-scoped resources.
+	// +optional
+	// +listType=atomic
+	// +kubebuilder:validation:MaxItems=100
+	// +kubebuilder:validation:items:MaxLength=63
+	Namespaces []string `json:"namespaces,omitempty"`
+
+	// NonResourceURLs in the scope: "*" is every path, a trailing "*" a prefix. A scope with
+	// nonResourceURLs holds non-resource requests only.
+	// +optional
+	// +listType=atomic
+	// +kubebuilder:validation:MaxItems=100
+	// +kubebuilder:validation:items:MaxLength=1024
+	// +kubebuilder:validation:items:Pattern=`^(\*|/[^*]*\*?)$`
+	NonResourceURLs []string `json:"nonResourceURLs,omitempty"`
+}
+
+// NamespacedModulesSpec sets what NamespacedAuditPolicyModules may do.
+type NamespacedModulesSpec struct {
+	// Enabled lets NamespacedAuditPolicyModules contribute rules. When false, none is in force
+	// and each says so in its Accepted condition (reason NamespacedModulesDisabled).
+	// +kubebuilder:default=true
+	// +optional
+	Enabled *bool `json:"enabled,omitempty"`
+
+	// MaxLevel is the highest level a rule of a NamespacedAuditPolicyModule may have: a module
+	// with a rule above it is not put in force (reason AboveCap).
+	// +kubebuilder:default=RequestResponse
+	// +optional
+	MaxLevel Level `json:"maxLevel,omitempty"`
 }
 
 // RolloutSpec controls revision creation and the node-by-node rollout. Every duration has an
@@ -77,8 +228,10 @@ type RolloutSpec struct {
 	HealthTimeout *metav1.Duration `json:"healthTimeout,omitempty"`
 
 	// MinRestartInterval is the least time between two restarts of the same node's apiserver, at
-	// most 24h.
-	// +kubebuilder:default="0s"
+	// most 24h. It bounds how often module editors can restart the control plane: changes that
+	// arrive faster are rolled out together, once the interval has passed, as one restart for
+	// the latest revision. "0s" restarts for every revision.
+	// +kubebuilder:default="5m"
 	// +kubebuilder:validation:Type=string
 	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$`
 	// +kubebuilder:validation:MaxLength=32
@@ -271,10 +424,14 @@ type AuditPolicyList struct {
 // The rollout defaults, also declared in the schema. The getters fall back to them so that an
 // object built in Go without the apiserver's defaulting still behaves sanely.
 const (
-	DefaultHealthTimeout = 2 * time.Minute
-	DefaultDebounce      = 2 * time.Second
-	DefaultMaxWait       = 30 * time.Second
+	DefaultHealthTimeout      = 2 * time.Minute
+	DefaultMinRestartInterval = 5 * time.Minute
+	DefaultDebounce           = 2 * time.Second
+	DefaultMaxWait            = 30 * time.Second
 )
+
+// DefaultNamespacedMaxLevel is the default of spec.namespacedModules.maxLevel.
+const DefaultNamespacedMaxLevel = LevelRequestResponse
 
 // The audit log defaults, also declared in the schema (AuditLogSpec).
 const (
@@ -306,9 +463,9 @@ func (r RolloutSpec) HealthTimeoutOrDefault() time.Duration {
 	return durationOr(r.HealthTimeout, DefaultHealthTimeout)
 }
 
-// MinRestartIntervalOrDefault is MinRestartInterval, or zero when unset.
+// MinRestartIntervalOrDefault is MinRestartInterval, or its default when unset.
 func (r RolloutSpec) MinRestartIntervalOrDefault() time.Duration {
-	return durationOr(r.MinRestartInterval, 0)
+	return durationOr(r.MinRestartInterval, DefaultMinRestartInterval)
 }
 
 // DebounceOrDefault is Debounce, or its default when unset.
@@ -351,4 +508,17 @@ func int32Or(v *int32, fallback int32) int32 {
 		return fallback
 	}
 	return *v
+}
+
+// EnabledOrDefault is Enabled, or its default (true) when unset.
+func (n NamespacedModulesSpec) EnabledOrDefault() bool {
+	return n.Enabled == nil || *n.Enabled
+}
+
+// MaxLevelOrDefault is MaxLevel, or its default when unset.
+func (n NamespacedModulesSpec) MaxLevelOrDefault() Level {
+	if n.MaxLevel == "" {
+		return DefaultNamespacedMaxLevel
+	}
+	return n.MaxLevel
 }

@@ -42,14 +42,18 @@ type AuditPolicyModuleSpec struct {
 	Rules []PolicyRule `json:"rules"`
 }
 
-// AuditPolicyModuleStatus is what the controller observed about a module.
+// AuditPolicyModuleStatus is what the controller observed about a module, of either kind.
 type AuditPolicyModuleStatus struct {
 	// ObservedGeneration is the generation the status describes.
 	// +optional
 	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
 
-	// Conditions: Accepted tells whether the module's current generation is valid (reason
-	// Valid, Disabled or Invalid, with a message naming the rule and field).
+	// Conditions: Accepted tells whether the module's current generation is in force: True
+	// with reason Valid or Disabled; False with Invalid (kube-apiserver would reject it; the
+	// message names the rule and field), GuardrailViolation (the merged policy would break a
+	// guardrail; the message names it and a request), and for namespaced modules
+	// NamespacedModulesDisabled, AboveCap or LowersLogging. When False, the module's last
+	// accepted version, if any, stays in force.
 	// +optional
 	// +listType=map
 	// +listMapKey=type

@@ -30,6 +30,8 @@ func TestGetterDefaultsEqualTheSchemaDefaults(t *testing.T) {
 		{"auditLog.maxAge", *defaulted.AuditLog.MaxAge, empty.AuditLog.MaxAgeOrDefault()},
 		{"auditLog.maxBackup", *defaulted.AuditLog.MaxBackup, empty.AuditLog.MaxBackupOrDefault()},
 		{"auditLog.maxSize", *defaulted.AuditLog.MaxSize, empty.AuditLog.MaxSizeOrDefault()},
+		{"namespacedModules.enabled", *defaulted.NamespacedModules.Enabled, empty.NamespacedModules.EnabledOrDefault()},
+		{"namespacedModules.maxLevel", defaulted.NamespacedModules.MaxLevel, empty.NamespacedModules.MaxLevelOrDefault()},
 	}
 	for _, c := range checks {
 		if c.schema != c.getter {

@@ -1,4 +1,5 @@
-// Package v1alpha1 contains the kaudit API: AuditPolicyModule and the AuditPolicy singleton.
+// Package v1alpha1 contains the kaudit API: AuditPolicyModule, NamespacedAuditPolicyModule and
+// the AuditPolicy singleton.
 // +kubebuilder:object:generate=true
 // +groupName=audit.kaudit.io
 package v1alpha1
@@ -25,6 +26,7 @@ func addKnownTypes(s *runtime.Scheme) error {
 	s.AddKnownTypes(GroupVersion,
 		&AuditPolicy{}, &AuditPolicyList{},
 		&AuditPolicyModule{}, &AuditPolicyModuleList{},
+		&NamespacedAuditPolicyModule{}, &NamespacedAuditPolicyModuleList{},
 	)
 	metav1.AddToGroupVersion(s, GroupVersion)
 	return nil

@@ -25,7 +25,7 @@ type Scope struct {
 }
 
 func (s Scope) fields() matchFields {
-	return matchFields{Users: s.Users, UserGroups: s.UserGroups, Verbs: s.Verbs, Resources: s.Resources, Namespaces: s.Namespaces, NonResourceURLs: s.NonResourceURLs}
+	return matchFields(s)
 }
 
 // rule is the scope as a policy rule, so that kube-apiserver's evaluator can tell whether a

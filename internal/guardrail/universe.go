@@ -68,14 +68,12 @@ func newUniverse() *universe {
 	return u
 }
 
-func (u *universe) intern(d dim, v string) int32 {
-	if id, ok := u.ids[d][v]; ok {
-		return id
+func (u *universe) intern(d dim, v string) {
+	if _, ok := u.ids[d][v]; ok {
+		return
 	}
-	id := int32(len(u.values[d]))
-	u.ids[d][v] = id
+	u.ids[d][v] = int32(len(u.values[d]))
 	u.values[d] = append(u.values[d], v)
-	return id
 }
 
 func (u *universe) group(g string) int32 {

@@ -114,9 +114,6 @@ type Decision struct {
 	OmitManagedFields bool
 }
 
-// Omits tells whether events of the stage are not written.
-func (d Decision) Omits(stage auditv1.Stage) bool { return slices.Contains(d.OmitStages, stage) }
-
 // Evaluator decides requests with kube-apiserver's own policy evaluator and also tells which rule
 // decided. It is safe for concurrent use.
 type Evaluator struct {
@@ -145,9 +142,6 @@ func NewEvaluator(p auditv1.Policy) (*Evaluator, error) {
 	e.full = auditpolicy.NewPolicyRuleEvaluator(loaded)
 	return e, nil
 }
-
-// Rules is the number of rules of the policy.
-func (e *Evaluator) Rules() int { return len(e.single) }
 
 // Decide evaluates a request as kube-apiserver would and names the deciding rule.
 func (e *Evaluator) Decide(r Request) Decision {

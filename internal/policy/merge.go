@@ -9,10 +9,39 @@ import (
 	"github.com/kaudit/kaudit/api/v1alpha1"
 )
 
-// Module is one module as the merge sees it: its name and spec.
+// Module is one module as the merge sees it: an AuditPolicyModule, or a
+// NamespacedAuditPolicyModule converted by NamespacedModule.
 type Module struct {
-	Name string
-	Spec v1alpha1.AuditPolicyModuleSpec
+	// Namespace is the namespace of a NamespacedAuditPolicyModule; empty for an
+	// AuditPolicyModule, which is cluster-scoped.
+	Namespace string
+	Name      string
+	Spec      v1alpha1.AuditPolicyModuleSpec
+}
+
+// ID names the module in errors, rendered comments and records: its name, or namespace/name for
+// a namespaced module.
+func (m Module) ID() string { return ModuleID(m.Namespace, m.Name) }
+
+// ModuleID is the ID of the module called name in namespace ("" for a cluster-scoped one).
+func ModuleID(namespace, name string) string {
+	if namespace == "" {
+		return name
+	}
+	return namespace + "/" + name
+}
+
+// Rules are the module's rules as the merged policy holds them: the module's omitStages and
+// omitManagedFields pushed down (ModuleRules), and each rule of a namespaced module confined to
+// its namespace.
+func (m Module) Rules() []auditv1.PolicyRule {
+	rules := ModuleRules(m.Spec)
+	if m.Namespace != "" {
+		for i := range rules {
+			rules[i].Namespaces = []string{m.Namespace}
+		}
+	}
+	return rules
 }
 
 // Settings are the policy-level settings of the AuditPolicy singleton.
@@ -34,7 +63,12 @@ type RuleSource struct {
 	Module string
 	// Rule is the index of the rule in the module's spec.rules.
 	Rule int
+	// Namespace is the namespace of a NamespacedAuditPolicyModule; empty otherwise.
+	Namespace string
 }
+
+// ModuleID is the ID of the module the rule came from (see Module.ID).
+func (s RuleSource) ModuleID() string { return ModuleID(s.Namespace, s.Module) }
 
 // IsDefault tells whether the rule is the catch-all made from the default level.
 func (s RuleSource) IsDefault() bool { return s.Module == "" }
@@ -45,25 +79,39 @@ type Merged struct {
 	Policy auditv1.Policy
 	// Sources[i] is where Policy.Rules[i] came from.
 	Sources []RuleSource
-	// Modules are the names of the modules that contributed rules, in merge order.
+	// Modules are the IDs of the modules that contributed rules, in merge order.
 	Modules []string
 
 	// rendered caches Render: parsing it back is Merge's final check, and callers store it.
 	rendered []byte
 }
 
-// Sort orders modules as the merge does: by spec.order, ties broken by name.
+// Sort orders modules as the merge does: namespaced modules first, by spec.order, namespace and
+// name, then the cluster-scoped ones by spec.order and name. Namespaced modules come first so
+// that they can only make logging stricter: the first matching rule decides, and each of their
+// rules is confined to its namespace (see docs/design.md, "Namespaced modules").
 func Sort(modules []Module) {
 	slices.SortStableFunc(modules, func(a, b Module) int {
-		return cmp.Or(cmp.Compare(a.Spec.Order, b.Spec.Order), cmp.Compare(a.Name, b.Name))
+		return cmp.Or(cmp.Compare(rank(a), rank(b)),
+			cmp.Compare(a.Spec.Order, b.Spec.Order), cmp.Compare(a.Namespace, b.Namespace), cmp.Compare(a.Name, b.Name))
 	})
 }
 
-// Merge builds the policy from modules: enabled modules in order (spec.order, then name), each
-// module's omitStages and omitManagedFields pushed down into its rules, the policy-level settings,
-// and a final catch-all rule at the default level. It validates the result with kube-apiserver's
-// loader, so a Merged is always a policy the apiserver accepts; when the loader rejects it, the
-// error names the first module in merge order that it rejects on its own.
+// rank puts namespaced modules before cluster-scoped ones.
+func rank(m Module) int {
+	if m.Namespace != "" {
+		return 0
+	}
+	return 1
+}
+
+// Merge builds the policy from modules: enabled modules in order (see Sort), each module's
+// omitStages and omitManagedFields pushed down into its rules and each namespaced module's rules
+// confined to its namespace, the policy-level settings, and a final catch-all rule at the
+// default level. It validates the result with kube-apiserver's loader, so a Merged is always a
+// policy the apiserver accepts; when the loader rejects it, the error names the first module in
+// merge order that it rejects on its own. A namespaced module with a rule naming another
+// namespace is an error too.
 // The same modules and settings always give the same Merged, whatever the input order.
 func Merge(modules []Module, settings Settings) (*Merged, error) {
 	if err := ValidateSettings(settings); err != nil {
@@ -75,30 +123,38 @@ func Merge(modules []Module, settings Settings) (*Merged, error) {
 	m := &Merged{Policy: auditv1.Policy{OmitStages: normalizeStages(settings.OmitStages)}}
 	m.Policy.APIVersion = auditv1.SchemeGroupVersion.String()
 	m.Policy.Kind = "Policy"
-	for i, mod := range sorted {
-		if i > 0 && sorted[i-1].Name == mod.Name {
-			return nil, &ModuleError{Module: mod.Name, Problems: []Problem{{Rule: -1, Field: "metadata.name", Detail: "Duplicate value: module name appears more than once"}}}
+	seen := make(map[string]bool, len(sorted))
+	for _, mod := range sorted {
+		if seen[mod.ID()] {
+			return nil, &ModuleError{Module: mod.ID(), Problems: []Problem{{Rule: -1, Field: "metadata.name", Detail: "Duplicate value: module name appears more than once"}}}
 		}
+		seen[mod.ID()] = true
 		if mod.Spec.Disabled {
 			continue
 		}
 		if len(mod.Spec.Rules) == 0 {
-			return nil, errNoRules(mod.Name)
+			return nil, errNoRules(mod.ID())
 		}
-		for j, rule := range ModuleRules(mod.Spec) {
+		if err := validateConfinement(mod); err != nil {
+			return nil, err
+		}
+		for j, rule := range mod.Rules() {
 			m.Policy.Rules = append(m.Policy.Rules, rule)
-			m.Sources = append(m.Sources, RuleSource{Module: mod.Name, Rule: j})
+			m.Sources = append(m.Sources, RuleSource{Namespace: mod.Namespace, Module: mod.Name, Rule: j})
 		}
-		m.Modules = append(m.Modules, mod.Name)
+		m.Modules = append(m.Modules, mod.ID())
 	}
 	m.Policy.Rules = append(m.Policy.Rules, auditv1.PolicyRule{Level: auditv1.Level(defaultLevel(settings))})
 	m.Sources = append(m.Sources, RuleSource{})
 
 	// The loader is the final gate: what it rejects would stop kube-apiserver from starting.
 	// Modules are validated one by one only when it fails, to name the guilty one precisely:
-	// loading each module on every merge would parse every rule twice.
+	// loading each module on every merge would parse every rule twice. It reads the canonical
+	// JSON (what the hash covers): parsing the rendered YAML took many times the memory and
+	// time of the policy itself. The rendering loads to the same policy (FuzzMergeNeverMakesAPolicyTheLoaderRejects), and the
+	// agent loads the rendered bytes again before writing them.
 	m.rendered = m.render()
-	if _, err := Load(m.rendered); err != nil {
+	if _, err := Load(encode(m.Policy)); err != nil {
 		for _, mod := range sorted {
 			if !mod.Spec.Disabled {
 				if modErr := ValidateModule(mod); modErr != nil {

@@ -57,7 +57,7 @@ func TestMergeOrdersByOrderThenNameAndSkipsDisabled(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []RuleSource{{"first", 0}, {"alpha", 0}, {"alpha", 1}, {"zeta", 0}, {}}
+	want := []RuleSource{{Module: "first"}, {Module: "alpha"}, {Module: "alpha", Rule: 1}, {Module: "zeta"}, {}}
 	if !reflect.DeepEqual(m.Sources, want) {
 		t.Errorf("sources = %v, want %v", m.Sources, want)
 	}
@@ -253,15 +253,22 @@ func TestRenderGolden(t *testing.T) {
 }
 
 // TestPolicyRuleParity fails when upstream adds, renames or retypes a PolicyRule field that our
-// mirrored type does not have, so modules never silently lose a rule's meaning.
+// mirrored types do not have, so modules of either kind never silently lose a rule's meaning.
+// The namespaced modules' rule type has every field but nonResourceURLs.
 func TestPolicyRuleParity(t *testing.T) {
-	compare := func(ours, theirs reflect.Type) {
+	compare := func(ours, theirs reflect.Type, without ...string) {
 		t.Helper()
-		if ours.NumField() != theirs.NumField() {
-			t.Errorf("%s has %d fields, upstream %s has %d", ours, ours.NumField(), theirs, theirs.NumField())
+		if ours.NumField() != theirs.NumField()-len(without) {
+			t.Errorf("%s has %d fields, upstream %s has %d, %d of them left out on purpose", ours, ours.NumField(), theirs, theirs.NumField(), len(without))
 		}
 		for i := range theirs.NumField() {
 			up := theirs.Field(i)
+			if slices.Contains(without, up.Name) {
+				if _, ok := ours.FieldByName(up.Name); ok {
+					t.Errorf("%s has field %s, which it must leave out", ours, up.Name)
+				}
+				continue
+			}
 			f, ok := ours.FieldByName(up.Name)
 			if !ok {
 				t.Errorf("%s lacks upstream field %s", ours, up.Name)
@@ -277,6 +284,7 @@ func TestPolicyRuleParity(t *testing.T) {
 	}
 	compare(reflect.TypeFor[v1alpha1.PolicyRule](), reflect.TypeFor[auditv1.PolicyRule]())
 	compare(reflect.TypeFor[v1alpha1.GroupResources](), reflect.TypeFor[auditv1.GroupResources]())
+	compare(reflect.TypeFor[v1alpha1.NamespacedPolicyRule](), reflect.TypeFor[auditv1.PolicyRule](), "NonResourceURLs")
 
 	// A full rule survives the round trip through the upstream type unchanged.
 	full := v1alpha1.PolicyRule{Level: v1alpha1.LevelRequest, Users: []string{"u"}, UserGroups: []string{"g"}, Verbs: []string{"get"},
@@ -284,5 +292,81 @@ func TestPolicyRuleParity(t *testing.T) {
 		Namespaces: []string{"ns"}, OmitStages: []v1alpha1.Stage{v1alpha1.StagePanic}, OmitManagedFields: ptr(true)}
 	if back := FromUpstream(ToUpstream(full)); !reflect.DeepEqual(back, full) {
 		t.Errorf("round trip changed the rule:\n got %+v\nwant %+v", back, full)
+	}
+	// A namespaced module's rule converts to the same rule, every field kept.
+	namespaced := v1alpha1.NamespacedPolicyRule{Level: full.Level, Users: full.Users, UserGroups: full.UserGroups, Verbs: full.Verbs,
+		Resources: full.Resources, Namespaces: full.Namespaces, OmitStages: full.OmitStages, OmitManagedFields: full.OmitManagedFields}
+	if got := FromNamespacedRule(namespaced); !reflect.DeepEqual(got, full) {
+		t.Errorf("a namespaced rule converted to\n%+v\nwant %+v", got, full)
+	}
+}
+
+func namespacedMod(namespace, name string, order int32, rules ...v1alpha1.PolicyRule) Module {
+	m := mod(name, order, rules...)
+	m.Namespace = namespace
+	return m
+}
+
+func TestMergePutsNamespacedModulesFirstConfinedToTheirNamespace(t *testing.T) {
+	merged, err := Merge([]Module{
+		mod("cluster-early", 0, v1alpha1.PolicyRule{Level: v1alpha1.LevelMetadata, Resources: res("", "pods")}),
+		namespacedMod("team-b", "bodies", 10, v1alpha1.PolicyRule{Level: v1alpha1.LevelRequest, Resources: res("apps", "deployments")}),
+		namespacedMod("team-a", "bodies", 10, v1alpha1.PolicyRule{Level: v1alpha1.LevelRequest, Resources: res("apps", "deployments"), Namespaces: []string{"team-a"}}),
+		namespacedMod("team-a", "first", 5, v1alpha1.PolicyRule{Level: v1alpha1.LevelRequestResponse, Verbs: []string{"create"}}),
+	}, Settings{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []RuleSource{{Module: "first", Namespace: "team-a"}, {Module: "bodies", Namespace: "team-a"}, {Module: "bodies", Namespace: "team-b"}, {Module: "cluster-early"}, {}}
+	if !reflect.DeepEqual(merged.Sources, want) {
+		t.Errorf("sources = %v, want %v: namespaced modules first, by order, namespace and name", merged.Sources, want)
+	}
+	if !slices.Equal(merged.Modules, []string{"team-a/first", "team-a/bodies", "team-b/bodies", "cluster-early"}) {
+		t.Errorf("modules = %v", merged.Modules)
+	}
+	for i, ns := range []string{"team-a", "team-a", "team-b"} {
+		if got := merged.Policy.Rules[i].Namespaces; !slices.Equal(got, []string{ns}) {
+			t.Errorf("rule %d namespaces = %v, want [%s]", i, got, ns)
+		}
+	}
+	if !strings.Contains(string(merged.Render()), "# namespaced module team-a/first, rule 0\n") {
+		t.Errorf("the rendered comment does not name the namespaced module:\n%s", merged.Render())
+	}
+	// A namespaced and a cluster-scoped module may share a name; two in one namespace may not.
+	if _, err := Merge([]Module{mod("bodies", 1, v1alpha1.PolicyRule{Level: v1alpha1.LevelMetadata}), namespacedMod("team-a", "bodies", 1, v1alpha1.PolicyRule{Level: v1alpha1.LevelMetadata})}, Settings{}); err != nil {
+		t.Errorf("a namespaced module named like a cluster-scoped one: %v", err)
+	}
+	if _, err := Merge([]Module{namespacedMod("team-a", "bodies", 1, v1alpha1.PolicyRule{Level: v1alpha1.LevelMetadata}), namespacedMod("team-a", "bodies", 2, v1alpha1.PolicyRule{Level: v1alpha1.LevelNone})}, Settings{}); err == nil || !strings.Contains(err.Error(), `module "team-a/bodies"`) {
+		t.Errorf("two namespaced modules with one name and namespace: %v", err)
+	}
+}
+
+func TestNamespacedModuleNamingAnotherNamespaceIsInvalid(t *testing.T) {
+	m := namespacedMod("team-a", "escape", 1,
+		v1alpha1.PolicyRule{Level: v1alpha1.LevelRequest, Namespaces: []string{"team-a"}},
+		v1alpha1.PolicyRule{Level: v1alpha1.LevelNone, Namespaces: []string{"kube-system"}})
+	want := `module "team-a/escape" rule 1: namespaces[0]: Invalid value: "kube-system": a NamespacedAuditPolicyModule applies only to its own namespace "team-a"`
+	if err := ValidateModule(m); err == nil || err.Error() != want {
+		t.Errorf("ValidateModule = %v, want %s", err, want)
+	}
+	if _, err := Merge([]Module{m}, Settings{}); err == nil || err.Error() != want {
+		t.Errorf("Merge = %v, want %s", err, want)
+	}
+	m.Spec.Rules[1] = v1alpha1.PolicyRule{Level: v1alpha1.LevelNone, NonResourceURLs: []string{"/healthz"}}
+	if err := ValidateModule(m); err == nil || !strings.Contains(err.Error(), "rule 1: nonResourceURLs: Forbidden") {
+		t.Errorf("ValidateModule = %v, want nonResourceURLs forbidden", err)
+	}
+}
+
+func TestNamespacedModuleKeepsItsSettings(t *testing.T) {
+	spec := v1alpha1.NamespacedAuditPolicyModuleSpec{Order: 7, Description: "d", Disabled: true,
+		OmitStages: []v1alpha1.Stage{v1alpha1.StagePanic}, OmitManagedFields: ptr(true),
+		Rules: []v1alpha1.NamespacedPolicyRule{{Level: v1alpha1.LevelRequest, Verbs: []string{"create"}}}}
+	got := NamespacedModule("team-a", "m", spec)
+	want := Module{Namespace: "team-a", Name: "m", Spec: v1alpha1.AuditPolicyModuleSpec{Order: 7, Description: "d", Disabled: true,
+		OmitStages: []v1alpha1.Stage{v1alpha1.StagePanic}, OmitManagedFields: ptr(true),
+		Rules: []v1alpha1.PolicyRule{{Level: v1alpha1.LevelRequest, Verbs: []string{"create"}}}}}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("NamespacedModule =\n%+v\nwant\n%+v", got, want)
 	}
 }

@@ -99,6 +99,9 @@ func (m *Merged) sourceComment(i int) string {
 	if src.IsDefault() {
 		return "# default: requests no module matched (AuditPolicy cluster spec.defaultLevel)\n"
 	}
+	if src.Namespace != "" {
+		return fmt.Sprintf("# namespaced module %s, rule %d\n", src.ModuleID(), src.Rule)
+	}
 	return fmt.Sprintf("# module %s, rule %d\n", src.Module, src.Rule)
 }
 

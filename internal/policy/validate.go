@@ -80,11 +80,15 @@ func (e *SettingsError) Error() string {
 	return "AuditPolicy " + strconv.Quote(v1alpha1.SingletonName) + ": " + strings.Join(parts, "; ")
 }
 
-// ValidateModule checks a module's rules and settings with kube-apiserver's loader. Disabled
-// modules are checked too: enabling one must not be the moment it turns out to be broken.
+// ValidateModule checks a module's rules and settings with kube-apiserver's loader, and that
+// each rule of a namespaced module names no namespace but its own. Disabled modules are checked
+// too: enabling one must not be the moment it turns out to be broken.
 func ValidateModule(m Module) error {
 	if len(m.Spec.Rules) == 0 {
-		return errNoRules(m.Name)
+		return errNoRules(m.ID())
+	}
+	if err := validateConfinement(m); err != nil {
+		return err
 	}
 	doc := auditv1.Policy{OmitStages: toUpstreamStages(m.Spec.OmitStages)}
 	for _, r := range m.Spec.Rules {
@@ -94,7 +98,33 @@ func ValidateModule(m Module) error {
 	if err == nil {
 		return nil
 	}
-	return &ModuleError{Module: m.Name, Problems: problems(err, "spec.")}
+	return &ModuleError{Module: m.ID(), Problems: problems(err, "spec.")}
+}
+
+// validateConfinement checks that every rule of a namespaced module applies to its own
+// namespace only: the merge confines each rule to it, which must not change what a rule says
+// (see docs/design.md, "Namespaced modules"). The schema cannot check this, since it does not
+// see metadata.namespace.
+func validateConfinement(m Module) error {
+	if m.Namespace == "" {
+		return nil
+	}
+	var ps []Problem
+	for i, r := range m.Spec.Rules {
+		for j, ns := range r.Namespaces {
+			if ns != m.Namespace {
+				ps = append(ps, Problem{Rule: i, Field: fmt.Sprintf("namespaces[%d]", j),
+					Detail: fmt.Sprintf("Invalid value: %q: a NamespacedAuditPolicyModule applies only to its own namespace %q", ns, m.Namespace)})
+			}
+		}
+		if len(r.NonResourceURLs) > 0 {
+			ps = append(ps, Problem{Rule: i, Field: "nonResourceURLs", Detail: "Forbidden: non-resource URLs belong to no namespace"})
+		}
+	}
+	if len(ps) > 0 {
+		return &ModuleError{Module: m.ID(), Problems: ps}
+	}
+	return nil
 }
 
 func errNoRules(module string) error {
@@ -126,7 +156,7 @@ func (m *Merged) blame(err error) error {
 		src := m.Sources[ps[0].Rule]
 		p := ps[0]
 		p.Rule = src.Rule
-		return &ModuleError{Module: src.Module, Problems: []Problem{p}}
+		return &ModuleError{Module: src.ModuleID(), Problems: []Problem{p}}
 	}
 	return fmt.Errorf("merged policy rejected by the apiserver's loader: %w", err)
 }

@@ -61,11 +61,19 @@ const (
 
 // ModuleRecord is a module as a revision holds it: the spec in force when the revision was made.
 type ModuleRecord struct {
-	Name       string `json:"name"`
+	Name string `json:"name"`
+	// Namespace is the namespace of a NamespacedAuditPolicyModule, whose spec is recorded as
+	// policy.NamespacedModule converts it; empty for an AuditPolicyModule.
+	Namespace  string `json:"namespace,omitempty"`
 	Generation int64  `json:"generation"`
 	// FirstRevision is the first revision that held this generation of the module.
 	FirstRevision int64                          `json:"firstRevision"`
 	Spec          v1alpha1.AuditPolicyModuleSpec `json:"spec"`
+}
+
+// Module is the record as the merge sees it.
+func (r ModuleRecord) Module() policy.Module {
+	return policy.Module{Namespace: r.Namespace, Name: r.Name, Spec: r.Spec}
 }
 
 // Revision is one merged policy and the module specs it was made from.

@@ -266,3 +266,30 @@ func TestDecompressionIsCapped(t *testing.T) {
 		t.Errorf("ToConfigMap of a policy over the cap: error = %v", err)
 	}
 }
+
+// A namespaced module's record keeps its namespace through the ConfigMap; a cluster-scoped
+// module's record encodes as before namespaces existed, so older revisions keep their digest.
+func TestRecordsOfNamespacedModulesKeepTheirNamespace(t *testing.T) {
+	spec := v1alpha1.AuditPolicyModuleSpec{Order: 1, Rules: []v1alpha1.PolicyRule{{Level: v1alpha1.LevelRequest}}}
+	recs := []ModuleRecord{
+		{Name: "cluster-wide", Generation: 1, FirstRevision: 1, Spec: spec},
+		{Name: "bodies", Namespace: "team-a", Generation: 2, FirstRevision: 1, Spec: spec},
+	}
+	cm, err := ToConfigMap("kaudit-system", Revision{Number: 1, Hash: strings.Repeat("a", 64), Policy: []byte("rules: []\n"), Modules: recs})
+	if err != nil {
+		t.Fatal(err)
+	}
+	back, err := FromConfigMap(cm)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(back.Modules, recs) {
+		t.Errorf("records = %+v, want %+v", back.Modules, recs)
+	}
+	if got := back.Modules[1].Module(); got.ID() != "team-a/bodies" {
+		t.Errorf("the namespaced record is module %s, want team-a/bodies", got.ID())
+	}
+	if b := mustJSON(recs[0]); bytes.Contains(b, []byte("namespace")) {
+		t.Errorf("a cluster-scoped record encodes a namespace: %s", b)
+	}
+}

@@ -85,14 +85,14 @@ func waitReconciled(objs []*unstructured.Unstructured) {
 	GinkgoHelper()
 	for _, o := range objs {
 		switch o.GetKind() {
-		case "AuditPolicyModule":
-			eventually(o.GetKind(), o.GetName(), func(g Gomega, u *unstructured.Unstructured) {
-				m := asModule(u)
-				g.Expect(m.Status.ObservedGeneration).To(Equal(m.Generation))
-				c := condition(m.Status.Conditions, v1alpha1.ConditionAccepted)
-				g.Expect(c.Status).To(Equal(metav1.ConditionTrue))
+		case "AuditPolicyModule", "NamespacedAuditPolicyModule":
+			eventuallyAt(o.GetKind(), client.ObjectKeyFromObject(o), func(g Gomega, u *unstructured.Unstructured) {
+				st := asModuleStatus(u)
+				g.Expect(st.ObservedGeneration).To(Equal(u.GetGeneration()))
+				c := condition(st.Conditions, v1alpha1.ConditionAccepted)
+				g.Expect(c.Status).To(Equal(metav1.ConditionTrue), c.Message)
 				if c.Reason == v1alpha1.ReasonValid {
-					g.Expect(m.Status.IncludedInRevision).NotTo(BeNil())
+					g.Expect(st.IncludedInRevision).NotTo(BeNil())
 				}
 			})
 		case "AuditPolicy":
@@ -159,12 +159,12 @@ func driftSpecs() {
 	Describe("no drift after the controller reconciles", Ordered, func() {
 		It("config/samples: a server-side dry run of the Git manifests changes nothing but status", func() {
 			objs := kustomize(filepath.Join(configDir, "samples"))
-			Expect(objs).To(HaveLen(4))
+			Expect(objs).To(HaveLen(6))
 			applyAsGit(objs)
 			waitReconciled(objs)
 			Expect(drift(objs, false)).To(BeEmpty())
 			for _, o := range objs {
-				u := live(o.GetKind(), o.GetName())
+				u := liveAt(o.GetKind(), client.ObjectKeyFromObject(o))
 				AddReportEntry("samples "+o.GetKind()+"/"+o.GetName(), fmt.Sprintf("generation %d after apply and reconcile", u.GetGeneration()))
 			}
 		})

@@ -22,7 +22,7 @@ var (
 )
 
 // kinds are the kaudit kinds with a health check, in the order argocd-cm lists them.
-var kinds = []string{"AuditPolicyModule", "AuditPolicy"}
+var kinds = []string{"AuditPolicyModule", "NamespacedAuditPolicyModule", "AuditPolicy"}
 
 func scriptPath(kind string) string { return filepath.Join(customizationDir, kind, "health.lua") }
 
@@ -105,29 +105,29 @@ func TestHealthScriptsSurviveMalformedStatus(t *testing.T) {
 		obj  map[string]any
 		want map[string]string // kind -> expected status; empty means "any valid status"
 	}{
-		{"empty object", map[string]any{}, map[string]string{"AuditPolicyModule": Progressing, "AuditPolicy": Progressing}},
-		{"no status", map[string]any{"metadata": meta}, map[string]string{"AuditPolicyModule": Progressing, "AuditPolicy": Progressing}},
-		{"null status", map[string]any{"metadata": meta, "status": nil}, map[string]string{"AuditPolicyModule": Progressing, "AuditPolicy": Progressing}},
-		{"empty status", map[string]any{"metadata": meta, "status": map[string]any{}}, map[string]string{"AuditPolicyModule": Progressing, "AuditPolicy": Progressing}},
-		{"status is a string", map[string]any{"metadata": meta, "status": "broken"}, map[string]string{"AuditPolicyModule": Progressing, "AuditPolicy": Progressing}},
-		{"status is a list", map[string]any{"metadata": meta, "status": []any{"a", int64(1)}}, map[string]string{"AuditPolicyModule": Progressing, "AuditPolicy": Progressing}},
-		{"metadata is a string", map[string]any{"metadata": "x", "status": map[string]any{}}, map[string]string{"AuditPolicyModule": Progressing, "AuditPolicy": Progressing}},
+		{"empty object", map[string]any{}, map[string]string{"AuditPolicyModule": Progressing, "NamespacedAuditPolicyModule": Progressing, "AuditPolicy": Progressing}},
+		{"no status", map[string]any{"metadata": meta}, map[string]string{"AuditPolicyModule": Progressing, "NamespacedAuditPolicyModule": Progressing, "AuditPolicy": Progressing}},
+		{"null status", map[string]any{"metadata": meta, "status": nil}, map[string]string{"AuditPolicyModule": Progressing, "NamespacedAuditPolicyModule": Progressing, "AuditPolicy": Progressing}},
+		{"empty status", map[string]any{"metadata": meta, "status": map[string]any{}}, map[string]string{"AuditPolicyModule": Progressing, "NamespacedAuditPolicyModule": Progressing, "AuditPolicy": Progressing}},
+		{"status is a string", map[string]any{"metadata": meta, "status": "broken"}, map[string]string{"AuditPolicyModule": Progressing, "NamespacedAuditPolicyModule": Progressing, "AuditPolicy": Progressing}},
+		{"status is a list", map[string]any{"metadata": meta, "status": []any{"a", int64(1)}}, map[string]string{"AuditPolicyModule": Progressing, "NamespacedAuditPolicyModule": Progressing, "AuditPolicy": Progressing}},
+		{"metadata is a string", map[string]any{"metadata": "x", "status": map[string]any{}}, map[string]string{"AuditPolicyModule": Progressing, "NamespacedAuditPolicyModule": Progressing, "AuditPolicy": Progressing}},
 		{"generation is a string", map[string]any{"metadata": map[string]any{"generation": "three"}, "status": map[string]any{"observedGeneration": int64(3)}}, nil},
-		{"observedGeneration is a map", map[string]any{"metadata": meta, "status": map[string]any{"observedGeneration": map[string]any{"a": "b"}}}, map[string]string{"AuditPolicyModule": Progressing, "AuditPolicy": Progressing}},
-		{"observed, no conditions", map[string]any{"metadata": meta, "status": map[string]any{"observedGeneration": int64(3)}}, map[string]string{"AuditPolicyModule": Progressing, "AuditPolicy": Progressing}},
-		{"conditions is a string", map[string]any{"metadata": meta, "status": map[string]any{"observedGeneration": int64(3), "conditions": "Accepted"}}, map[string]string{"AuditPolicyModule": Progressing, "AuditPolicy": Progressing}},
-		{"conditions is a map", map[string]any{"metadata": meta, "status": map[string]any{"observedGeneration": int64(3), "conditions": map[string]any{"type": "Accepted"}}}, map[string]string{"AuditPolicyModule": Progressing, "AuditPolicy": Progressing}},
-		{"conditions hold junk", map[string]any{"metadata": meta, "status": map[string]any{"observedGeneration": int64(3), "conditions": []any{nil, "x", int64(4), []any{}, map[string]any{}}}}, map[string]string{"AuditPolicyModule": Progressing, "AuditPolicy": Progressing}},
+		{"observedGeneration is a map", map[string]any{"metadata": meta, "status": map[string]any{"observedGeneration": map[string]any{"a": "b"}}}, map[string]string{"AuditPolicyModule": Progressing, "NamespacedAuditPolicyModule": Progressing, "AuditPolicy": Progressing}},
+		{"observed, no conditions", map[string]any{"metadata": meta, "status": map[string]any{"observedGeneration": int64(3)}}, map[string]string{"AuditPolicyModule": Progressing, "NamespacedAuditPolicyModule": Progressing, "AuditPolicy": Progressing}},
+		{"conditions is a string", map[string]any{"metadata": meta, "status": map[string]any{"observedGeneration": int64(3), "conditions": "Accepted"}}, map[string]string{"AuditPolicyModule": Progressing, "NamespacedAuditPolicyModule": Progressing, "AuditPolicy": Progressing}},
+		{"conditions is a map", map[string]any{"metadata": meta, "status": map[string]any{"observedGeneration": int64(3), "conditions": map[string]any{"type": "Accepted"}}}, map[string]string{"AuditPolicyModule": Progressing, "NamespacedAuditPolicyModule": Progressing, "AuditPolicy": Progressing}},
+		{"conditions hold junk", map[string]any{"metadata": meta, "status": map[string]any{"observedGeneration": int64(3), "conditions": []any{nil, "x", int64(4), []any{}, map[string]any{}}}}, map[string]string{"AuditPolicyModule": Progressing, "NamespacedAuditPolicyModule": Progressing, "AuditPolicy": Progressing}},
 		{"conditions without status or reason", map[string]any{"metadata": meta, "status": map[string]any{"observedGeneration": int64(3), "conditions": []any{
 			map[string]any{"type": "Accepted"}, map[string]any{"type": "Available"}, map[string]any{"type": "Degraded"}, map[string]any{"type": "Progressing"},
-		}}}, map[string]string{"AuditPolicyModule": Progressing, "AuditPolicy": Progressing}},
+		}}}, map[string]string{"AuditPolicyModule": Progressing, "NamespacedAuditPolicyModule": Progressing, "AuditPolicy": Progressing}},
 		{"conditions with numbers for strings", map[string]any{"metadata": meta, "status": map[string]any{"observedGeneration": int64(3), "conditions": []any{
 			map[string]any{"type": "Accepted", "status": "False", "reason": int64(7), "message": 1.5},
 			map[string]any{"type": "Degraded", "status": "True", "reason": true, "message": []any{"x"}},
-		}}}, map[string]string{"AuditPolicyModule": Degraded, "AuditPolicy": Degraded}},
+		}}}, map[string]string{"AuditPolicyModule": Degraded, "NamespacedAuditPolicyModule": Degraded, "AuditPolicy": Degraded}},
 		{"conditions True with no message", map[string]any{"metadata": meta, "status": map[string]any{"observedGeneration": int64(3), "includedInRevision": "x", "conditions": []any{
 			map[string]any{"type": "Accepted", "status": "True"}, map[string]any{"type": "Available", "status": "True"},
-		}}}, map[string]string{"AuditPolicyModule": Healthy, "AuditPolicy": Healthy}},
+		}}}, map[string]string{"AuditPolicyModule": Healthy, "NamespacedAuditPolicyModule": Healthy, "AuditPolicy": Healthy}},
 		{"nodes is a map", map[string]any{"metadata": meta, "status": map[string]any{"observedGeneration": int64(3), "nodes": map[string]any{"name": "cp-1", "phase": "Failed"}}}, nil},
 		{"nodes hold junk", map[string]any{"metadata": meta, "status": map[string]any{"observedGeneration": int64(3), "updatedNodes": int64(1), "nodes": []any{
 			nil, "cp-1", map[string]any{"phase": "Failed"}, map[string]any{"name": int64(2), "phase": "RolledBack", "message": map[string]any{}},

@@ -46,9 +46,15 @@ type capture struct {
 }
 
 func live(kind, name string) *unstructured.Unstructured {
+	GinkgoHelper()
+	return liveAt(kind, types.NamespacedName{Name: name})
+}
+
+// liveAt is live for an object of any scope.
+func liveAt(kind string, key types.NamespacedName) *unstructured.Unstructured {
 	u := &unstructured.Unstructured{}
 	u.SetGroupVersionKind(v1alpha1.GroupVersion.WithKind(kind))
-	Expect(k8s.Get(ctx, types.NamespacedName{Name: name}, u)).To(Succeed())
+	Expect(k8s.Get(ctx, key, u)).To(Succeed())
 	return u
 }
 
@@ -56,6 +62,15 @@ func asModule(u *unstructured.Unstructured) *v1alpha1.AuditPolicyModule {
 	m := &v1alpha1.AuditPolicyModule{}
 	Expect(runtime.DefaultUnstructuredConverter.FromUnstructured(u.Object, m)).To(Succeed())
 	return m
+}
+
+// asModuleStatus is the status of a module of either kind.
+func asModuleStatus(u *unstructured.Unstructured) v1alpha1.AuditPolicyModuleStatus {
+	var st v1alpha1.AuditPolicyModuleStatus
+	if raw, ok := u.Object["status"].(map[string]any); ok {
+		Expect(runtime.DefaultUnstructuredConverter.FromUnstructured(raw, &st)).To(Succeed())
+	}
+	return st
 }
 
 func asPolicy(u *unstructured.Unstructured) *v1alpha1.AuditPolicy {
@@ -79,11 +94,17 @@ func health(state string, u *unstructured.Unstructured) Health {
 // eventually polls an object until check passes and returns it.
 func eventually(kind, name string, check func(g Gomega, u *unstructured.Unstructured)) *unstructured.Unstructured {
 	GinkgoHelper()
+	return eventuallyAt(kind, types.NamespacedName{Name: name}, check)
+}
+
+// eventuallyAt is eventually for an object of any scope.
+func eventuallyAt(kind string, key types.NamespacedName, check func(g Gomega, u *unstructured.Unstructured)) *unstructured.Unstructured {
+	GinkgoHelper()
 	var out *unstructured.Unstructured
 	Eventually(func(g Gomega) {
 		u := &unstructured.Unstructured{}
 		u.SetGroupVersionKind(v1alpha1.GroupVersion.WithKind(kind))
-		g.Expect(k8s.Get(ctx, types.NamespacedName{Name: name}, u)).To(Succeed())
+		g.Expect(k8s.Get(ctx, key, u)).To(Succeed())
 		check(g, u)
 		out = u
 	}, timeout, poll).Should(Succeed())
@@ -101,6 +122,27 @@ func moduleObject(name string, disabled bool) *unstructured.Unstructured {
 			"disabled":    disabled,
 			"rules": []any{map[string]any{
 				"level":     "Metadata",
+				"resources": []any{map[string]any{"group": "", "resources": []any{"pods"}}},
+			}},
+		},
+	}}
+}
+
+// team is the namespace of the namespaced modules whose health the specs check.
+const team = "team-a"
+
+func namespacedModuleObject(name string, disabled bool, level string) *unstructured.Unstructured {
+	return &unstructured.Unstructured{Object: map[string]any{
+		"apiVersion": v1alpha1.GroupVersion.String(),
+		"kind":       "NamespacedAuditPolicyModule",
+		"metadata":   map[string]any{"name": name, "namespace": team},
+		"spec": map[string]any{
+			"order":       int64(10),
+			"description": "Pod writes in team-a with their bodies.",
+			"disabled":    disabled,
+			"rules": []any{map[string]any{
+				"level":     level,
+				"verbs":     []any{"create", "update", "patch"},
 				"resources": []any{map[string]any{"group": "", "resources": []any{"pods"}}},
 			}},
 		},
@@ -178,6 +220,69 @@ func healthSpecs() {
 			h := health("accepted", u)
 			Expect(h.Status).To(Equal(Healthy))
 			Expect(h.Message).To(MatchRegexp(`Included in revision \d+\.$`))
+		})
+
+		It("namespaced module: Progressing until validated, Healthy once accepted and in a revision", func() {
+			Expect(k8s.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: team}})).To(Succeed())
+			u := namespacedModuleObject("pod-bodies", false, "RequestResponse")
+			Expect(k8s.Create(ctx, u)).To(Succeed())
+			h := health("not-observed", u)
+			Expect(h.Status).To(Equal(Progressing))
+			Expect(h.Message).To(ContainSubstring("Waiting for the kaudit manager to validate generation 1"))
+
+			key := types.NamespacedName{Namespace: team, Name: "pod-bodies"}
+			u = eventuallyAt("NamespacedAuditPolicyModule", key, func(g Gomega, u *unstructured.Unstructured) {
+				m := asModuleStatus(u)
+				g.Expect(condition(m.Conditions, v1alpha1.ConditionAccepted).Status).To(Equal(metav1.ConditionTrue))
+				g.Expect(m.IncludedInRevision).To(BeNil())
+			})
+			h = health("accepted-pending", u)
+			Expect(h.Status).To(Equal(Healthy))
+			Expect(h.Message).To(ContainSubstring("Not in a revision yet"))
+
+			u = eventuallyAt("NamespacedAuditPolicyModule", key, func(g Gomega, u *unstructured.Unstructured) {
+				g.Expect(asModuleStatus(u).IncludedInRevision).NotTo(BeNil())
+			})
+			h = health("accepted", u)
+			Expect(h.Status).To(Equal(Healthy))
+			Expect(h.Message).To(MatchRegexp(`Included in revision \d+\.$`))
+		})
+
+		It("namespaced module that would log less than the cluster's modules is Degraded, with the reason", func() {
+			key := types.NamespacedName{Namespace: team, Name: "pod-bodies"}
+			var updated *unstructured.Unstructured
+			Expect(retry.RetryOnConflict(retry.DefaultRetry, func() error {
+				updated = liveAt("NamespacedAuditPolicyModule", key)
+				rules, _, _ := unstructured.NestedSlice(updated.Object, "spec", "rules")
+				// gitops-pods logs pods at Metadata for the whole cluster.
+				rules[0].(map[string]any)["level"] = "None"
+				Expect(unstructured.SetNestedSlice(updated.Object, rules, "spec", "rules")).To(Succeed())
+				return k8s.Update(ctx, updated)
+			})).To(Succeed())
+			h := health("generation-behind", updated)
+			Expect(h.Status).To(Equal(Progressing))
+			Expect(h.Message).To(ContainSubstring("generation 2 (it last validated generation 1)"))
+
+			u := eventuallyAt("NamespacedAuditPolicyModule", key, func(g Gomega, u *unstructured.Unstructured) {
+				m := asModuleStatus(u)
+				g.Expect(m.ObservedGeneration).To(BeEquivalentTo(2))
+				g.Expect(condition(m.Conditions, v1alpha1.ConditionAccepted).Status).To(Equal(metav1.ConditionFalse))
+			})
+			h = health("rejected", u)
+			Expect(h.Status).To(Equal(Degraded))
+			Expect(h.Message).To(HavePrefix(v1alpha1.ReasonLowersLogging + ": "))
+			Expect(h.Message).To(ContainSubstring(`in namespace "team-a"`))
+			Expect(h.Message).To(ContainSubstring("The last accepted version stays in force."))
+		})
+
+		It("disabled namespaced module is Healthy and says it is disabled", func() {
+			Expect(k8s.Create(ctx, namespacedModuleObject("pod-bodies-off", true, "RequestResponse"))).To(Succeed())
+			u := eventuallyAt("NamespacedAuditPolicyModule", types.NamespacedName{Namespace: team, Name: "pod-bodies-off"}, func(g Gomega, u *unstructured.Unstructured) {
+				g.Expect(condition(asModuleStatus(u).Conditions, v1alpha1.ConditionAccepted).Reason).To(Equal(v1alpha1.ReasonDisabled))
+			})
+			h := health("disabled", u)
+			Expect(h.Status).To(Equal(Healthy))
+			Expect(h.Message).To(HavePrefix("Disabled: "))
 		})
 
 		It("singleton without control-plane nodes is Degraded: no apiserver runs the policy", func() {

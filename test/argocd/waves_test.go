@@ -34,7 +34,7 @@ func expectWaves(objs []*unstructured.Unstructured) {
 		switch o.GetKind() {
 		case "Namespace", "CustomResourceDefinition":
 			want = waveFirst
-		case "AuditPolicy", "AuditPolicyModule":
+		case "AuditPolicy", "AuditPolicyModule", "NamespacedAuditPolicyModule":
 			want = wavePolicy
 		}
 		Expect(wave(o)).To(Equal(want), "%s %s", o.GetKind(), o.GetName())

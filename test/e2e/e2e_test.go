@@ -71,13 +71,17 @@ var _ = Describe("kaudit on kind", Ordered, ContinueOnFailure, func() {
 			start := time.Now()
 			out, err := run([]string{"KUBECONFIG=" + kc.kubeconfig()}, "", kc.kubectlBin, "apply", "--server-side", "-k", "config/modules/baseline")
 			Expect(err).NotTo(HaveOccurred(), out)
-			Expect(kc.apply(testModule("e2e-configmaps", 1, "RequestResponse", dataNamespace, "configmaps"))).Error().NotTo(HaveOccurred())
+			// The suite restarts the apiserver back to back; the default minRestartInterval (5m)
+			// would make every later spec wait. A merge patch is owned by another field manager
+			// than the server-side apply of the baseline, so re-applying it keeps this.
+			Expect(kc.kubectl("patch", "auditpolicy", "cluster", "--type", "merge", "-p", `{"spec":{"rollout":{"minRestartInterval":"0s"}}}`)).Error().NotTo(HaveOccurred())
+			Expect(kc.apply(testModule("e2e-serviceaccounts", 1, "RequestResponse", dataNamespace, "serviceaccounts"))).Error().NotTo(HaveOccurred())
 			inEffectAt := kc.waitPolicyInEffect(before + 1)
 			inEffectAfter := inEffectAt.Sub(start)
 			record("kaudit module-apply-to-policy-in-effect (baseline)", inEffectAfter)
 			applied = kc.waitRolledOut(before + 1)
 			record("kaudit module-apply-to-status-Available (baseline)", applied.At.Sub(start))
-			Expect(applied.Policy).To(ContainSubstring("e2e-configmaps"), "the rendered policy names its modules")
+			Expect(applied.Policy).To(ContainSubstring("e2e-serviceaccounts"), "the rendered policy names its modules")
 			if bareRestart > 0 {
 				AddReportEntry("rollout overhead", fmt.Sprintf("%.2fx the bare restart", inEffectAfter.Seconds()/bareRestart.Seconds()))
 				fmt.Fprintf(GinkgoWriter, "TIMING rollout overhead: %.2fx the bare restart\n", inEffectAfter.Seconds()/bareRestart.Seconds())
@@ -87,9 +91,9 @@ var _ = Describe("kaudit on kind", Ordered, ContinueOnFailure, func() {
 			By("reading a secret: logged at Metadata, without bodies")
 			Expect(kc.kubectl("-n", dataNamespace, "create", "secret", "generic", "e2e-secret", "--from-literal=password=hunter2")).Error().NotTo(HaveOccurred())
 			Expect(kc.kubectl("-n", dataNamespace, "get", "secret", "e2e-secret", "-o", "yaml")).Error().NotTo(HaveOccurred())
-			By("changing a configmap: logged at RequestResponse, as e2e-configmaps says")
-			Expect(kc.kubectl("-n", dataNamespace, "create", "configmap", "e2e-cm", "--from-literal=k=v1")).Error().NotTo(HaveOccurred())
-			Expect(kc.kubectl("-n", dataNamespace, "patch", "configmap", "e2e-cm", "-p", `{"data":{"k":"v2"}}`)).Error().NotTo(HaveOccurred())
+			By("changing a service account: logged at RequestResponse, as e2e-serviceaccounts says")
+			Expect(kc.kubectl("-n", dataNamespace, "create", "serviceaccount", "e2e-sa")).Error().NotTo(HaveOccurred())
+			Expect(kc.kubectl("-n", dataNamespace, "patch", "serviceaccount", "e2e-sa", "-p", `{"metadata":{"labels":{"k":"v2"}}}`)).Error().NotTo(HaveOccurred())
 
 			Eventually(func(g Gomega) {
 				secret := kc.auditEvents(since, objectEvents("secrets", "e2e-secret", "get"))
@@ -99,7 +103,7 @@ var _ = Describe("kaudit on kind", Ordered, ContinueOnFailure, func() {
 					g.Expect(ev.RequestObject).To(BeNil())
 					g.Expect(ev.ResponseObject).To(BeNil(), "a secret read must carry no body")
 				}
-				cm := kc.auditEvents(since, objectEvents("configmaps", "e2e-cm", "patch"))
+				cm := kc.auditEvents(since, objectEvents("serviceaccounts", "e2e-sa", "patch"))
 				g.Expect(cm).NotTo(BeEmpty())
 				for _, ev := range cm {
 					g.Expect(ev.Level).To(Equal(auditv1.LevelRequestResponse), summary(cm))
@@ -119,15 +123,15 @@ var _ = Describe("kaudit on kind", Ordered, ContinueOnFailure, func() {
 		It("changes the audit log after the restart when a module changes", func() {
 			before := kc.latestRevision()
 			start := time.Now()
-			Expect(kc.apply(testModule("e2e-configmaps", 1, "Metadata", dataNamespace, "configmaps"))).Error().NotTo(HaveOccurred())
+			Expect(kc.apply(testModule("e2e-serviceaccounts", 1, "Metadata", dataNamespace, "serviceaccounts"))).Error().NotTo(HaveOccurred())
 			inEffectAt := kc.waitPolicyInEffect(before + 1)
 			record("kaudit module-change-to-policy-in-effect", inEffectAt.Sub(start))
 			applied = kc.waitRolledOut(before + 1)
 			record("kaudit module-change-to-status-Available", applied.At.Sub(start))
 			since := time.Now()
-			Expect(kc.kubectl("-n", dataNamespace, "patch", "configmap", "e2e-cm", "-p", `{"data":{"k":"v3"}}`)).Error().NotTo(HaveOccurred())
+			Expect(kc.kubectl("-n", dataNamespace, "patch", "serviceaccount", "e2e-sa", "-p", `{"metadata":{"labels":{"k":"v3"}}}`)).Error().NotTo(HaveOccurred())
 			Eventually(func(g Gomega) {
-				cm := kc.auditEvents(since, objectEvents("configmaps", "e2e-cm", "patch"))
+				cm := kc.auditEvents(since, objectEvents("serviceaccounts", "e2e-sa", "patch"))
 				g.Expect(cm).NotTo(BeEmpty())
 				for _, ev := range cm {
 					g.Expect(ev.Level).To(Equal(auditv1.LevelMetadata), summary(cm))
@@ -142,7 +146,7 @@ var _ = Describe("kaudit on kind", Ordered, ContinueOnFailure, func() {
 			Expect(err).NotTo(HaveOccurred())
 			out, err := run([]string{"KUBECONFIG=" + kc.kubeconfig()}, "", kc.kubectlBin, "apply", "--server-side", "-k", "config/modules/baseline")
 			Expect(err).NotTo(HaveOccurred(), out)
-			edited := strings.Replace(testModule("e2e-configmaps", 1, "Metadata", dataNamespace, "configmaps"),
+			edited := strings.Replace(testModule("e2e-serviceaccounts", 1, "Metadata", dataNamespace, "serviceaccounts"),
 				"description: kaudit e2e", "description: edited kaudit e2e", 1)
 			Expect(kc.apply(edited)).Error().NotTo(HaveOccurred())
 			Consistently(func(g Gomega) {
@@ -159,7 +163,7 @@ var _ = Describe("kaudit on kind", Ordered, ContinueOnFailure, func() {
 			before := kc.latestRevision()
 			var b strings.Builder
 			for i := 0; i < 20; i++ {
-				b.WriteString(testModule(fmt.Sprintf("e2e-bulk-%02d", i), 600+i, "Request", fmt.Sprintf("kaudit-e2e-bulk-%02d", i), "configmaps"))
+				b.WriteString(testModule(fmt.Sprintf("e2e-bulk-%02d", i), 600+i, "Request", fmt.Sprintf("kaudit-e2e-bulk-%02d", i), "serviceaccounts"))
 				b.WriteString("---\n")
 			}
 			w := kc.watchRestarts()
@@ -225,12 +229,121 @@ spec:
 		})
 	})
 
+	Context("with a team module and the guardrails", func() {
+		deploymentWrites := func(namespace string) func(*auditv1.Event) bool {
+			return func(ev *auditv1.Event) bool {
+				r := ev.ObjectRef
+				// kubectl's own writes only: the deployment controller updates the object too.
+				return r != nil && r.APIGroup == "apps" && r.Resource == "deployments" && r.Namespace == namespace &&
+					r.Name == "web" && r.Subresource == "" && (ev.Verb == "create" || ev.Verb == "patch") &&
+					ev.Stage == auditv1.StageResponseComplete && !strings.HasPrefix(ev.User.Username, "system:")
+			}
+		}
+
+		It("logs a team's Deployment writes with bodies in its own namespace only", func() {
+			for _, ns := range []string{"team-a", "team-b"} {
+				Expect(kc.kubectl("create", "namespace", ns)).Error().NotTo(HaveOccurred())
+			}
+			before := kc.latestRevision()
+			Expect(kc.apply(`apiVersion: audit.kaudit.io/v1alpha1
+kind: NamespacedAuditPolicyModule
+metadata:
+  name: deploy-bodies
+  namespace: team-a
+spec:
+  order: 10
+  description: kaudit e2e - team-a keeps the bodies of its Deployment writes
+  rules:
+  - level: RequestResponse
+    verbs: [create, update, patch, delete]
+    resources: [{group: apps, resources: [deployments]}]
+`)).Error().NotTo(HaveOccurred())
+			kc.waitPolicyInEffect(before + 1)
+			applied = kc.waitRolledOut(before + 1)
+			Expect(applied.Policy).To(ContainSubstring("# namespaced module team-a/deploy-bodies, rule 0"))
+			Eventually(func() (string, error) {
+				return kc.kubectl("-n", "team-a", "get", "napm", "deploy-bodies", "-o", `jsonpath={.status.conditions[?(@.type=="Accepted")].status}`)
+			}).WithTimeout(time.Minute).Should(Equal("True"))
+
+			since := time.Now()
+			for _, ns := range []string{"team-a", "team-b"} {
+				Expect(kc.kubectl("-n", ns, "create", "deployment", "web", "--image=kaudit.local/e2e-never-pulled:v1")).Error().NotTo(HaveOccurred())
+				Expect(kc.kubectl("-n", ns, "patch", "deployment", "web", "-p", `{"metadata":{"labels":{"e2e":"v2"}}}`)).Error().NotTo(HaveOccurred())
+			}
+			Eventually(func(g Gomega) {
+				teamA := kc.auditEvents(since, deploymentWrites("team-a"))
+				g.Expect(teamA).To(HaveLen(2), summary(teamA))
+				for _, ev := range teamA {
+					g.Expect(ev.Level).To(Equal(auditv1.LevelRequestResponse), summary(teamA))
+					g.Expect(ev.ResponseObject).NotTo(BeNil(), "team-a's module keeps response bodies")
+				}
+				teamB := kc.auditEvents(since, deploymentWrites("team-b"))
+				g.Expect(teamB).To(HaveLen(2), summary(teamB))
+				for _, ev := range teamB {
+					g.Expect(ev.Level).To(Equal(auditv1.LevelRequest), "team-b follows the baseline's workloads module: "+summary(teamB))
+					g.Expect(ev.ResponseObject).To(BeNil())
+				}
+			}).WithTimeout(30 * time.Second).WithPolling(2 * time.Second).Should(Succeed())
+		})
+
+		It("rejects a module that would log Secret bodies, and the node's policy and log do not change", func() {
+			before := kc.latestRevision()
+			start, err := kc.apiserverStart()
+			Expect(err).NotTo(HaveOccurred())
+			policyBefore, err := kc.nodeFile(policyOnNode)
+			Expect(err).NotTo(HaveOccurred())
+			Expect(kc.apply(`apiVersion: audit.kaudit.io/v1alpha1
+kind: NamespacedAuditPolicyModule
+metadata:
+  name: secret-bodies
+  namespace: team-a
+spec:
+  order: 5
+  rules:
+  - level: RequestResponse
+    resources: [{group: "", resources: [secrets]}]
+`)).Error().NotTo(HaveOccurred())
+			Eventually(func(g Gomega) {
+				out, err := kc.kubectl("-n", "team-a", "get", "napm", "secret-bodies", "-o",
+					`jsonpath={.status.conditions[?(@.type=="Accepted")].status} {.status.conditions[?(@.type=="Accepted")].reason} {.status.conditions[?(@.type=="Accepted")].message}`)
+				g.Expect(err).NotTo(HaveOccurred())
+				g.Expect(out).To(HavePrefix("False GuardrailViolation "))
+				g.Expect(out).To(ContainSubstring("no-credential-bodies"))
+			}).WithTimeout(time.Minute).WithPolling(2 * time.Second).Should(Succeed())
+			Consistently(func(g Gomega) {
+				g.Expect(kc.latestRevision()).To(Equal(before))
+				g.Expect(kc.nodeFile(policyOnNode)).To(Equal(policyBefore))
+				now, err := kc.apiserverStart()
+				if err == nil {
+					g.Expect(now.Started).To(BeTemporally("==", start.Started))
+				}
+			}).WithTimeout(20 * time.Second).WithPolling(2 * time.Second).Should(Succeed())
+
+			since := time.Now()
+			Expect(kc.kubectl("-n", "team-a", "create", "secret", "generic", "e2e-team-secret", "--from-literal=password=hunter2")).Error().NotTo(HaveOccurred())
+			Expect(kc.kubectl("-n", "team-a", "get", "secret", "e2e-team-secret", "-o", "yaml")).Error().NotTo(HaveOccurred())
+			Eventually(func(g Gomega) {
+				reads := kc.auditEvents(since, func(ev *auditv1.Event) bool {
+					r := ev.ObjectRef
+					return r != nil && r.Resource == "secrets" && r.Namespace == "team-a" && r.Name == "e2e-team-secret"
+				})
+				g.Expect(reads).NotTo(BeEmpty())
+				for _, ev := range reads {
+					g.Expect(ev.Level).To(Equal(auditv1.LevelMetadata), summary(reads))
+					g.Expect(ev.RequestObject).To(BeNil())
+					g.Expect(ev.ResponseObject).To(BeNil(), "a Secret in team-a must still carry no body")
+				}
+			}).WithTimeout(30 * time.Second).WithPolling(2 * time.Second).Should(Succeed())
+			Expect(kc.kubectl("-n", "team-a", "delete", "napm", "secret-bodies")).Error().NotTo(HaveOccurred())
+		})
+	})
+
 	Context("when the agent is killed in the middle of a rollout", func() {
 		It("converges after it restarts, with no partial file", func() {
 			before := kc.latestRevision()
 			policyBefore, err := kc.nodeFile(policyOnNode)
 			Expect(err).NotTo(HaveOccurred())
-			Expect(kc.apply(testModule("e2e-configmaps", 1, "Request", dataNamespace, "configmaps"))).Error().NotTo(HaveOccurred())
+			Expect(kc.apply(testModule("e2e-serviceaccounts", 1, "Request", dataNamespace, "serviceaccounts"))).Error().NotTo(HaveOccurred())
 			By("killing the agent as soon as it changed the node's policy file")
 			Eventually(func() (string, error) { return kc.nodeFile(policyOnNode) }).
 				WithTimeout(2 * time.Minute).WithPolling(100 * time.Millisecond).ShouldNot(Equal(policyBefore))
@@ -280,7 +393,7 @@ spec:
 					time.Sleep(50 * time.Millisecond)
 				}
 			}()
-			Expect(kc.apply(testModule("e2e-configmaps", 1, "RequestResponse", dataNamespace, "configmaps"))).Error().NotTo(HaveOccurred())
+			Expect(kc.apply(testModule("e2e-serviceaccounts", 1, "RequestResponse", dataNamespace, "serviceaccounts"))).Error().NotTo(HaveOccurred())
 			<-done
 			Expect(injected.Load()).To(BeTrue(), "the agent never wrote the new revision")
 			By("waiting for the agent's health timeout and rollback")
@@ -333,10 +446,12 @@ metadata:
   name: cluster
 spec:
   manageAPIServerFlags: true
+  rollout:
+    minRestartInterval: 0s
   auditLog:
     path: /var/log/kubernetes/audit/audit.log
 `)).Error().NotTo(HaveOccurred())
-		Expect(bc.apply(testModule("e2e-configmaps", 1, "RequestResponse", dataNamespace, "configmaps"))).Error().NotTo(HaveOccurred())
+		Expect(bc.apply(testModule("e2e-serviceaccounts", 1, "RequestResponse", dataNamespace, "serviceaccounts"))).Error().NotTo(HaveOccurred())
 		inEffectAt := bc.waitPolicyInEffect(1)
 		record("kaudit first install: flags added, policy in effect", inEffectAt.Sub(start))
 		bc.waitRolledOut(1)
@@ -350,9 +465,9 @@ spec:
 
 		since := time.Now()
 		Expect(bc.kubectl("create", "namespace", dataNamespace)).Error().NotTo(HaveOccurred())
-		Expect(bc.kubectl("-n", dataNamespace, "create", "configmap", "e2e-cm", "--from-literal=k=v1")).Error().NotTo(HaveOccurred())
+		Expect(bc.kubectl("-n", dataNamespace, "create", "serviceaccount", "e2e-sa")).Error().NotTo(HaveOccurred())
 		Eventually(func(g Gomega) {
-			cm := bc.auditEvents(since, objectEvents("configmaps", "e2e-cm", "create"))
+			cm := bc.auditEvents(since, objectEvents("serviceaccounts", "e2e-sa", "create"))
 			g.Expect(cm).NotTo(BeEmpty())
 			g.Expect(cm[0].Level).To(Equal(auditv1.LevelRequestResponse))
 		}).WithTimeout(30 * time.Second).WithPolling(2 * time.Second).Should(Succeed())

@@ -82,14 +82,16 @@ func TestBaselineSettingsComeFromItsAuditPolicy(t *testing.T) {
 // The module order is the design: secrets first (nothing after it can log a secret body),
 // privilege changes and interactive pod access before the noise modules (no noise rule can
 // hide them), the apiserver's
-// noise before system-masters (its loopback user is in that group), system-masters before the
-// identity-blind noise (an admin's health checks and event reads are kept).
+// noise before system-masters (its loopback user is in that group), system-masters before
+// every other noise module (a component's name minted with the group system:masters, an
+// admin's health checks and event reads are kept).
 func TestBaselineModuleOrder(t *testing.T) {
 	want := []string{
 		"secrets-metadata-only",
 		"rbac-changes", "admission-changes", "pod-interactive-access",
-		"noise-kube-apiserver", "noise-kube-controller-manager", "noise-kube-scheduler", "noise-nodes", "noise-kube-proxy",
+		"noise-kube-apiserver",
 		"system-masters",
+		"noise-kube-controller-manager", "noise-kube-scheduler", "noise-nodes", "noise-kube-proxy",
 		"noise-nonresource-reads", "noise-event-reads",
 		"workloads",
 	}

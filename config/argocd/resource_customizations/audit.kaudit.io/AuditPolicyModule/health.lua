@@ -4,9 +4,10 @@
 --             the module is disabled (reason Disabled, said in the message).
 -- Progressing the manager has not yet validated the current generation (observedGeneration
 --             behind metadata.generation, or no status at all).
--- Degraded    the current generation was rejected (Accepted=False); the message carries the
---             reason and the manager's explanation, which names the rule and field. The last
---             accepted version of the module stays in force meanwhile.
+-- Degraded    the current generation was rejected (Accepted=False: Invalid, or
+--             GuardrailViolation); the message carries the reason and the manager's
+--             explanation, which names the rule and field, or the guardrail and a request. The
+--             last accepted version of the module stays in force meanwhile.
 -- Rollout state (which nodes run which revision) belongs to the AuditPolicy "cluster".
 --
 -- Argo CD runs custom health checks without the string and math libraries, so this script uses

@@ -1,12 +1,11 @@
-package controllers
+package inforce
 
 import (
 	"errors"
 	"testing"
 
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-
 	"github.com/kaudit/kaudit/api/v1alpha1"
+	"github.com/kaudit/kaudit/internal/policy"
 	"github.com/kaudit/kaudit/internal/revision"
 )
 
@@ -14,10 +13,18 @@ func specWith(level v1alpha1.Level, disabled bool) v1alpha1.AuditPolicyModuleSpe
 	return v1alpha1.AuditPolicyModuleSpec{Order: 1, Disabled: disabled, Rules: []v1alpha1.PolicyRule{{Level: level}}}
 }
 
-func moduleAt(name string, generation int64, spec v1alpha1.AuditPolicyModuleSpec) v1alpha1.AuditPolicyModule {
-	return v1alpha1.AuditPolicyModule{ObjectMeta: metav1.ObjectMeta{Name: name, Generation: generation}, Spec: spec}
+func moduleAt(name string, generation int64, spec v1alpha1.AuditPolicyModuleSpec) Module {
+	return Module{Module: policy.Module{Name: name, Spec: spec}, Generation: generation}
 }
 
+// moduleVerdict is a module and the loader's verdict on it.
+type moduleVerdict struct {
+	Module Module
+	Err    error
+}
+
+// TestModulesInForce is last known good without guardrails (see docs/design.md, "Last known
+// good"): which spec of each module the next revision holds, and its record.
 func TestModulesInForce(t *testing.T) {
 	invalid := errors.New("rejected by the loader")
 	previous := &revision.Revision{Number: 4, Modules: []revision.ModuleRecord{
@@ -42,7 +49,15 @@ func TestModulesInForce(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			mods, recs := modulesInForce([]moduleVerdict{tt.verdict}, previous, 5)
+			// Only the module under test exists: the other records are of deleted modules,
+			// which drop out, since no guardrail holds them.
+			m := tt.verdict.Module
+			m.Invalid = tt.verdict.Err
+			r, err := Decide(Input{Modules: []Module{m}, InForce: previous.Modules}, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			mods, recs := r.Modules(), r.Records(5)
 			if len(mods) != len(recs) || (len(mods) == 1) != tt.wantIn {
 				t.Fatalf("in force: %v, want %v", recs, tt.wantIn)
 			}
