@@ -87,7 +87,9 @@ var _ = Describe("kaudit on three control planes", Label("ha"), Ordered, Continu
 
 		By("installing kaudit")
 		hc.installImage()
-		hc.applyRetrying(fmt.Sprintf("apiVersion: audit.kaudit.io/v1alpha1\nkind: AuditPolicy\nmetadata:\n  name: cluster\nspec:\n  rollout:\n    healthTimeout: %s\n", haHealthTimeout))
+		// The specs restart every node a few minutes apart, and the failed node twice in a row:
+		// no minRestartInterval (default 5m).
+		hc.applyRetrying(fmt.Sprintf("apiVersion: audit.kaudit.io/v1alpha1\nkind: AuditPolicy\nmetadata:\n  name: cluster\nspec:\n  rollout:\n    healthTimeout: %s\n    minRestartInterval: 0s\n", haHealthTimeout))
 	})
 
 	// rolledOutAll waits until revision atLeast or later is desired and Available, every node
