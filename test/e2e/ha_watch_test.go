@@ -9,9 +9,7 @@ import (
 	"sync"
 	"time"
 
-	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/kaudit/kaudit/api/v1alpha1"
 )
@@ -26,8 +24,7 @@ type statusEvent struct {
 }
 
 // rolloutWatch polls the singleton every 250 ms (through the load balancer) and records every
-// change of the nodes' entries, when it turned Available for each desired revision, and every
-// kube-apiserver instance of each node (from the mirror pods, every second).
+// change of the nodes' entries and when it turned Available for each desired revision.
 type rolloutWatch struct {
 	cancel context.CancelFunc
 	done   chan struct{}
@@ -36,16 +33,13 @@ type rolloutWatch struct {
 	events    []statusEvent
 	last      map[string]statusEvent
 	available map[int64]time.Time
-	starts    map[string][]apiserverStart
 }
 
 func (h *haCluster) watchRollout() *rolloutWatch {
 	ctx, cancel := context.WithCancel(context.Background())
-	w := &rolloutWatch{cancel: cancel, done: make(chan struct{}), last: map[string]statusEvent{}, available: map[int64]time.Time{}, starts: map[string][]apiserverStart{}}
-	var wg sync.WaitGroup
-	wg.Add(2)
+	w := &rolloutWatch{cancel: cancel, done: make(chan struct{}), last: map[string]statusEvent{}, available: map[int64]time.Time{}}
 	go func() {
-		defer wg.Done()
+		defer close(w.done)
 		for ctx.Err() == nil {
 			if ap, err := h.singleton(); err == nil {
 				w.record(ap, time.Now())
@@ -53,19 +47,6 @@ func (h *haCluster) watchRollout() *rolloutWatch {
 			sleepCtx(ctx, 250*time.Millisecond)
 		}
 	}()
-	go func() {
-		defer wg.Done()
-		for ctx.Err() == nil {
-			lctx, lcancel := context.WithTimeout(ctx, 5*time.Second)
-			pods := &corev1.PodList{}
-			if h.c.List(lctx, pods, client.InNamespace("kube-system"), client.MatchingLabels{"component": "kube-apiserver"}) == nil {
-				w.recordStarts(pods)
-			}
-			lcancel()
-			sleepCtx(ctx, time.Second)
-		}
-	}()
-	go func() { wg.Wait(); close(w.done) }()
 	return w
 }
 
@@ -97,34 +78,9 @@ func (w *rolloutWatch) record(ap *v1alpha1.AuditPolicy, now time.Time) {
 	}
 }
 
-func (w *rolloutWatch) recordStarts(pods *corev1.PodList) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	for _, p := range pods.Items {
-		node := strings.TrimPrefix(p.Name, "kube-apiserver-")
-		for _, cs := range p.Status.ContainerStatuses {
-			if cs.Name != "kube-apiserver" || cs.State.Running == nil {
-				continue
-			}
-			s := apiserverStart{UID: string(p.UID), Started: cs.State.Running.StartedAt.Time, Hash: p.Annotations[annotationPolicyHash]}
-			seen := w.starts[node]
-			if n := len(seen); n == 0 || !seen[n-1].Started.Equal(s.Started) || seen[n-1].UID != s.UID {
-				w.starts[node] = append(seen, s)
-			}
-		}
-	}
-}
-
 func (w *rolloutWatch) stop() {
 	w.cancel()
 	<-w.done
-}
-
-// restarts is how many times node's apiserver started while the watch ran.
-func (w *rolloutWatch) restarts(node string) int {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return max(distinctStarts(w.starts[node])-1, 0)
 }
 
 // rollingOut is when node's entry first said it rolls revision rev out, or zero.
