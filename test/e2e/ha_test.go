@@ -66,7 +66,7 @@ var _ = Describe("kaudit on three control planes", Label("ha"), Ordered, Continu
 			}
 		})
 		hc.createLoadObjects()
-		for _, args := range [][]string{{"create", "namespace", dataNamespace}, {"-n", dataNamespace, "create", "configmap", "e2e-cm", "--from-literal=k=v1"}} {
+		for _, args := range [][]string{{"create", "namespace", dataNamespace}, {"-n", dataNamespace, "create", "serviceaccount", "e2e-sa"}} {
 			Expect(hc.kubectl(args...)).Error().NotTo(HaveOccurred())
 		}
 
@@ -131,19 +131,19 @@ var _ = Describe("kaudit on three control planes", Label("ha"), Ordered, Continu
 		Expect(overlapping(down)).To(BeEmpty(), "two apiservers were not ready at the same time")
 	}
 
-	// logsAt checks, through each node's own apiserver, that a change of ConfigMap name in
+	// logsAt checks, through each node's own apiserver, that a change of ServiceAccount name in
 	// namespace is logged in that node's audit log at level.
 	logsAt := func(namespace, name string, level auditv1.Level) {
 		for _, n := range hc.nodes {
 			since := time.Now()
 			Eventually(func() error {
-				_, err := hc.kubectlOn(n, "-n", namespace, "patch", "configmap", name, "-p", fmt.Sprintf(`{"data":{"k":"%s"}}`, n))
+				_, err := hc.kubectlOn(n, "-n", namespace, "patch", "serviceaccount", name, "-p", fmt.Sprintf(`{"metadata":{"labels":{"k":"%s"}}}`, n))
 				return err
 			}).WithTimeout(time.Minute).WithPolling(2 * time.Second).Should(Succeed())
 			Eventually(func(g Gomega) {
 				evs := hc.auditEventsOn(n, since, func(ev *auditv1.Event) bool {
 					r := ev.ObjectRef
-					return r != nil && r.Resource == "configmaps" && r.Namespace == namespace && r.Name == name && ev.Verb == "patch"
+					return r != nil && r.Resource == "serviceaccounts" && r.Namespace == namespace && r.Name == name && ev.Verb == "patch"
 				})
 				g.Expect(evs).NotTo(BeEmpty())
 				for _, ev := range evs {
@@ -203,7 +203,7 @@ var _ = Describe("kaudit on three control planes", Label("ha"), Ordered, Continu
 		defer w.stop()
 		av := hc.startAvailability()
 		start := time.Now()
-		hc.applyRetrying(testModule("e2e-configmaps", 1, "RequestResponse", dataNamespace, "configmaps"))
+		hc.applyRetrying(testModule("e2e-serviceaccounts", 1, "RequestResponse", dataNamespace, "serviceaccounts"))
 		rev := rolledOutAll(w, before+1)
 		keptAlive, newConn := av.stop()
 		note("availability, kaudit rollout over three nodes, kind's load balancer (/healthz, no shutdown delay): %s | %s", keptAlive, newConn)
@@ -214,20 +214,20 @@ var _ = Describe("kaudit on three control planes", Label("ha"), Ordered, Continu
 		restartedOnce(start, hc.nodes...)
 		oneAtATime(start)
 		By("each node's audit log follows the new policy")
-		logsAt(dataNamespace, "e2e-cm", auditv1.LevelRequestResponse)
+		logsAt(dataNamespace, "e2e-sa", auditv1.LevelRequestResponse)
 	})
 
 	It("restarts each node once for 20 modules applied at once, with no failed request in the recommended setup", func() {
 		By("the load balancer checks /readyz, and the apiservers (from the last rollout) have --shutdown-delay-duration")
 		hc.setLoadBalancerHealthPath("/readyz")
 		hc.patchSingleton(`{"rollout":{"minReadyTime":"5s"}}`)
-		for _, args := range [][]string{{"create", "namespace", "kaudit-e2e-bulk-00"}, {"-n", "kaudit-e2e-bulk-00", "create", "configmap", "e2e-cm"}} {
+		for _, args := range [][]string{{"create", "namespace", "kaudit-e2e-bulk-00"}, {"-n", "kaudit-e2e-bulk-00", "create", "serviceaccount", "e2e-sa"}} {
 			Expect(hc.kubectl(args...)).Error().NotTo(HaveOccurred())
 		}
 		before := hc.latestRevision()
 		var b strings.Builder
 		for i := 0; i < 20; i++ {
-			b.WriteString(testModule(fmt.Sprintf("e2e-bulk-%02d", i), 600+i, "Request", fmt.Sprintf("kaudit-e2e-bulk-%02d", i), "configmaps"))
+			b.WriteString(testModule(fmt.Sprintf("e2e-bulk-%02d", i), 600+i, "Request", fmt.Sprintf("kaudit-e2e-bulk-%02d", i), "serviceaccounts"))
 			b.WriteString("---\n")
 		}
 		w := hc.watchRollout()
@@ -247,7 +247,7 @@ var _ = Describe("kaudit on three control planes", Label("ha"), Ordered, Continu
 		oneAtATime(start)
 		Expect(keptAlive.availability()).To(BeNumerically(">=", 0.999), keptAlive.String())
 		Expect(newConn.availability()).To(BeNumerically(">=", 0.999), newConn.String())
-		logsAt("kaudit-e2e-bulk-00", "e2e-cm", auditv1.LevelRequest)
+		logsAt("kaudit-e2e-bulk-00", "e2e-sa", auditv1.LevelRequest)
 	})
 
 	It("rolls the second node back when its apiserver cannot start, never touches the third, and resumes on every node once fixed", func() {
@@ -339,6 +339,6 @@ var _ = Describe("kaudit on three control planes", Label("ha"), Ordered, Continu
 		Expect(err).NotTo(HaveOccurred())
 		Expect(condition(ap, "Degraded").Status).To(Equal(metav1.ConditionFalse))
 		oneAtATime(fixed)
-		logsAt(dataNamespace, "e2e-cm", auditv1.LevelRequestResponse)
+		logsAt(dataNamespace, "e2e-sa", auditv1.LevelRequestResponse)
 	})
 })
