@@ -49,6 +49,9 @@ func encode(p auditv1.Policy) []byte {
 // index it came from. The same Merged always renders the same bytes. The result is shared:
 // callers must not modify it.
 func (m *Merged) Render() []byte {
+	if m.rendered == nil && m.parts != nil {
+		m.rendered = bytes.Join(m.parts, nil)
+	}
 	if m.rendered == nil {
 		m.rendered = m.render()
 	}
@@ -56,24 +59,34 @@ func (m *Merged) Render() []byte {
 }
 
 func (m *Merged) render() []byte {
+	b := bytes.NewBuffer(m.renderTop())
+	m.renderRules(b, 0, len(m.Policy.Rules))
+	return b.Bytes()
+}
+
+// renderTop is the rendered policy up to its first rule: the header, the policy-level fields and
+// "rules:".
+func (m *Merged) renderTop() []byte {
 	var b bytes.Buffer
 	b.WriteString(header)
-	doc := toDocument(m.Policy)
-	rules := doc.Rules
-	doc.Rules = nil
 	top, err := yaml.Marshal(struct {
 		APIVersion        string          `json:"apiVersion"`
 		Kind              string          `json:"kind"`
 		OmitStages        []auditv1.Stage `json:"omitStages,omitempty"`
 		OmitManagedFields bool            `json:"omitManagedFields,omitempty"`
-	}{doc.APIVersion, doc.Kind, doc.OmitStages, doc.OmitManagedFields})
+	}{auditv1.SchemeGroupVersion.String(), "Policy", m.Policy.OmitStages, m.Policy.OmitManagedFields})
 	if err != nil {
 		panic(fmt.Sprintf("rendering an audit policy cannot fail: %v", err))
 	}
 	b.Write(top)
 	b.WriteString("rules:\n")
-	for i, rule := range rules {
-		b.WriteString(m.sourceComment(i))
+	return b.Bytes()
+}
+
+// renderRules writes rules [from, to) of the policy, each after its comment.
+func (m *Merged) renderRules(b *bytes.Buffer, from, to int) {
+	for i, rule := range m.Policy.Rules[from:to] {
+		b.WriteString(m.sourceComment(from + i))
 		y, err := yaml.Marshal(rule)
 		if err != nil {
 			panic(fmt.Sprintf("rendering an audit policy rule cannot fail: %v", err))
@@ -88,7 +101,6 @@ func (m *Merged) render() []byte {
 			b.WriteByte('\n')
 		}
 	}
-	return b.Bytes()
 }
 
 func (m *Merged) sourceComment(i int) string {
