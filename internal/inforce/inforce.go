@@ -195,7 +195,7 @@ func Decide(in Input, memo *Memo) (*Result, error) {
 	d := &decider{in: in, memo: memo, byID: map[string]*entry{}}
 	d.collect()
 	var err error
-	d.base, err = policy.Merge(recordModules(in.InForce), in.Settings.Policy)
+	d.base, err = memo.merge(recordModules(in.InForce), in.Settings.Policy)
 	if err != nil {
 		return nil, fmt.Errorf("the policy in force: %w", err)
 	}
@@ -317,7 +317,7 @@ func (d *decider) round() (*policy.Merged, error) {
 			cluster = append(cluster, *m)
 		}
 	}
-	clusterMerged, err := policy.Merge(cluster, d.in.Settings.Policy)
+	clusterMerged, err := d.memo.merge(cluster, d.in.Settings.Policy)
 	if err != nil {
 		return nil, err
 	}
@@ -329,7 +329,7 @@ func (d *decider) round() (*policy.Merged, error) {
 			}
 		}
 	}
-	return policy.Merge(d.inForceModules(), d.in.Settings.Policy)
+	return d.memo.merge(d.inForceModules(), d.in.Settings.Policy)
 }
 
 func (d *decider) inForceModules() []policy.Module {
