@@ -87,7 +87,8 @@ func Scheme() *runtime.Scheme {
 }
 
 // NewManager builds a manager running the kaudit controllers. Its cache holds only revision
-// ConfigMaps of the kaudit namespace, never the cluster's other ConfigMaps.
+// ConfigMaps of the kaudit namespace, never the cluster's other ConfigMaps, and no object's
+// managedFields (controllers.StripUnusedFields).
 func NewManager(cfg *rest.Config, opts ManagerOptions) (ctrl.Manager, error) {
 	if opts.HistoryLimit < 1 {
 		return nil, fmt.Errorf("--revision-history-limit must be at least 1, got %d", opts.HistoryLimit)
@@ -104,7 +105,7 @@ func NewManager(cfg *rest.Config, opts ManagerOptions) (ctrl.Manager, error) {
 		Metrics:                metricsserver.Options{BindAddress: opts.MetricsAddress},
 		HealthProbeBindAddress: opts.HealthProbeAddress,
 		PprofBindAddress:       opts.PprofAddress,
-		Cache: cache.Options{ByObject: map[client.Object]cache.ByObject{
+		Cache: cache.Options{DefaultTransform: controllers.StripUnusedFields, ByObject: map[client.Object]cache.ByObject{
 			&corev1.ConfigMap{}: {
 				Namespaces: map[string]cache.Config{opts.Namespace: {}},
 				Label:      revision.Selector(),
