@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"reflect"
 	"slices"
 
 	"github.com/kaudit/kaudit/api/v1alpha1"
@@ -157,10 +158,16 @@ func (e *entry) pin(b Breach) {
 }
 
 // SameContent tells whether two specs put the same rules at the same place in the policy;
-// descriptions do not count.
+// descriptions do not count. Equal rules and module settings are the same content, which
+// spares encoding them in the usual case (a module and its record, unchanged).
 func SameContent(a, b v1alpha1.AuditPolicyModuleSpec) bool {
-	return a.Order == b.Order && a.Disabled == b.Disabled &&
-		bytes.Equal(mustJSON(policy.ModuleRules(a)), mustJSON(policy.ModuleRules(b)))
+	if a.Order != b.Order || a.Disabled != b.Disabled {
+		return false
+	}
+	if reflect.DeepEqual(a.Rules, b.Rules) && reflect.DeepEqual(a.OmitStages, b.OmitStages) && reflect.DeepEqual(a.OmitManagedFields, b.OmitManagedFields) {
+		return true
+	}
+	return bytes.Equal(mustJSON(policy.ModuleRules(a)), mustJSON(policy.ModuleRules(b)))
 }
 
 func mustJSON(v any) []byte {

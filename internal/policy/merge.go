@@ -89,6 +89,8 @@ type Merged struct {
 	parts [][]byte
 	// sorted are the modules in merge order until the loader accepted the merge.
 	sorted []Module
+	// hash is Hash, computed once: a Merged is not changed after the merge.
+	hash string
 }
 
 // Sort orders modules as the merge does: namespaced modules first, by spec.order, namespace and
@@ -119,13 +121,14 @@ func rank(m Module) int {
 // namespace is an error too.
 // The same modules and settings always give the same Merged, whatever the input order.
 func Merge(modules []Module, settings Settings) (*Merged, error) {
-	m, _, err := compose(modules, settings)
+	m, _, err := compose(modules, settings, Module.Rules)
 	if err != nil {
 		return nil, err
 	}
 	if err := m.check(); err != nil {
 		return nil, err
 	}
+	m.hash = hashOf(m.Policy, nil)
 	return m, nil
 }
 
@@ -136,8 +139,8 @@ type span struct {
 }
 
 // compose is Merge without the loader: the merged policy, with the span of each module that
-// contributed rules, in merge order.
-func compose(modules []Module, settings Settings) (*Merged, []span, error) {
+// contributed rules, in merge order. rulesOf is Module.Rules, or a cache of it.
+func compose(modules []Module, settings Settings, rulesOf func(Module) []auditv1.PolicyRule) (*Merged, []span, error) {
 	if err := ValidateSettings(settings); err != nil {
 		return nil, nil, err
 	}
@@ -164,7 +167,7 @@ func compose(modules []Module, settings Settings) (*Merged, []span, error) {
 			return nil, nil, err
 		}
 		from := len(m.Policy.Rules)
-		for j, rule := range mod.Rules() {
+		for j, rule := range rulesOf(mod) {
 			m.Policy.Rules = append(m.Policy.Rules, rule)
 			m.Sources = append(m.Sources, RuleSource{Namespace: mod.Namespace, Module: mod.Name, Rule: j})
 		}

@@ -2,10 +2,14 @@ package policy
 
 import (
 	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"math/rand/v2"
 	"reflect"
 	"testing"
+
+	auditv1 "k8s.io/apiserver/pkg/apis/audit/v1"
 
 	"github.com/kaudit/kaudit/api/v1alpha1"
 )
@@ -87,7 +91,7 @@ func TestMergerMergesAsMerge(t *testing.T) {
 			if fmt.Sprint(wantErr) != fmt.Sprint(gotErr) || (got == nil) != (want == nil) {
 				t.Fatalf("step %d: Merger: %v (%v), Merge: %v (%v)", step, got, gotErr, want, wantErr)
 			}
-		case !bytes.Equal(got.Render(), want.Render()) || got.Hash() != want.Hash() ||
+		case !bytes.Equal(got.Render(), want.Render()) || got.Hash() != want.Hash() || got.Hash() != hashOfEncoding(want.Policy) ||
 			!reflect.DeepEqual(got.Sources, want.Sources) || !reflect.DeepEqual(got.Modules, want.Modules):
 			t.Fatalf("step %d: the Merger's merge differs from Merge's:\n%s\nwant\n%s", step, got.Render(), want.Render())
 		}
@@ -98,5 +102,24 @@ func TestMergerMergesAsMerge(t *testing.T) {
 	t.Logf("%d of 400 merges failed", failed)
 	if failed == 0 || failed == 400 {
 		t.Fatalf("%d of 400 merges failed: the cases do not cover both outcomes", failed)
+	}
+}
+
+// hashOfEncoding is what Hash stands for: the sha256 of the canonical JSON, encoded whole.
+func hashOfEncoding(p auditv1.Policy) string {
+	sum := sha256.Sum256(encode(p))
+	return hex.EncodeToString(sum[:])
+}
+
+func TestHashIsTheSHA256OfTheCanonicalForm(t *testing.T) {
+	for _, p := range []auditv1.Policy{
+		{},
+		{Rules: []auditv1.PolicyRule{}},
+		{OmitStages: []auditv1.Stage{auditv1.StageRequestReceived}, OmitManagedFields: true,
+			Rules: []auditv1.PolicyRule{{Level: auditv1.LevelMetadata, Users: []string{"<alice & bob>"}}, {Level: auditv1.LevelNone}}},
+	} {
+		if got, want := (&Merged{Policy: p}).Hash(), hashOfEncoding(p); got != want {
+			t.Errorf("Hash of %+v is %s, the sha256 of its encoding %s", p, got, want)
+		}
 	}
 }
