@@ -33,6 +33,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"os/signal"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -73,6 +74,7 @@ type options struct {
 	edits      int
 	settings   []string
 	timeout    time.Duration
+	maxTime    time.Duration
 	pprofDir   string
 	logDir     string
 	// gomemlimit is the manager's GOMEMLIMIT ("" for none); memoryLimit the Deployment's
@@ -91,6 +93,7 @@ func main() {
 	flag.IntVar(&o.edits, "edits", 5, "changes measured per kind of module")
 	flag.StringVar(&settings, "guardrails", "on,off", "guardrail settings to measure, in order: on (the built-ins) and off (all built-ins disabled)")
 	flag.DurationVar(&o.timeout, "timeout", 3*time.Minute, "longest wait for one revision")
+	flag.DurationVar(&o.maxTime, "max-time", 10*time.Minute, "longest whole run: past it the control plane and the manager are stopped and the run fails")
 	flag.StringVar(&o.pprofDir, "pprof", "", "directory for the manager's CPU and heap profiles; none when empty")
 	flag.StringVar(&o.logDir, "logs", "", "directory for the manager's logs; a temporary one, removed at the end, when empty")
 	flag.StringVar(&o.gomemlimit, "gomemlimit", fromManifest, "GOMEMLIMIT of the manager: "+fromManifest+" takes the one of "+manifestPath+", an empty value runs without")
@@ -100,6 +103,10 @@ func main() {
 		fmt.Fprintln(os.Stderr, "scalebench:", err)
 		os.Exit(1)
 	}
+	time.AfterFunc(o.maxTime, func() { abort(fmt.Sprintf("stopped after -max-time %s", o.maxTime)) })
+	signals := make(chan os.Signal, 1)
+	signal.Notify(signals, os.Interrupt, syscall.SIGTERM)
+	go func() { abort(fmt.Sprintf("stopped by %s", <-signals)) }()
 	if err := run(o); err != nil {
 		fmt.Fprintln(os.Stderr, "scalebench:", err)
 		os.Exit(1)
@@ -140,6 +147,28 @@ func readManifest(o *options) error {
 		}
 	}
 	return nil
+}
+
+// aborts stop what the run started, newest first, when it is cut short (-max-time, SIGINT,
+// SIGTERM): no kube-apiserver, etcd or manager outlives it.
+var (
+	abortMu sync.Mutex
+	aborts  []func()
+)
+
+func onAbort(stop func()) {
+	abortMu.Lock()
+	defer abortMu.Unlock()
+	aborts = append(aborts, stop)
+}
+
+func abort(reason string) {
+	abortMu.Lock() // held until the exit: nothing new starts
+	for i := len(aborts) - 1; i >= 0; i-- {
+		aborts[i]()
+	}
+	fmt.Fprintln(os.Stderr, "scalebench:", reason)
+	os.Exit(1)
 }
 
 // measurement is what one guardrail setting gave.
@@ -188,6 +217,7 @@ func run(o options) error {
 		return err
 	}
 	defer func() { _ = env.Stop() }()
+	onAbort(func() { _ = env.Stop() })
 	kubeconfig, err := env.AddUser("kaudit-scalebench-manager", "system:masters")
 	if err != nil {
 		return err
@@ -490,10 +520,12 @@ func measure(ctx context.Context, o options, k8s client.Client, revisions <-chan
 		mgr.Env = append(mgr.Env, "GOMEMLIMIT="+o.gomemlimit)
 	}
 	mgr.Stdout, mgr.Stderr = logFile, logFile
+	mgr.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL} // never outlives the run
 	start := time.Now()
 	if err := mgr.Start(); err != nil {
 		return m, err
 	}
+	onAbort(func() { _ = mgr.Process.Kill() })
 	exited := make(chan error, 1)
 	go func() { exited <- mgr.Wait() }()
 	defer func() {
