@@ -25,7 +25,10 @@ ignore-not-found ?= false
 
 # The environment of every command that starts envtest: the directory of kube-apiserver, etcd and
 # kubectl that hack/envtest-assets.sh provides (built once, then cached).
-ENVTEST_ENV = KUBEBUILDER_ASSETS="$$(K8S_VERSION=$(ENVTEST_K8S_VERSION) hack/envtest-assets.sh)"
+# How long envtest waits for kube-apiserver to start (its default is 20s): `go test ./...` starts
+# several envtest control planes at once, with the race detector, on a machine of two cores.
+ENVTEST_START_TIMEOUT ?= 3m
+ENVTEST_ENV = KUBEBUILDER_ASSETS="$$(K8S_VERSION=$(ENVTEST_K8S_VERSION) hack/envtest-assets.sh)" KUBEBUILDER_CONTROLPLANE_START_TIMEOUT=$(ENVTEST_START_TIMEOUT)
 
 # config/default rendered for the image $(IMG). The image is set in a temporary copy of config/,
 # so the committed config/default/kustomization.yaml keeps the default image and the tree stays

@@ -23,10 +23,14 @@ func newLintCommand() *cobra.Command {
 	c := &cobra.Command{
 		Use:   "lint PATH...",
 		Short: "Find mistakes in audit policy modules before they reach a cluster",
-		Long: `Lint merges the modules (or reads a plain audit.k8s.io/v1 Policy) and reports, with severity, module,
-rule and a one-line fix, what these checks find:
+		Long: `Lint merges the modules of both kinds (or reads a plain audit.k8s.io/v1 Policy) and reports, with
+severity, module, rule and a one-line fix, what these checks find:
 
 ` + checkTable() + `
+What the manager would reject is decided by the manager's own code, on a cluster without a
+revision yet, with the guardrails and namespaced-module settings of the AuditPolicy manifest given
+(without one, the built-in guardrails hold; a plain policy file is read with the AuditPolicy
+"kaudit import" writes for it); the messages are those of the modules' Accepted conditions.
 Resources, API groups and verbs are checked against kube-apiserver's own (and the cluster's custom
 resources, with --kubeconfig or --resources). Reachability is decided by kube-apiserver's own
 evaluator on requests built from each rule's values.
@@ -56,11 +60,11 @@ The exit code is 1 when a finding is at or above --fail-on (default: error).`,
 				}
 				resources = append(resources, more...)
 			}
-			in, err := readModules(cmd.InOrStdin(), args)
+			in, err := readModulesLenient(cmd, args)
 			if err != nil {
 				return err
 			}
-			findings, err := lint.Modules(in.Modules, in.Settings, lint.Options{Resources: resources})
+			findings, err := lint.Modules(in.Modules, in.Settings, lint.Options{Resources: resources, UnknownFields: in.UnknownFields})
 			if err != nil {
 				return err
 			}

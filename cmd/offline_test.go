@@ -78,9 +78,11 @@ func TestGoldenOutputs(t *testing.T) {
 		{"lint.txt", []string{"lint", "testdata/lint-problems.yaml"}, 1},
 		{"lint.json", []string{"lint", "testdata/lint-problems.yaml", "--format", "json"}, 1},
 		{"lint-clean.txt", []string{"lint", "testdata/modules"}, 0},
+		{"lint-guardrails.txt", []string{"lint", "testdata/guardrails/accepted", "testdata/guardrails/rejected"}, 1},
 		{"explain-secret.txt", []string{"explain", "testdata/modules", "--user", "admin", "--groups", "system:masters,system:authenticated", "--verb", "get", "--resource", "secrets", "-n", "kube-system", "--name", "db"}, 0},
 		{"explain-rbac.json", []string{"explain", "testdata/modules", "--user", "admin", "--groups", "system:masters", "--verb", "create", "--api-group", "rbac.authorization.k8s.io", "--resource", "rolebindings", "-n", "team-a", "--format", "json"}, 0},
 		{"explain-url.txt", []string{"explain", "testdata/modules", "--user", "system:anonymous", "--url", "/healthz/etcd"}, 0},
+		{"explain-guardrails.txt", []string{"explain", "testdata/guardrails/accepted", "testdata/guardrails/rejected", "--user", "admin", "--groups", "system:masters", "--verb", "get", "--resource", "secrets", "-n", "shop", "--name", "db"}, 0},
 		{"simulate.txt", []string{"simulate", "--policy", simPolicy, "--progress", "never", simSample, simEdge}, 0},
 		{"simulate-against.json", []string{"simulate", "--policy", "testdata/modules", "--against", simNames, "--format", "json", "--cpus", "2", simSample, simEdge}, 0},
 	} {
@@ -203,7 +205,7 @@ func TestOutputFormatIsOneFlagEverywhere(t *testing.T) {
 			}
 		}
 	}
-	if want := []string{"explain", "lint", "render", "simulate"}; !slices.Equal(withFormat, want) {
+	if want := []string{"advise", "explain", "lint", "render", "simulate"}; !slices.Equal(withFormat, want) {
 		t.Errorf("commands with --format: %v, want %v", withFormat, want)
 	}
 	for _, args := range [][]string{

@@ -1,6 +1,8 @@
 package cmd
 
 import (
+	"fmt"
+
 	"github.com/spf13/cobra"
 	auditv1 "k8s.io/apiserver/pkg/apis/audit/v1"
 )
@@ -12,11 +14,20 @@ func newRenderCommand() *cobra.Command {
 	c := &cobra.Command{
 		Use:   "render PATH...",
 		Short: "Merge modules into the audit policy file, exactly as the controller does",
-		Long: `Render reads AuditPolicyModule manifests (files, directories, kustomize directories, or - for
-stdin), and optionally the AuditPolicy "cluster" manifest for the policy-level settings, and writes
-the merged audit.k8s.io/v1 Policy byte for byte as the controller stores it in a revision and the
+		Long: `Render reads AuditPolicyModule and NamespacedAuditPolicyModule manifests (files, directories,
+kustomize directories, or - for stdin), and optionally the AuditPolicy "cluster" manifest for the
+policy-level settings, the guardrails and the namespaced modules' switch and cap, and writes the
+merged audit.k8s.io/v1 Policy byte for byte as the controller stores it in a revision and the
 agent writes it on the nodes. A plain audit.k8s.io/v1 Policy file is accepted too: it is split into
-modules as "kaudit import" does and merged back.`,
+modules as "kaudit import" does and merged back (a v1beta1 one too, with a warning: kube-apiserver
+no longer reads v1beta1).
+
+The modules are decided as the manager decides them on a cluster without a revision yet (offline
+there is no last known good): a module it would not put in force (invalid, breaking a guardrail,
+a namespaced module that lowers logging, is above the cap or switched off) is an error naming the
+module, the reason and, for a guardrail, a request it would log outside the bounds. Without an
+AuditPolicy manifest the built-in guardrails hold, as on a cluster; a plain policy file is read
+with the AuditPolicy "kaudit import" writes for it, which switches off the built-ins it breaks.`,
 		Example: `  # Render the preset modules
   kaudit render config/modules
 
@@ -31,14 +42,24 @@ modules as "kaudit import" does and merged back.`,
 			if err != nil {
 				return err
 			}
-			in, err := readPolicy(cmd.InOrStdin(), args)
+			in, err := readModules(cmd, args)
 			if err != nil {
 				return err
 			}
-			if out == "json" {
-				return writeJSON(cmd.OutOrStdout(), policyDocument(in.Merged.Policy))
+			decision, modules, err := decide(in)
+			if err != nil {
+				return err
 			}
-			_, err = cmd.OutOrStdout().Write(in.Merged.Render())
+			if err := rejections(decision, modules); err != nil {
+				return err
+			}
+			for _, s := range decision.Standing {
+				fmt.Fprintln(cmd.ErrOrStderr(), "warning:", s.Message())
+			}
+			if out == "json" {
+				return writeJSON(cmd.OutOrStdout(), policyDocument(decision.Merged.Policy))
+			}
+			_, err = cmd.OutOrStdout().Write(decision.Merged.Render())
 			return err
 		},
 	}

@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/spf13/cobra"
+	"golang.org/x/term"
 
 	"github.com/kaudit/kaudit/internal/simulate"
 )
@@ -30,10 +31,15 @@ of rotated logs, or - for stdin) and decides every event with the apiserver's ow
 --policy (modules, directories, an AuditPolicy manifest, or a plain audit.k8s.io/v1 Policy) would.
 
 It reports events and estimated bytes per level and per rule, rules never hit, the top users, verbs
-and resources by bytes kept, security-relevant events the policy would stop recording (RBAC writes,
-secrets, exec/attach/portforward, system:masters, admission configuration), and, compared with
-the recorded log or with the policy given with --against, what is dropped, added and how the
-volume changes.
+and resources by bytes kept, the security-relevant requests (R1-R6 of docs/modules.md: privilege
+and admission changes, secret access, interactive pod access, system:masters, writes by
+non-components, pod placement) and how many the policy and the baseline record at the level each
+needs, with examples of those the policy misses, and, compared with the recorded log or with the
+policy given with --against, what is dropped, added and how the volume changes.
+
+The exit code is 1, after the report of what could be read, when an input cannot be read
+(missing, unreadable, a truncated gzip stream, an I/O error) or when no event was read at all;
+stderr says which. Malformed lines are counted, never fatal.
 
 Byte estimates drop request bodies below Request, response bodies below RequestResponse, and
 events of omitted stages. Events recorded at a lower level than the policy asks lack the bodies it
@@ -55,7 +61,7 @@ apiVersion are counted and the first few shown with their line numbers.`,
 			if len(policyPaths) == 0 {
 				return fmt.Errorf("--policy is required")
 			}
-			cand, err := readPolicy(cmd.InOrStdin(), policyPaths)
+			cand, err := readPolicy(cmd, policyPaths)
 			if err != nil {
 				return fmt.Errorf("--policy: %w", err)
 			}
@@ -65,7 +71,7 @@ apiVersion are counted and the first few shown with their line numbers.`,
 				Examples: examples,
 			}
 			if len(againstPaths) > 0 {
-				base, err := readPolicy(cmd.InOrStdin(), againstPaths)
+				base, err := readPolicy(cmd, againstPaths)
 				if err != nil {
 					return fmt.Errorf("--against: %w", err)
 				}
@@ -75,6 +81,9 @@ apiVersion are counted and the first few shown with their line numbers.`,
 			case simulate.EngineFast, simulate.EngineNaive:
 			default:
 				return fmt.Errorf("--engine %q: must be fast or naive", engine)
+			}
+			if cpus < 0 || examples < 0 {
+				return fmt.Errorf("--cpus %d, --examples %d: give 0 or more", cpus, examples)
 			}
 			if cpus > 0 {
 				runtime.GOMAXPROCS(cpus)
@@ -93,6 +102,9 @@ apiVersion are counted and the first few shown with their line numbers.`,
 			}
 			if len(args) == 0 {
 				args = []string{"-"}
+				if isTerminal(cmd.InOrStdin()) {
+					fmt.Fprintln(cmd.ErrOrStderr(), "kaudit simulate: reading audit events from stdin (Ctrl-D ends them); give log files or directories to read those instead")
+				}
 			}
 			var inputs []simulate.Input
 			for _, a := range args {
@@ -109,9 +121,14 @@ apiVersion are counted and the first few shown with their line numbers.`,
 				return err
 			}
 			if out == "json" {
-				return writeJSON(cmd.OutOrStdout(), report)
+				err = writeJSON(cmd.OutOrStdout(), report)
+			} else {
+				err = report.WriteText(cmd.OutOrStdout())
 			}
-			return report.WriteText(cmd.OutOrStdout())
+			if err != nil {
+				return err
+			}
+			return readFailure(report)
 		},
 	}
 	f := c.Flags()
@@ -124,11 +141,14 @@ apiVersion are counted and the first few shown with their line numbers.`,
 	f.StringVar(&engine, "engine", "fast", "decoder: fast, or naive (encoding/json per event, no cache; the reference used by tests and make bench)")
 	_ = f.MarkHidden("engine")
 	_ = c.RegisterFlagCompletionFunc("progress", fixedCompletion("auto", "always", "never"))
+	_ = c.RegisterFlagCompletionFunc("cpus", cpuCompletion)
+	_ = c.RegisterFlagCompletionFunc("examples", fixedCompletion("5", "20", "100"))
 	return c
 }
 
-// expandLogs turns a directory into its files, sorted by name, which puts kube-apiserver's
-// rotated logs (audit-2026-11-25T10-00-00.000.log.gz) before the current audit.log.
+// expandLogs turns a directory into its files (and the files its symbolic links point to),
+// sorted by name, which puts kube-apiserver's rotated logs
+// (audit-2026-11-25T10-00-00.000.log.gz) before the current audit.log.
 func expandLogs(path string) ([]string, error) {
 	if path == "-" {
 		return []string{path}, nil
@@ -143,7 +163,11 @@ func expandLogs(path string) ([]string, error) {
 	}
 	var out []string
 	for _, e := range entries {
-		if e.Type().IsRegular() && !strings.HasPrefix(e.Name(), ".") {
+		if strings.HasPrefix(e.Name(), ".") {
+			continue
+		}
+		// Stat follows symbolic links: a link to a log is a log.
+		if st, err := os.Stat(filepath.Join(path, e.Name())); err == nil && st.Mode().IsRegular() {
 			out = append(out, filepath.Join(path, e.Name()))
 		}
 	}
@@ -164,12 +188,26 @@ func logInput(stdin io.Reader, path string) simulate.Input {
 	return in
 }
 
-// isTerminal tells whether w is a terminal (a character device).
-func isTerminal(w io.Writer) bool {
-	f, ok := w.(*os.File)
-	if !ok {
-		return false
+// readFailure is the error that makes simulate exit non-zero: inputs that could not be read, or
+// no event read at all. A report of zeros must not pass a CI gate.
+func readFailure(r *simulate.Report) error {
+	var failed []string
+	for _, in := range r.Inputs {
+		if in.Error != "" {
+			failed = append(failed, "\n  "+in.Name+": "+in.Error)
+		}
 	}
-	st, err := f.Stat()
-	return err == nil && st.Mode()&os.ModeCharDevice != 0
+	if len(failed) > 0 {
+		return &ExitError{Code: 1, Err: fmt.Errorf("%d of %d inputs could not be read; the report counts only what was read:%s", len(failed), len(r.Inputs), strings.Join(failed, ""))}
+	}
+	if r.Events == 0 {
+		return &ExitError{Code: 1, Err: fmt.Errorf("no audit event was read (%d malformed lines, %d lines of another kind or version)", r.BadLines, r.OtherLines)}
+	}
+	return nil
+}
+
+// isTerminal tells whether f (stdin or stderr) is a terminal.
+func isTerminal(f any) bool {
+	file, ok := f.(*os.File)
+	return ok && term.IsTerminal(int(file.Fd()))
 }

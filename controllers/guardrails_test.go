@@ -173,7 +173,8 @@ func guardrailSpecs() {
 			Eventually(func() metav1.Condition { c = moduleVerdict("secrets-metadata-only"); return c }, timeout).Should(HaveField("Reason", v1alpha1.ReasonGuardrailViolation))
 			Expect(c.Status).To(Equal(metav1.ConditionFalse))
 			Expect(c.Message).To(ContainSubstring(`Disabling this module would break guardrail "no-credential-bodies"`))
-			Expect(c.Message).To(ContainSubstring("would be logged at RequestResponse (rule 0 of module system-masters)"))
+			// Rule 0 of system-masters keeps lists and watches at Metadata; rule 1 logs the rest in full.
+			Expect(c.Message).To(ContainSubstring("would be logged at RequestResponse (rule 1 of module system-masters)"))
 			Consistently(latestNumber, "1s", "100ms").Should(Equal(before))
 			Expect(string(latestRevision().Policy)).To(ContainSubstring("# module secrets-metadata-only, rule 0"))
 			updateModule("secrets-metadata-only", func(m *v1alpha1.AuditPolicyModule) { m.Spec.Disabled = false })

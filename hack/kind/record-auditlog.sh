@@ -6,12 +6,15 @@
 # writes the events from the workload's start to its end, redacted by
 # hack/redactauditlog, to OUT (default test/presets/testdata/auditlogs/SCRIPT.jsonl.gz).
 # Any policy's log is a projection of this one, so `kaudit simulate` can compare
-# policies on it. The workload script sets the cluster's shape (WORKERS=N) and
-# defines run_workload, using the helpers below.
+# policies on it. The workload script sets the cluster's shape (WORKERS=N), whether
+# the log starts with the cluster's creation (FROM_CREATION=1) instead of the
+# workload's first request, and defines run_workload, using the helpers below.
 #
 #   hack/kind/record-auditlog.sh shop          # one node, people and a CI bot
 #   hack/kind/record-auditlog.sh platform      # three nodes, operators, GitOps, node churn
+#   hack/kind/record-auditlog.sh homelab       # two nodes from creation on, admin as system:masters
 #
+# RECORD_CLUSTER names the kind cluster (default kaudit-rec-SCRIPT); it is deleted first.
 # KEEP=1 leaves the cluster running.
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
@@ -20,7 +23,8 @@ WORKLOAD="${KIND_DIR}/workloads/${SCRIPT}.sh"
 [[ -f "${WORKLOAD}" ]] || die "no workload ${WORKLOAD}"
 OUT="${2:-${ROOT}/test/presets/testdata/auditlogs/${SCRIPT}.jsonl.gz}"
 
-export KIND_CLUSTER="kaudit-rec-${SCRIPT}"
+# Not KIND_CLUSTER: a shell with another cluster's env sourced must not have that cluster deleted.
+export KIND_CLUSTER="${RECORD_CLUSTER:-kaudit-rec-${SCRIPT}}"
 WORK="$(mktemp -d)"
 trap 'rm -rf "${WORK}"' EXIT
 
@@ -33,10 +37,12 @@ rules:
 YAML
 
 WORKERS=0
+FROM_CREATION=0
 # shellcheck source=/dev/null
 source "${WORKLOAD}"
 
 "${KIND_DIR}/cluster.sh" down
+created="$(date -u +%Y-%m-%dT%H:%M:%SZ)"
 KIND_WORKERS="${WORKERS}" KAUDIT_START_POLICY="${WORK}/record.yaml" KAUDIT_AUDIT_LOG_MAXBACKUP=20 \
   "${KIND_DIR}/cluster.sh" up audit
 eval "$("${KIND_DIR}/cluster.sh" env)"
@@ -92,6 +98,18 @@ add_robot() {
 # as_super_admin: kubectl as system:masters with kubeadm's break-glass kubeconfig on the node.
 as_super_admin() { docker exec "${KIND_NODE}" kubectl --kubeconfig /etc/kubernetes/super-admin.conf "$@"; }
 
+# super_admin_kubeconfig: a kubeconfig on this host with the credential of kubeadm's
+# super-admin.conf (user kubernetes-super-admin, group system:masters), as kind, k3s and
+# kubeadm before 1.29 hand the administrator. Prints its path.
+super_admin_kubeconfig() {
+  local kc="${WORK}/super-admin.kubeconfig" node_kc="${WORK}/node-super-admin.conf"
+  docker exec "${KIND_NODE}" cat /etc/kubernetes/super-admin.conf > "${node_kc}"
+  kubectl --kubeconfig "${node_kc}" config view --raw -o jsonpath='{.users[0].user.client-certificate-data}' | base64 -d > "${WORK}/super-admin.crt"
+  kubectl --kubeconfig "${node_kc}" config view --raw -o jsonpath='{.users[0].user.client-key-data}' | base64 -d > "${WORK}/super-admin.key"
+  kubeconfig_with "${kc}" --embed-certs --client-certificate="${WORK}/super-admin.crt" --client-key="${WORK}/super-admin.key"
+  echo "${kc}"
+}
+
 kubeconfig_with() {
   local kc="$1"
   shift
@@ -102,6 +120,7 @@ kubeconfig_with() {
 
 log "recording workload ${SCRIPT} on ${KIND_CLUSTER} ($((WORKERS + 1)) nodes)"
 start="$(date -u +%Y-%m-%dT%H:%M:%SZ)"
+[[ "${FROM_CREATION}" == 1 ]] && start="${created}"
 run_workload
 end="$(date -u +%Y-%m-%dT%H:%M:%SZ)"
 sleep 2 # let the last events reach the file

@@ -164,7 +164,9 @@ func Redact(line []byte) ([]byte, error) {
 	collect(ev.RequestObject, isSecret, &secrets)
 	collect(ev.ResponseObject, isSecret, &secrets)
 	// Longest first: an annotation holds the data values, and must be found before they change.
-	slices.SortFunc(secrets, func(a, b string) int { return cmp.Compare(len(b), len(a)) })
+	// Equal values must end up next to each other for Compact: the first overwrite replaces
+	// every occurrence, so a second search for the same value would find nothing.
+	slices.SortFunc(secrets, func(a, b string) int { return cmp.Or(cmp.Compare(len(b), len(a)), cmp.Compare(a, b)) })
 	for _, s := range slices.Compact(secrets) {
 		var err error
 		if out, err = overwrite(out, s); err != nil {

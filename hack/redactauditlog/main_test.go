@@ -37,6 +37,12 @@ func TestRedactOverwritesSecretsInPlace(t *testing.T) {
 			gone: []string{"eyJ", "c2lnbmF0dXJl"},
 		},
 		{
+			// kubeadm's bootstrap token: two values of one length, one of them twice.
+			name: "repeated values among others of the same length",
+			line: `{"kind":"Event","objectRef":{"resource":"secrets"},"requestObject":{"kind":"Secret","data":{"a":"dHJ1ZQ==","b":"YWJjZGVm","c":"dHJ1ZQ=="}},"stageTimestamp":"2026-11-25T10:00:00Z"}`,
+			gone: []string{"dHJ1ZQ==", "YWJjZGVm"},
+		},
+		{
 			name: "configmap data is not secret",
 			line: `{"kind":"Event","objectRef":{"resource":"configmaps"},"requestObject":{"kind":"ConfigMap","data":{"k":"v1"}},"stageTimestamp":"2026-11-25T10:00:00Z"}`,
 			kept: []string{`"k":"v1"`},

@@ -180,19 +180,22 @@ func kubeletHealth(t *testing.T, tn *testNode, ready func(annotation string) boo
 
 func TestRolloutAgainstReadyz(t *testing.T) {
 	newShort := policy.ShortHash(newHash)
+	// The timeouts leave room for a TLS handshake under -race on a loaded machine: a success
+	// ends as soon as /readyz answers, only the failures wait the whole timeout.
 	for _, tc := range []struct {
-		name  string
-		ready func(annotation string) bool
-		want  v1alpha1.NodePhase
+		name    string
+		ready   func(annotation string) bool
+		timeout time.Duration
+		want    v1alpha1.NodePhase
 	}{
-		{"apiserver comes back", func(string) bool { return true }, v1alpha1.NodeApplied},
-		{"new policy never ready", func(a string) bool { return !strings.HasPrefix(a, newShort) }, v1alpha1.NodeRolledBack},
-		{"never ready at all", func(string) bool { return false }, v1alpha1.NodeFailed},
+		{"apiserver comes back", func(string) bool { return true }, 30 * time.Second, v1alpha1.NodeApplied},
+		{"new policy never ready", func(a string) bool { return !strings.HasPrefix(a, newShort) }, 3 * time.Second, v1alpha1.NodeRolledBack},
+		{"never ready at all", func(string) bool { return false }, time.Second, v1alpha1.NodeFailed},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			tn := newTestNode(t, "kubeadm-v1.33.yaml", true)
 			r := &Rollout{Files: tn.files(OSFS{}), Health: kubeletHealth(t, tn, tc.ready), Clock: clock.RealClock{}}
-			res, err := r.Apply(context.Background(), tn.target(), 300*time.Millisecond)
+			res, err := r.Apply(context.Background(), tn.target(), tc.timeout)
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -1,6 +1,7 @@
 // Package explain tells which module and rule of a merged audit policy decide a request, at
-// which level, and which later rules match it too but are shadowed. The decision is
-// kube-apiserver's own evaluator's (through internal/policy).
+// which level, which later rules match it too but are shadowed, and which guardrails bound it.
+// The decision is kube-apiserver's own evaluator's (through internal/policy), the guardrails'
+// scopes and bounds internal/guardrail's.
 package explain
 
 import (
@@ -11,6 +12,7 @@ import (
 	auditv1 "k8s.io/apiserver/pkg/apis/audit/v1"
 	"sigs.k8s.io/yaml"
 
+	"github.com/kaudit/kaudit/internal/guardrail"
 	"github.com/kaudit/kaudit/internal/policy"
 )
 
@@ -23,6 +25,33 @@ type Explanation struct {
 	OmitManagedFields bool            `json:"omitManagedFields"`
 	// Shadowed are later rules that match the request too but never decide it.
 	Shadowed []Rule `json:"shadowed"`
+	// Guardrails are the guardrails whose scope holds the request.
+	Guardrails []Bound `json:"guardrails"`
+	// Rejection is set when the manager would not put the deciding rule's module in force.
+	Rejection *Rejection `json:"rejection,omitempty"`
+}
+
+// Bound is a guardrail whose scope holds the request: its bounds, and whether the decision is
+// within them.
+type Bound struct {
+	Name           string          `json:"name"`
+	Description    string          `json:"description"`
+	MinLevel       auditv1.Level   `json:"minLevel,omitempty"`
+	MaxLevel       auditv1.Level   `json:"maxLevel,omitempty"`
+	RequiredStages []auditv1.Stage `json:"requiredStages,omitempty"`
+	Within         bool            `json:"within"`
+}
+
+// Rejection says why the manager would not put a module in force, and how the policy it would
+// put in force decides the request instead.
+type Rejection struct {
+	// Module is the module's ID (namespace/name for a namespaced one).
+	Module string `json:"module"`
+	// Reason and Message are those of the module's Accepted condition.
+	Reason  string `json:"reason"`
+	Message string `json:"message"`
+	// InForce is the rule that decides the request in the policy the manager would put in force.
+	InForce Rule `json:"inForce"`
 }
 
 // Rule is a rule of the merged policy and where it came from.
@@ -40,8 +69,10 @@ type Rule struct {
 	Spec *auditv1.PolicyRule `json:"spec,omitempty"`
 }
 
-// Explain evaluates req with kube-apiserver's own evaluator against the merged policy.
-func Explain(m *policy.Merged, req policy.Request) (*Explanation, error) {
+// Explain evaluates req with kube-apiserver's own evaluator against the merged policy, and
+// tells which of the guardrails hold the request and whether the decision is within their
+// bounds.
+func Explain(m *policy.Merged, req policy.Request, guardrails []guardrail.Guardrail) (*Explanation, error) {
 	eval, err := policy.NewEvaluator(m.Policy)
 	if err != nil {
 		return nil, err
@@ -57,7 +88,29 @@ func Explain(m *policy.Merged, req policy.Request) (*Explanation, error) {
 			ex.Shadowed = append(ex.Shadowed, ruleAt(m, i, false))
 		}
 	}
+	ex.Guardrails = []Bound{}
+	for i := range guardrails {
+		g := &guardrails[i]
+		in, err := g.Contains(req)
+		if err != nil {
+			return nil, err
+		}
+		if in {
+			ex.Guardrails = append(ex.Guardrails, Bound{Name: g.Name, Description: g.Description, MinLevel: g.MinLevel, MaxLevel: g.MaxLevel,
+				RequiredStages: g.RequiredStages, Within: g.Allows(d)})
+		}
+	}
 	return ex, nil
+}
+
+// Decided is the rule that decides the request in another policy, such as the one the manager
+// would put in force: its source and level, without its spec.
+func Decided(m *policy.Merged, req policy.Request) (Rule, error) {
+	eval, err := policy.NewEvaluator(m.Policy)
+	if err != nil {
+		return Rule{}, err
+	}
+	return ruleAt(m, eval.Decide(req).Rule, false), nil
 }
 
 // ruleAt describes rule i of the merged policy (-1: none), with its spec if asked.
@@ -67,9 +120,13 @@ func ruleAt(m *policy.Merged, i int, spec bool) Rule {
 	}
 	r := Rule{Index: i, Rule: -1, Level: m.Policy.Rules[i].Level}
 	src := m.Sources[i]
-	if src.IsDefault() {
+	switch {
+	case src.IsDefault():
 		r.Source = "default: no module matches (AuditPolicy cluster spec.defaultLevel)"
-	} else {
+	case src.Namespace != "":
+		r.Module, r.Rule = src.ModuleID(), src.Rule
+		r.Source = fmt.Sprintf("namespaced module %s, rule %d", src.ModuleID(), src.Rule)
+	default:
 		r.Module, r.Rule = src.Module, src.Rule
 		r.Source = fmt.Sprintf("module %s, rule %d", src.Module, src.Rule)
 	}
@@ -129,6 +186,15 @@ func (ex *Explanation) WriteText(w io.Writer) error {
 			fmt.Fprintf(&b, "managedFields omitted from bodies: %v\n", ex.OmitManagedFields)
 		}
 	}
+	writeGuardrails(&b, ex.Guardrails)
+	if r := ex.Rejection; r != nil {
+		fmt.Fprintf(&b, "Rejected:    the manager would not put module %s in force (%s): %s\n", r.Module, r.Reason, r.Message)
+		fmt.Fprintf(&b, "In force:    %s", r.InForce.Source)
+		if r.InForce.Index >= 0 {
+			fmt.Fprintf(&b, " (rule %d of the policy in force)", r.InForce.Index)
+		}
+		fmt.Fprintf(&b, ": %s\n", r.InForce.Level)
+	}
 	if ex.Decision.Spec != nil {
 		y, err := yaml.Marshal(ex.Decision.Spec)
 		if err != nil {
@@ -147,4 +213,40 @@ func (ex *Explanation) WriteText(w io.Writer) error {
 	}
 	_, err := io.WriteString(w, b.String())
 	return err
+}
+
+// writeGuardrails writes the guardrails that hold the request, one a line, with their bounds and
+// whether the decision is within them; nothing when none does.
+func writeGuardrails(b *strings.Builder, bounds []Bound) {
+	for i, g := range bounds {
+		label := "Guardrails:  "
+		if i > 0 {
+			label = strings.Repeat(" ", len(label))
+		}
+		verdict := "within"
+		if !g.Within {
+			verdict = "OUTSIDE"
+		}
+		fmt.Fprintf(b, "%s%s (%s): %s\n", label, g.Name, g.bounds(), verdict)
+	}
+}
+
+// bounds says what the guardrail requires: "at least Metadata", "at most Metadata, stages
+// ResponseComplete written".
+func (g Bound) bounds() string {
+	var parts []string
+	if g.MinLevel != "" {
+		parts = append(parts, "at least "+string(g.MinLevel))
+	}
+	if g.MaxLevel != "" {
+		parts = append(parts, "at most "+string(g.MaxLevel))
+	}
+	if len(g.RequiredStages) > 0 {
+		stages := make([]string, len(g.RequiredStages))
+		for i, s := range g.RequiredStages {
+			stages[i] = string(s)
+		}
+		parts = append(parts, "stages "+strings.Join(stages, ", ")+" written")
+	}
+	return strings.Join(parts, ", ")
 }

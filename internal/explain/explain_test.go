@@ -9,6 +9,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/kaudit/kaudit/api/v1alpha1"
+	"github.com/kaudit/kaudit/internal/guardrail"
 	"github.com/kaudit/kaudit/internal/policy"
 )
 
@@ -58,7 +59,7 @@ func TestExplainNamesTheDecidingRuleAndTheShadowedOnes(t *testing.T) {
 			[]auditv1.Stage{auditv1.StageRequestReceived}, false, nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			ex, err := Explain(m, tc.req)
+			ex, err := Explain(m, tc.req, nil)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -92,7 +93,7 @@ func TestExplainWithoutAMatchingRule(t *testing.T) {
 		Policy:  auditv1.Policy{Rules: []auditv1.PolicyRule{{Level: auditv1.LevelMetadata, Verbs: []string{"create"}}}},
 		Sources: []policy.RuleSource{{Module: "writes"}},
 	}
-	ex, err := Explain(m, policy.Request{User: "alice", Verb: "get", ResourceRequest: true, Resource: "pods"})
+	ex, err := Explain(m, policy.Request{User: "alice", Verb: "get", ResourceRequest: true, Resource: "pods"}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -127,5 +128,83 @@ func TestExplanationTextDescribesTheRequest(t *testing.T) {
 		if first, _, _ := strings.Cut(b.String(), "\n"); first != "Request:     "+tc.want {
 			t.Errorf("got %q, want %q", first, "Request:     "+tc.want)
 		}
+	}
+}
+
+// Each guardrail whose scope holds the request is named with its bounds, and whether the
+// decision is within them; the others are not.
+func TestExplainNamesTheGuardrailsThatHoldTheRequest(t *testing.T) {
+	m := mergedOf(t, policy.Settings{},
+		[2]string{"leak", `[{level: RequestResponse, resources: [{group: "", resources: [secrets]}]}]`},
+		[2]string{"quiet", `[{level: None, verbs: [watch]}]`},
+	)
+	builtins := guardrail.Builtins()
+	for _, tc := range []struct {
+		name string
+		req  policy.Request
+		want []Bound
+	}{
+		{"Secret bodies", policy.Request{User: "alice", Verb: "get", ResourceRequest: true, Resource: "secrets", Namespace: "shop"},
+			[]Bound{{Name: guardrail.NoCredentialBodies, MaxLevel: auditv1.LevelMetadata, Within: false}}},
+		{"a watch by system:masters, dropped", policy.Request{User: "admin", Groups: []string{"system:masters"}, Verb: "watch", ResourceRequest: true, Resource: "pods"},
+			[]Bound{{Name: guardrail.SystemMastersLogged, MinLevel: auditv1.LevelMetadata, Within: false}}},
+		{"a read by system:masters, logged", policy.Request{User: "admin", Groups: []string{"system:masters"}, Verb: "get", ResourceRequest: true, Resource: "pods"},
+			[]Bound{{Name: guardrail.SystemMastersLogged, MinLevel: auditv1.LevelMetadata, Within: true}}},
+		{"no guardrail", policy.Request{User: "alice", Verb: "get", ResourceRequest: true, Resource: "pods"}, []Bound{}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ex, err := Explain(m, tc.req, builtins)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for i := range ex.Guardrails {
+				ex.Guardrails[i].Description = ""
+			}
+			if ex.Guardrails == nil || !slices.EqualFunc(ex.Guardrails, tc.want, func(a, b Bound) bool {
+				return a.Name == b.Name && a.MinLevel == b.MinLevel && a.MaxLevel == b.MaxLevel && a.Within == b.Within
+			}) {
+				t.Errorf("guardrails %+v, want %+v", ex.Guardrails, tc.want)
+			}
+		})
+	}
+}
+
+func TestGuardrailsAndRejectionInText(t *testing.T) {
+	ex := &Explanation{
+		Request:  policy.Request{User: "alice", Verb: "get", ResourceRequest: true, Resource: "secrets", Namespace: "shop"},
+		Decision: Rule{Index: 0, Module: "leak", Rule: 0, Source: "module leak, rule 0", Level: auditv1.LevelRequestResponse},
+		Guardrails: []Bound{
+			{Name: "no-credential-bodies", MaxLevel: auditv1.LevelMetadata},
+			{Name: "staged", MinLevel: auditv1.LevelMetadata, RequiredStages: []auditv1.Stage{auditv1.StageResponseComplete}, Within: true},
+		},
+		Rejection: &Rejection{Module: "leak", Reason: "GuardrailViolation", Message: "Not put in force.",
+			InForce: Rule{Index: 1, Source: "module secrets, rule 0", Level: auditv1.LevelMetadata}},
+	}
+	var b strings.Builder
+	if err := ex.WriteText(&b); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{
+		"\nGuardrails:  no-credential-bodies (at most Metadata): OUTSIDE\n             staged (at least Metadata, stages ResponseComplete written): within\n",
+		"\nRejected:    the manager would not put module leak in force (GuardrailViolation): Not put in force.\nIn force:    module secrets, rule 0 (rule 1 of the policy in force): Metadata\n",
+	} {
+		if !strings.Contains(b.String(), want) {
+			t.Errorf("text does not say %q:\n%s", want, b.String())
+		}
+	}
+}
+
+// A namespaced module's rule is named with its namespace.
+func TestNamespacedModulesAreNamedWithTheirNamespace(t *testing.T) {
+	m, err := policy.Merge([]policy.Module{{Namespace: "team-a", Name: "bodies", Spec: v1alpha1.AuditPolicyModuleSpec{Rules: []v1alpha1.PolicyRule{{Level: v1alpha1.LevelRequest}}}}}, policy.Settings{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ex, err := Explain(m, policy.Request{User: "alice", Verb: "get", ResourceRequest: true, Resource: "pods", Namespace: "team-a"}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ex.Decision.Module != "team-a/bodies" || ex.Decision.Source != "namespaced module team-a/bodies, rule 0" {
+		t.Errorf("decision %+v", ex.Decision)
 	}
 }

@@ -91,6 +91,18 @@ func (r *Result) Records(next int64) []revision.ModuleRecord {
 	return out
 }
 
+// Breaches are the breaches for which live modules' changes were taken back, by
+// policy.Module.ID: what their GuardrailViolation outcomes say, as data.
+func (r *Result) Breaches() map[string]Breach {
+	out := map[string]Breach{}
+	for _, e := range r.entries {
+		if e.mod != nil && e.pinned != nil {
+			out[e.id] = *e.pinned
+		}
+	}
+	return out
+}
+
 // use says which spec of a module is in force.
 type use int
 

@@ -18,6 +18,12 @@ type checkID int
 
 const (
 	invalid checkID = iota
+	unknownField
+	guardrailViolation
+	guardrailBroken
+	lowersLogging
+	aboveCap
+	namespacedModulesDisabled
 	shadowedRule
 	duplicateRule
 	shadowedDefault
@@ -39,11 +45,17 @@ const (
 // catalogue declares every check once, in the order `kaudit lint --help` lists them.
 var catalogue = [checkCount]Check{
 	invalid:                   {"invalid", Error, "a field kube-apiserver's loader rejects"},
+	unknownField:              {"unknown-field", Error, "a field kube-apiserver drops (a typo?): the rule then matches more than meant"},
+	guardrailViolation:        {"guardrail-violation", Error, "a module the manager rejects: it would log a guarded request outside the guardrail's bounds"},
+	guardrailBroken:           {"guardrail-broken", Error, "a guardrail the settings break and no module mends (defaultLevel None): AuditPolicy Degraded"},
+	lowersLogging:             {"lowers-logging", Error, "a namespaced module the manager rejects: it logs a request of its namespace less than the cluster's modules"},
+	aboveCap:                  {"above-cap", Error, "a namespaced module the manager rejects: a rule above spec.namespacedModules.maxLevel"},
+	namespacedModulesDisabled: {"namespaced-modules-disabled", Error, "a namespaced module while spec.namespacedModules.enabled is false: nothing of it is in force"},
 	shadowedRule:              {"shadowed-rule", Warning, "a rule that never decides a request: earlier rules match all of it"},
 	duplicateRule:             {"duplicate-rule", Warning, "a rule that matches exactly the requests of an earlier one"},
 	shadowedDefault:           {"shadowed-default", Warning, "a module's catch-all makes the default level unreachable"},
 	redundantRule:             {"redundant-rule", Info, "a rule whose requests get the same level and stages from later rules without it"},
-	secretsAboveMetadata:      {"secrets-above-metadata", Error, "secrets, tokens and tokenreviews logged with bodies (configmaps: a warning)"},
+	secretsAboveMetadata:      {"secrets-above-metadata", Error, "secret contents in a logged body: secrets, issued tokens, tokenreviews (configmaps: a warning)"},
 	blindsAudit:               {"blinds-audit", Error, "level None for system:masters or for everyone's writes"},
 	noCatchAll:                {"no-catch-all", Warning, "requests no module matches are not logged"},
 	requestReceivedNotOmitted: {"request-received-not-omitted", Warning, "every request logged twice"},

@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/kaudit/kaudit/api/v1alpha1"
+	"github.com/kaudit/kaudit/internal/inforce"
 	"github.com/kaudit/kaudit/internal/policy"
 )
 
@@ -28,8 +29,16 @@ func TestTheCatalogueDeclaresEveryCheckOnce(t *testing.T) {
 // the catalogue reports something on the problem cases, so none is declared but never reported.
 func TestEveryFindingNamesACataloguedCheck(t *testing.T) {
 	findings := FromError(policy.ValidateModule(policy.Module{Name: "bad", Spec: v1alpha1.AuditPolicyModuleSpec{Rules: []v1alpha1.PolicyRule{{Level: "Everything"}}}}))
+	unknown, err := Modules(modules(t, `[{level: None, users: [x]}]`), inforce.Settings{Policy: quiet}, Options{UnknownFields: []UnknownField{{Module: "m0", Rule: 0, Problem: `unknown field "verb"`}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	findings = append(findings, unknown...)
 	for _, tc := range problems {
 		findings = append(findings, lintOf(t, merged(t, tc.settings, tc.modules...))...)
+	}
+	for _, tc := range rejections {
+		findings = append(findings, modulesOf(t, tc.modules, tc.settings)...)
 	}
 	reported := map[string]bool{}
 	for _, f := range findings {

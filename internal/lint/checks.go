@@ -7,6 +7,7 @@ import (
 
 	auditv1 "k8s.io/apiserver/pkg/apis/audit/v1"
 
+	"github.com/kaudit/kaudit/internal/apiresources"
 	"github.com/kaudit/kaudit/internal/policy"
 )
 
@@ -49,48 +50,26 @@ func sameMatch(a, b auditv1.PolicyRule) bool {
 }
 
 // checkRedundant: a rule whose requests get the same decision without it.
-func (l *linter) checkRedundant(i int) error {
+func (l *linter) checkRedundant(i int) {
 	if l.m.Sources[i].IsDefault() {
-		return nil
+		return
 	}
 	reached, _, _ := l.reaching(i, witnesses(l.m.Policy.Rules[i], shape{}))
 	if len(reached) == 0 {
-		return nil
-	}
-	// Cheap filter first: the rule that would take over must be a reachable module rule at the
-	// same level for every witness; only then is the policy without the rule evaluated.
-	for _, w := range reached {
-		next := -1
-		for _, j := range l.eval.Matching(w) {
-			if j > i {
-				next = j
-				break
-			}
-		}
-		if next < 0 || l.m.Sources[next].IsDefault() || !l.reachable[next] || l.m.Policy.Rules[next].Level != l.m.Policy.Rules[i].Level {
-			return nil
-		}
-	}
-	without := l.m.Policy
-	without.Rules = slices.Delete(slices.Clone(without.Rules), i, i+1)
-	eval, err := policy.NewEvaluator(without)
-	if err != nil {
-		return err
+		return
 	}
 	var deciders []int
 	for _, w := range reached {
-		a, b := l.eval.Decide(w), eval.Decide(w)
+		// Without rule i, the next matching rule decides.
+		a, b := l.rules.decide(w), l.rules.decideSkipping(w, i)
 		if a.Level != b.Level || !slices.Equal(a.OmitStages, b.OmitStages) || (policy.LevelRank(a.Level) >= 2 && a.OmitManagedFields != b.OmitManagedFields) {
-			return nil
-		}
-		if b.Rule >= i {
-			b.Rule++ // back to the index in the whole policy
+			return
 		}
 		if b.Rule < 0 || l.m.Sources[b.Rule].IsDefault() || !l.reachable[b.Rule] {
 			// Rules that restate the default level pin decisions on purpose (secrets at
 			// Metadata stays Metadata whatever the default becomes): not reported. Nor are
 			// rules whose stand-in is shadowed: that one is reported instead.
-			return nil
+			return
 		}
 		if !slices.Contains(deciders, b.Rule) {
 			deciders = append(deciders, b.Rule)
@@ -103,52 +82,77 @@ func (l *linter) checkRedundant(i int) error {
 	}
 	l.add(i, redundantRule, fmt.Sprintf("changes no decision: without it, the requests it decides get the same level and stages from %s", strings.Join(names, ", ")),
 		fixRedundantRule)
-	return nil
 }
 
 var writeVerbs = []string{"create", "update", "patch", "delete"}
 
-// checkSecrets: secret-bearing objects logged with bodies.
+// secretBearer is a kind of object whose contents are secret, and the verbs whose request body
+// and response body carry those contents. Request level writes request bodies only;
+// RequestResponse writes both, except for watch, whose streamed response is never logged.
+type secretBearer struct {
+	what       string
+	sev        Severity
+	target     target
+	inRequest  []string
+	inResponse []string
+}
+
+var (
+	// objectWrites send the object; objectResponses return it (a delete returns the deleted
+	// object, a deletecollection the deleted list). Reads and deletes send no object.
+	objectWrites    = []string{"create", "update", "patch"}
+	objectResponses = []string{"get", "list", "create", "update", "patch", "delete", "deletecollection"}
+	secretBearers   = []secretBearer{
+		{"secrets", Error, target{resource: true, res: "secrets"}, objectWrites, objectResponses},
+		// A TokenRequest asks for a token (audiences, expiry); the token is in the response.
+		{"service account tokens (serviceaccounts/token)", Error, target{resource: true, res: "serviceaccounts", sub: "token"}, nil, []string{"create"}},
+		// A TokenReview sends the token to review and gets it back.
+		{"tokenreviews", Error, target{resource: true, group: "authentication.k8s.io", res: "tokenreviews"}, []string{"create"}, []string{"create"}},
+		{"configmaps", Warning, target{resource: true, res: "configmaps"}, objectWrites, objectResponses},
+	}
+)
+
+// checkSecrets: secret contents written into the audit log, in a request or a response body.
 func (l *linter) checkSecrets(i int, r auditv1.PolicyRule) {
 	if policy.LevelRank(r.Level) < 2 || len(r.NonResourceURLs) > 0 {
 		return
 	}
-	type sensitive struct {
-		what    string
-		sev     Severity
-		targets []target
-	}
-	all := []sensitive{
-		{"secrets", Error, []target{{resource: true, res: "secrets"}}},
-		{"service account tokens (serviceaccounts/token)", Error, []target{{resource: true, res: "serviceaccounts", sub: "token"}}},
-		{"tokenreviews", Error, []target{{resource: true, group: "authentication.k8s.io", res: "tokenreviews"}}},
-		{"configmaps", Warning, []target{{resource: true, res: "configmaps"}}},
-	}
-	for _, s := range all {
-		var targets []target
-		for _, t := range s.targets {
-			names := []string{freshName}
-			for _, gr := range r.Resources {
-				names = append(names, gr.ResourceNames...)
-			}
-			namespaces := append([]string{freshNS}, r.Namespaces...)
-			for _, n := range names {
-				for _, ns := range namespaces {
-					t.name, t.ns = n, ns
-					targets = append(targets, t)
+	for _, s := range secretBearers {
+		verbs := s.inRequest
+		if r.Level == auditv1.LevelRequestResponse {
+			verbs = slices.Clone(s.inRequest)
+			for _, v := range s.inResponse {
+				if !slices.Contains(verbs, v) {
+					verbs = append(verbs, v)
 				}
 			}
 		}
-		verbs := r.Verbs
 		if len(verbs) == 0 {
-			verbs = []string{"get", "create", "update"}
+			continue
+		}
+		var targets []target
+		names := []string{freshName}
+		for _, gr := range r.Resources {
+			names = append(names, gr.ResourceNames...)
+		}
+		namespaces := append([]string{freshNS}, r.Namespaces...)
+		for _, n := range names {
+			for _, ns := range namespaces {
+				t := s.target
+				t.name, t.ns = n, ns
+				targets = append(targets, t)
+			}
 		}
 		reached, _, _ := l.reaching(i, witnesses(r, shape{verbs: verbs, targets: targets}))
 		if len(reached) == 0 {
 			continue
 		}
 		w := reached[0]
-		l.addAt(i, secretsAboveMetadata, s.sev, fmt.Sprintf("logs %s at %s, with bodies: the audit log would hold their contents (e.g. %s %s by %s)", s.what, r.Level, w.Verb, resourceName(w), userName(w)),
+		body := "response"
+		if slices.Contains(s.inRequest, w.Verb) {
+			body = "request"
+		}
+		l.addAt(i, secretsAboveMetadata, s.sev, fmt.Sprintf("logs %s at %s: the audit log would hold their contents (e.g. the %s body of %s %s by %s)", s.what, r.Level, body, w.Verb, resourceName(w), userName(w)),
 			fixSecrets(s.what))
 	}
 }
@@ -191,7 +195,7 @@ func (l *linter) checkVolume(i int, r auditv1.PolicyRule) {
 	if r.Level != auditv1.LevelRequestResponse || len(r.NonResourceURLs) > 0 {
 		return
 	}
-	var wild []string
+	var wild, wholeGroups []string
 	if len(r.Resources) == 0 {
 		wild = append(wild, "every resource")
 	}
@@ -204,10 +208,19 @@ func (l *linter) checkVolume(i int, r auditv1.PolicyRule) {
 		case gr.Group == "*":
 			wild = append(wild, "every API group")
 		case len(gr.Resources) == 0:
-			wild = append(wild, "every resource of group "+g)
+			wholeGroups = append(wholeGroups, g)
 		case slices.Contains(gr.Resources, "*"):
 			wild = append(wild, `"*" in group `+g)
 		}
+	}
+	// Name a few groups only: GKE's policy lists 18, and a finding is read on one line.
+	switch n := len(wholeGroups); {
+	case n == 1:
+		wild = append(wild, "every resource of group "+wholeGroups[0])
+	case n > 1 && n <= 3:
+		wild = append(wild, "every resource of groups "+strings.Join(wholeGroups, ", "))
+	case n > 3:
+		wild = append(wild, fmt.Sprintf("every resource of %d groups (%s and %d more)", n, strings.Join(wholeGroups[:3], ", "), n-3))
 	}
 	if len(wild) > 0 {
 		l.add(i, wildcardRequestResponse, fmt.Sprintf("logs %s at RequestResponse: request and response bodies of everything there, custom resources holding credentials included", strings.Join(wild, ", ")),
@@ -253,8 +266,8 @@ func (l *linter) checkNames(i int, r auditv1.PolicyRule) {
 		}
 	}
 	for _, v := range r.Verbs {
-		if !slices.Contains(knownVerbs, v) && !slices.Contains(httpVerbs, v) {
-			l.add(i, unknownVerb, fmt.Sprintf("verb %q is not a verb kube-apiserver uses%s", v, suggest(v, knownVerbs)),
+		if known := apiresources.Verbs(); !slices.Contains(known, v) && !slices.Contains(httpVerbs, v) {
+			l.add(i, unknownVerb, fmt.Sprintf("verb %q is not a verb kube-apiserver uses%s", v, suggest(v, known)),
 				fixUnknownVerb)
 		}
 	}
@@ -273,7 +286,8 @@ func (l *linter) subresourceOf(sub string) bool {
 	return false
 }
 
-// checkCatchAll: requests no rule matches are dropped silently.
+// checkCatchAll: requests no rule matches are dropped silently (unless an earlier catch-all
+// leaves the default rule nothing to decide).
 func (l *linter) checkCatchAll() {
 	rules := l.m.Policy.Rules
 	n := len(rules)
@@ -281,7 +295,7 @@ func (l *linter) checkCatchAll() {
 		return
 	}
 	last := rules[n-1]
-	if policy.MatchesEverything(last) && last.Level == auditv1.LevelNone {
+	if policy.MatchesEverything(last) && last.Level == auditv1.LevelNone && l.reachable[n-1] {
 		l.add(n-1, noCatchAll, "requests that no module matches are not logged (default level None): new resources and new clients go unaudited",
 			fixNoCatchAll)
 	}
@@ -299,7 +313,7 @@ func (l *linter) checkRequestReceived() {
 		}
 		name := "the default rule"
 		if !l.m.Sources[i].IsDefault() {
-			name = "module " + l.m.Sources[i].Module
+			name = "module " + l.m.Sources[i].ModuleID()
 		}
 		if !slices.Contains(modules, name) {
 			modules = append(modules, name)

@@ -12,6 +12,8 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/kaudit/kaudit/internal/apiresources"
+	"github.com/kaudit/kaudit/internal/inforce"
 	"github.com/kaudit/kaudit/internal/policy"
 )
 
@@ -19,11 +21,23 @@ import (
 type Options struct {
 	// Resources adds "group/resource" entries (custom resources, from discovery) to the known ones.
 	Resources []string
+	// UnknownFields are fields that were dropped when the modules were read, reported by Modules.
+	UnknownFields []UnknownField
+}
+
+// UnknownField is a field of a module (or of a policy file) that its type does not have, and
+// that kube-apiserver therefore drops.
+type UnknownField struct {
+	// Module and Rule locate it; Module is empty for the settings, Rule -1 outside the rules.
+	Module string
+	Rule   int
+	// Problem says which field and what kube-apiserver makes of the rule without it.
+	Problem string
 }
 
 type linter struct {
 	m     *policy.Merged
-	eval  *policy.Evaluator
+	rules *ruleIndex
 	known map[string]map[string]bool
 	out   []Finding
 	// reachable[i] tells whether rule i decides any request.
@@ -32,13 +46,13 @@ type linter struct {
 
 // Lint reviews a merged policy.
 func Lint(m *policy.Merged, opts Options) ([]Finding, error) {
-	eval, err := policy.NewEvaluator(m.Policy)
+	rules, err := newRuleIndex(m.Policy)
 	if err != nil {
 		return nil, err
 	}
-	l := &linter{m: m, eval: eval, known: map[string]map[string]bool{}}
-	for g, rs := range builtinResources {
-		for _, r := range rs {
+	l := &linter{m: m, rules: rules, known: map[string]map[string]bool{}}
+	for _, g := range apiresources.Groups() {
+		for _, r := range apiresources.Resources(g) {
 			l.addKnown(g, r)
 		}
 	}
@@ -64,9 +78,7 @@ func Lint(m *policy.Merged, opts Options) ([]Finding, error) {
 		l.checkSecrets(i, r)
 		l.checkBlinds(i, r)
 		l.checkVolume(i, r)
-		if err := l.checkRedundant(i); err != nil {
-			return nil, err
-		}
+		l.checkRedundant(i)
 	}
 	l.checkCatchAll()
 	l.checkRequestReceived()
@@ -74,10 +86,15 @@ func Lint(m *policy.Merged, opts Options) ([]Finding, error) {
 	return l.out, nil
 }
 
-// Modules validates each module on its own (so one bad module does not hide the others'
-// findings), then lints the policy merged from the valid ones.
-func Modules(modules []policy.Module, settings policy.Settings, opts Options) ([]Finding, error) {
+// Modules validates each module and the settings on their own (so one bad module or guardrail
+// does not hide the others' findings), reports what the manager would reject of the valid
+// modules (see decided), then lints the policy merged from all of them.
+func Modules(modules []policy.Module, settings inforce.Settings, opts Options) ([]Finding, error) {
 	var findings []Finding
+	for _, u := range opts.UnknownFields {
+		c := catalogue[unknownField]
+		findings = append(findings, Finding{Severity: c.Severity, Check: c.Name, Module: u.Module, Rule: u.Rule, PolicyRule: -1, Message: u.Problem, Fix: fixUnknownField})
+	}
 	var valid []policy.Module
 	for _, m := range modules {
 		if err := policy.ValidateModule(m); err != nil {
@@ -86,14 +103,22 @@ func Modules(modules []policy.Module, settings policy.Settings, opts Options) ([
 		}
 		valid = append(valid, m)
 	}
-	if err := policy.ValidateSettings(settings); err != nil {
+	if err := policy.ValidateSettings(settings.Policy); err != nil {
 		findings = append(findings, FromError(err)...)
-		settings = policy.Settings{}
+		settings.Policy = policy.Settings{}
 	}
-	merged, err := policy.Merge(valid, settings)
+	var invalid []Finding
+	settings.Guardrails, invalid = validGuardrails(settings.Guardrails)
+	findings = append(findings, invalid...)
+	merged, err := policy.Merge(valid, settings.Policy)
 	if err != nil {
 		return append(findings, FromError(err)...), nil
 	}
+	rejected, err := decided(valid, settings, merged)
+	if err != nil {
+		return nil, err
+	}
+	findings = append(findings, rejected...)
 	more, err := Lint(merged, opts)
 	if err != nil {
 		return nil, err
@@ -118,7 +143,7 @@ func (l *linter) add(i int, id checkID, msg, fix string) {
 func (l *linter) addAt(i int, id checkID, sev Severity, msg, fix string) {
 	f := Finding{Severity: sev, Check: catalogue[id].Name, Rule: -1, PolicyRule: i, Message: msg, Fix: fix}
 	if i >= 0 && i < len(l.m.Sources) && !l.m.Sources[i].IsDefault() {
-		f.Module, f.Rule = l.m.Sources[i].Module, l.m.Sources[i].Rule
+		f.Module, f.Rule = l.m.Sources[i].ModuleID(), l.m.Sources[i].Rule
 	}
 	l.out = append(l.out, f)
 }
@@ -131,5 +156,5 @@ func (l *linter) label(i int) string {
 	if l.m.Sources[i].IsDefault() {
 		return "the default rule"
 	}
-	return fmt.Sprintf("module %s rule %d", l.m.Sources[i].Module, l.m.Sources[i].Rule)
+	return fmt.Sprintf("module %s rule %d", l.m.Sources[i].ModuleID(), l.m.Sources[i].Rule)
 }

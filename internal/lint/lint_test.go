@@ -7,6 +7,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/kaudit/kaudit/api/v1alpha1"
+	"github.com/kaudit/kaudit/internal/inforce"
 	"github.com/kaudit/kaudit/internal/policy"
 )
 
@@ -164,6 +165,25 @@ func TestRedundantRules(t *testing.T) {
 	// Restating the default level pins it: not reported.
 	m = merged(t, quiet, `[{level: Metadata, resources: [{group: "", resources: [secrets]}]}]`)
 	if fs := lintOf(t, m); len(fs) != 0 {
+		t.Errorf("findings %+v", fs)
+	}
+}
+
+// A module's catch-all decides what no other rule matches: the default None is shadowed, not a
+// hole in the audit log.
+func TestNoCatchAllOnlyWhenTheDefaultNoneDecides(t *testing.T) {
+	fs := lintOf(t, merged(t, policy.Settings{DefaultLevel: v1alpha1.LevelNone, OmitStages: quiet.OmitStages}, `[{level: Metadata}]`))
+	if has(fs, "no-catch-all", "", -1, Warning) || !has(fs, "shadowed-default", "", -1, Warning) {
+		t.Errorf("findings %+v: want shadowed-default and no no-catch-all", fs)
+	}
+}
+
+func TestUnknownFieldsAreErrorsAtTheirRule(t *testing.T) {
+	fs, err := Modules(modules(t, `[{level: None, users: [x]}, {level: None}]`), inforce.Settings{Policy: quiet}, Options{UnknownFields: []UnknownField{{Module: "m0", Rule: 1, Problem: `unknown field "verb" (did you mean "verbs"?)`}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !has(fs, "unknown-field", "m0", 1, Error) {
 		t.Errorf("findings %+v", fs)
 	}
 }

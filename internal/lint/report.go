@@ -39,7 +39,7 @@ func (r Report) WriteText(w io.Writer) error {
 	for _, f := range r.Findings {
 		fmt.Fprintf(&b, "%-7s %s: %s [%s]\n        fix: %s\n", strings.ToUpper(string(f.Severity)), f.Where(), f.Message, f.Check, f.Fix)
 	}
-	fmt.Fprintf(&b, "%d errors, %d warnings, %d infos\n", r.Errors, r.Warnings, r.Infos)
+	fmt.Fprintf(&b, "%s, %s, %s\n", count(r.Errors, "error"), count(r.Warnings, "warning"), count(r.Infos, "info"))
 	_, err := io.WriteString(w, b.String())
 	return err
 }
@@ -74,4 +74,12 @@ func (t FailOn) Fails(findings []Finding) bool {
 		}
 	}
 	return false
+}
+
+// count writes "1 error", "2 errors".
+func count(n int, noun string) string {
+	if n == 1 {
+		return "1 " + noun
+	}
+	return fmt.Sprintf("%d %ss", n, noun)
 }

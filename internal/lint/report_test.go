@@ -4,6 +4,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/kaudit/kaudit/internal/inforce"
 	"github.com/kaudit/kaudit/internal/policy"
 )
 
@@ -23,7 +24,7 @@ func TestReportText(t *testing.T) {
 	if err := r.WriteText(&b); err != nil {
 		t.Fatal(err)
 	}
-	want := "WARNING module m rule 2: verb \"gett\" [unknown-verb]\n        fix: use get\n0 errors, 1 warnings, 0 infos\n"
+	want := "WARNING module m rule 2: verb \"gett\" [unknown-verb]\n        fix: use get\n0 errors, 1 warning, 0 infos\n"
 	if b.String() != want {
 		t.Errorf("got\n%s\nwant\n%s", b.String(), want)
 	}
@@ -62,14 +63,14 @@ func TestFailOn(t *testing.T) {
 // One invalid module does not hide the findings of the others.
 func TestModulesLintsTheValidOnesPastAnInvalidOne(t *testing.T) {
 	mods := modules(t, `[{level: Everything}]`, `[{level: Request, verbs: [gett]}]`)
-	fs, err := Modules(mods, quiet, Options{})
+	fs, err := Modules(mods, inforce.Settings{Policy: quiet}, Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if !has(fs, "invalid", "m0", 0, Error) || !has(fs, "unknown-verb", "m1", 0, Warning) {
 		t.Errorf("findings %+v", fs)
 	}
-	fs, err = Modules(modules(t, `[{level: Metadata, verbs: [create]}]`), policy.Settings{DefaultLevel: "Everything"}, Options{})
+	fs, err = Modules(modules(t, `[{level: Metadata, verbs: [create]}]`), inforce.Settings{Policy: policy.Settings{DefaultLevel: "Everything"}}, Options{})
 	if err != nil {
 		t.Fatal(err)
 	}

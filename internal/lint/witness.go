@@ -149,15 +149,15 @@ func resourceOf(spec string) (string, string) {
 // others. Witnesses the rule does not match (shape overrides) are left out.
 func (l *linter) reaching(i int, ws []policy.Request) (reached []policy.Request, catchers []int, matched int) {
 	for _, w := range ws {
-		if !slices.Contains(l.eval.Matching(w), i) {
+		m := l.rules.matching(w)
+		if !slices.Contains(m, i) {
 			continue
 		}
 		matched++
-		d := l.eval.Decide(w)
-		if d.Rule == i {
+		if m[0] == i {
 			reached = append(reached, w)
-		} else if !slices.Contains(catchers, d.Rule) {
-			catchers = append(catchers, d.Rule)
+		} else if !slices.Contains(catchers, m[0]) {
+			catchers = append(catchers, m[0])
 		}
 	}
 	return reached, catchers, matched

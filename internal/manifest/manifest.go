@@ -7,6 +7,7 @@ package manifest
 import (
 	"bufio"
 	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -34,6 +35,10 @@ type Set struct {
 	Policy *v1alpha1.AuditPolicy
 	// Upstream holds plain audit.k8s.io/v1 Policy documents.
 	Upstream []UpstreamPolicy
+	// Warnings are about documents that were read but need a change, for the user.
+	Warnings []string
+	// UnknownFields are fields that the objects' types do not have (ReadLenient only).
+	UnknownFields []UnknownField
 }
 
 // UpstreamPolicy is a plain audit.k8s.io/v1 Policy and where it was read from.
@@ -47,12 +52,18 @@ const Stdin = "-"
 
 // Read reads manifests from files, directories (every .yaml, .yml and .json file, recursively,
 // or only the listed resources where the directory holds a kustomization) and "-" for stdin.
+// A field that the object's type does not have is an error, as with kubectl apply.
 func Read(stdin io.Reader, paths ...string) (*Set, error) {
-	set := &Set{}
-	for _, p := range paths {
-		if err := set.readPath(stdin, p); err != nil {
-			return nil, err
+	set, err := ReadLenient(stdin, paths...)
+	if err != nil {
+		return nil, err
+	}
+	if len(set.UnknownFields) > 0 {
+		errs := make([]error, len(set.UnknownFields))
+		for i, u := range set.UnknownFields {
+			errs[i] = u
 		}
+		return nil, errors.Join(errs...)
 	}
 	for _, m := range set.NamespacedModules {
 		if m.Namespace == "" {
@@ -63,27 +74,70 @@ func Read(stdin io.Reader, paths ...string) (*Set, error) {
 	return set, nil
 }
 
-func (s *Set) readPath(stdin io.Reader, path string) error {
+// ReadLenient is Read, but reads objects as kube-apiserver reads them when it is not asked to
+// validate fields (and a policy file always): fields the type does not have are dropped, and
+// listed in Set.UnknownFields.
+func ReadLenient(stdin io.Reader, paths ...string) (*Set, error) {
+	w := &walk{set: &Set{}, stdin: stdin, included: map[string]string{}}
+	for _, p := range paths {
+		if err := w.readPath(p); err != nil {
+			return nil, err
+		}
+	}
+	return w.set, nil
+}
+
+// walk is the state of one Read: the kustomization directories being read, outermost first, to
+// report a cycle instead of recursing forever, and the files read so far, to report one read
+// twice (kustomize refuses both).
+type walk struct {
+	set   *Set
+	stdin io.Reader
+	// chain holds the kustomization directories being read, as given and as real paths.
+	chain, realChain []string
+	// included maps the real path of each file read to the path it was read as, and from which
+	// kustomization.
+	included map[string]string
+}
+
+func (w *walk) readPath(path string) error {
 	if path == Stdin {
-		data, err := io.ReadAll(stdin)
+		data, err := io.ReadAll(w.stdin)
 		if err != nil {
 			return fmt.Errorf("reading stdin: %w", err)
 		}
-		return s.add("<stdin>", data)
+		return w.set.add("<stdin>", data)
 	}
 	info, err := os.Stat(path)
 	if err != nil {
 		return err
 	}
+	real, err := realPath(path)
+	if err != nil {
+		return err
+	}
 	if !info.IsDir() {
+		where := path
+		if n := len(w.chain); n > 0 {
+			where += " (resource of " + w.chain[n-1] + ")"
+		}
+		if first, ok := w.included[real]; ok {
+			return fmt.Errorf("a file is included twice, as %s and as %s: kustomize refuses a resource listed twice", first, where)
+		}
+		w.included[real] = where
 		data, err := os.ReadFile(path)
 		if err != nil {
 			return err
 		}
-		return s.add(path, data)
+		return w.set.add(path, data)
 	}
 	if k, ok := findKustomization(path); ok {
-		return s.readKustomization(stdin, path, k)
+		if i := slices.Index(w.realChain, real); i >= 0 {
+			return fmt.Errorf("kustomization cycle: %s", strings.Join(append(slices.Clone(w.chain[i:]), path), " -> "))
+		}
+		w.chain, w.realChain = append(w.chain, path), append(w.realChain, real)
+		defer func() { w.chain, w.realChain = w.chain[:len(w.chain)-1], w.realChain[:len(w.realChain)-1] }()
+		return w.readKustomization(path, k)
 	}
 	var files []string
 	err = filepath.WalkDir(path, func(p string, d fs.DirEntry, err error) error {
@@ -100,11 +154,21 @@ func (s *Set) readPath(stdin io.Reader, path string) error {
 	}
 	slices.Sort(files)
 	for _, f := range files {
-		if err := s.readPath(stdin, f); err != nil {
+		if err := w.readPath(f); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// realPath is the absolute path of p with every symbolic link resolved: the same file or directory
+// always has the same real path.
+func realPath(p string) (string, error) {
+	abs, err := filepath.Abs(p)
+	if err != nil {
+		return "", err
+	}
+	return filepath.EvalSymlinks(abs)
 }
 
 func isManifest(p string) bool {
@@ -136,7 +200,7 @@ type kustomization struct {
 	Namespace string   `json:"namespace"`
 }
 
-func (s *Set) readKustomization(stdin io.Reader, dir, file string) error {
+func (w *walk) readKustomization(dir, file string) error {
 	data, err := os.ReadFile(file)
 	if err != nil {
 		return err
@@ -156,19 +220,19 @@ func (s *Set) readKustomization(stdin io.Reader, dir, file string) error {
 	if err := yaml.Unmarshal(data, &kz); err != nil {
 		return fmt.Errorf("%s: %w", file, err)
 	}
-	first := len(s.NamespacedModules)
+	first := len(w.set.NamespacedModules)
 	for _, r := range kz.Resources {
 		if strings.Contains(r, "://") {
 			return fmt.Errorf("%s: remote resource %q cannot be read offline", file, r)
 		}
-		if err := s.readPath(stdin, filepath.Join(dir, r)); err != nil {
+		if err := w.readPath(filepath.Join(dir, r)); err != nil {
 			return err
 		}
 	}
 	// As kustomize does, the kustomization's namespace replaces that of its namespaced objects.
 	if kz.Namespace != "" {
-		for i := first; i < len(s.NamespacedModules); i++ {
-			s.NamespacedModules[i].Namespace = kz.Namespace
+		for i := first; i < len(w.set.NamespacedModules); i++ {
+			w.set.NamespacedModules[i].Namespace = kz.Namespace
 		}
 	}
 	return nil
@@ -204,8 +268,12 @@ func (s *Set) add(source string, data []byte) error {
 }
 
 func (s *Set) addDocument(where string, raw []byte) error {
+	raw, err := toJSON(raw)
+	if err != nil {
+		return fmt.Errorf("%s: %w", where, err)
+	}
 	var tm typeMeta
-	if err := yaml.Unmarshal(raw, &tm); err != nil {
+	if err := json.Unmarshal(raw, &tm); err != nil {
 		return fmt.Errorf("%s: %w", where, err)
 	}
 	switch {
@@ -214,18 +282,22 @@ func (s *Set) addDocument(where string, raw []byte) error {
 			return fmt.Errorf("%s: AuditPolicyModule: metadata.name: Required value", where)
 		}
 		var m v1alpha1.AuditPolicyModule
-		if err := decodeDefaulted(raw, "AuditPolicyModule", &m); err != nil {
+		unknown, err := decodeDefaulted(raw, "AuditPolicyModule", &m)
+		if err != nil {
 			return fmt.Errorf("%s: AuditPolicyModule %q: %w", where, tm.Metadata.Name, err)
 		}
+		s.addUnknownFields(where, fmt.Sprintf("AuditPolicyModule %q", m.Name), m.Name, unknown)
 		s.Modules = append(s.Modules, m)
 	case tm.APIVersion == v1alpha1.GroupVersion.String() && tm.Kind == "NamespacedAuditPolicyModule":
 		if tm.Metadata.Name == "" {
 			return fmt.Errorf("%s: NamespacedAuditPolicyModule: metadata.name: Required value", where)
 		}
 		var m v1alpha1.NamespacedAuditPolicyModule
-		if err := decodeDefaulted(raw, "NamespacedAuditPolicyModule", &m); err != nil {
+		unknown, err := decodeDefaulted(raw, "NamespacedAuditPolicyModule", &m)
+		if err != nil {
 			return fmt.Errorf("%s: NamespacedAuditPolicyModule %q: %w", where, tm.Metadata.Name, err)
 		}
+		s.addUnknownFields(where, fmt.Sprintf("NamespacedAuditPolicyModule %s/%s", m.Namespace, m.Name), m.Name, unknown)
 		s.NamespacedModules = append(s.NamespacedModules, m)
 	case tm.APIVersion == v1alpha1.GroupVersion.String() && tm.Kind == "AuditPolicy":
 		if tm.Metadata.Name != v1alpha1.SingletonName {
@@ -235,41 +307,41 @@ func (s *Set) addDocument(where string, raw []byte) error {
 			return fmt.Errorf("%s: a second AuditPolicy: only one may be given", where)
 		}
 		var p v1alpha1.AuditPolicy
-		if err := decodeDefaulted(raw, "AuditPolicy", &p); err != nil {
+		unknown, err := decodeDefaulted(raw, "AuditPolicy", &p)
+		if err != nil {
 			return fmt.Errorf("%s: AuditPolicy %q: %w", where, tm.Metadata.Name, err)
 		}
+		s.addUnknownFields(where, fmt.Sprintf("AuditPolicy %q", p.Name), "", unknown)
 		s.Policy = &p
-	case tm.APIVersion == auditv1.SchemeGroupVersion.String() && tm.Kind == "Policy":
-		var p auditv1.Policy
-		if err := yaml.UnmarshalStrict(raw, &p); err != nil {
-			return fmt.Errorf("%s: audit.k8s.io/v1 Policy: %w", where, err)
-		}
-		s.Upstream = append(s.Upstream, UpstreamPolicy{Source: where, Policy: p})
+	case isUpstreamPolicy(tm.APIVersion, tm.Kind):
+		return s.addUpstream(where, tm.APIVersion, raw)
 	default:
 		return fmt.Errorf("%s: unsupported kind %q (apiVersion %q): expected AuditPolicyModule, NamespacedAuditPolicyModule or AuditPolicy of %s, or an audit.k8s.io/v1 Policy", where, tm.Kind, tm.APIVersion, v1alpha1.GroupVersion)
 	}
 	return nil
 }
 
-// decodeDefaulted applies the CRD schema's defaults to a document, validates it as the
-// apiserver would on `kubectl apply` (schema and CEL rules) and decodes it strictly.
-func decodeDefaulted(raw []byte, kind string, into any) error {
+// decodeDefaulted applies the CRD schema's defaults to a document (JSON), validates it as the
+// apiserver would on `kubectl apply` (schema and CEL rules) and decodes it as the apiserver does
+// (field names are case-sensitive). It returns the paths of the fields the type does not have,
+// which the decoding dropped.
+func decodeDefaulted(raw []byte, kind string, into any) ([]string, error) {
 	schemas, err := loadSchemas()
 	if err != nil {
-		return err
+		return nil, err
 	}
 	var obj map[string]any
-	if err := yaml.Unmarshal(raw, &obj); err != nil {
-		return err
+	if err := json.Unmarshal(raw, &obj); err != nil {
+		return nil, err
 	}
 	if errs := schemas[kind].defaultAndValidate(obj); len(errs) > 0 {
-		return errs.ToAggregate()
+		return nil, errs.ToAggregate()
 	}
-	b, err := yaml.Marshal(obj)
+	b, err := json.Marshal(obj)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	return yaml.UnmarshalStrict(b, into)
+	return decodeJSON(b, into)
 }
 
 func stripComments(b []byte) []byte {

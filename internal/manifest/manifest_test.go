@@ -3,6 +3,7 @@ package manifest
 import (
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"strings"
 	"testing"
 	"time"
@@ -171,5 +172,109 @@ spec:
 	bad := strings.NewReader("apiVersion: audit.kaudit.io/v1alpha1\nkind: AuditPolicy\nmetadata: {name: cluster}\nspec:\n  guardrails:\n    custom: [{name: no-bound, scope: {}}]\n")
 	if _, err := Read(bad, Stdin); err == nil || !strings.Contains(err.Error(), "a guardrail needs a bound") {
 		t.Errorf("a custom guardrail without bounds: %v", err)
+	}
+}
+
+// A kustomization that includes itself, directly or through others, is reported at once with the
+// chain of directories, as is a file that the kustomizations include twice.
+func TestReadReportsKustomizationCyclesAndFilesIncludedTwice(t *testing.T) {
+	// A regression would recurse until the stack overflows; fail in milliseconds, not 35 s.
+	defer debug.SetMaxStack(debug.SetMaxStack(16 << 20))
+	module := "apiVersion: audit.kaudit.io/v1alpha1\nkind: AuditPolicyModule\nmetadata: {name: m}\nspec: {rules: [{level: None, users: [x]}]}\n"
+	for name, tc := range map[string]struct {
+		files map[string]string
+		read  string
+		want  []string
+	}{
+		"a kustomization listing its own directory": {
+			files: map[string]string{"self/kustomization.yaml": "resources: [., m.yaml]\n", "self/m.yaml": module},
+			read:  "self", want: []string{"kustomization cycle", "self -> self"},
+		},
+		"two directories including each other": {
+			files: map[string]string{"a/kustomization.yaml": "resources: [../b]\n", "b/kustomization.yaml": "resources: [../a, m.yaml]\n", "b/m.yaml": module},
+			read:  "a", want: []string{"kustomization cycle", "a -> b -> a"},
+		},
+		"a file listed twice through two paths": {
+			files: map[string]string{"twice/kustomization.yaml": "resources: [m.yaml, ./sub/../m.yaml]\n", "twice/m.yaml": module, "twice/sub/.keep": ""},
+			read:  "twice", want: []string{"as twice/m.yaml (resource of twice) and as twice/m.yaml (resource of twice)", "included twice"},
+		},
+		"two kustomizations including the same file": {
+			files: map[string]string{
+				"top/kustomization.yaml": "resources: [../left, ../right]\n", "left/kustomization.yaml": "resources: [../shared/m.yaml]\n",
+				"right/kustomization.yaml": "resources: [../shared/m.yaml]\n", "shared/m.yaml": module,
+			},
+			read: "top", want: []string{"included twice", "shared/m.yaml (resource of left)", "shared/m.yaml (resource of right)"},
+		},
+	} {
+		t.Run(name, func(t *testing.T) {
+			dir := t.TempDir()
+			for path, data := range tc.files {
+				path = filepath.Join(dir, path)
+				if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+					t.Fatal(err)
+				}
+				if err := os.WriteFile(path, []byte(data), 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			t.Chdir(dir)
+			_, err := Read(nil, tc.read)
+			for _, want := range tc.want {
+				if err == nil || !strings.Contains(err.Error(), want) {
+					t.Errorf("error = %v\nwant it to contain %q", err, want)
+				}
+			}
+		})
+	}
+}
+
+// ReadLenient reads as kube-apiserver does, dropping fields the types do not have and listing
+// them with their rule; Read refuses them with the same words.
+func TestUnknownFieldsAreDroppedAndListedWithTheirRule(t *testing.T) {
+	docs := `apiVersion: audit.k8s.io/v1
+kind: Policy
+rules:
+- level: None
+  Verbs: [watch]
+---
+apiVersion: audit.kaudit.io/v1alpha1
+kind: AuditPolicyModule
+metadata: {name: m}
+spec:
+  omitStage: [RequestReceived]
+  rules: [{level: None, users: [a]}, {level: Metadata, resources: [{group: "", resource: [pods]}]}]
+`
+	set, err := ReadLenient(strings.NewReader(docs), Stdin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(set.Upstream) != 1 || len(set.Upstream[0].Policy.Rules[0].Verbs) != 0 || len(set.Modules) != 1 || len(set.Modules[0].Spec.Rules) != 2 {
+		t.Fatalf("read %+v", set)
+	}
+	want := []struct {
+		module, path, problem string
+		rule                  int
+	}{
+		{"", "rules[0].Verbs", `unknown field "Verbs" (did you mean "verbs"?): kube-apiserver ignores it, with only a warning in its log, so the rule matches every verb`, 0},
+		{"m", "spec.omitStage", `unknown field "omitStage" (did you mean "omitStages"?)`, -1},
+		{"m", "spec.rules[1].resources[0].resource", `unknown field "resources[0].resource" (did you mean "resources"?): kube-apiserver drops it`, 1},
+	}
+	if len(set.UnknownFields) != len(want) {
+		t.Fatalf("unknown fields %+v", set.UnknownFields)
+	}
+	for i, w := range want {
+		u := set.UnknownFields[i]
+		if u.Module != w.module || u.Path != w.path || u.Rule != w.rule || !strings.HasPrefix(u.Problem, w.problem) {
+			t.Errorf("unknown field %d: %+v, want %+v", i, u, w)
+		}
+	}
+	_, err = Read(strings.NewReader(docs), Stdin)
+	for _, u := range set.UnknownFields {
+		if err == nil || !strings.Contains(err.Error(), u.Error()) {
+			t.Errorf("Read: %v\nwant it to contain %q", err, u.Error())
+		}
+	}
+	if err == nil || !strings.Contains(err.Error(), `<stdin>: document 1: audit.k8s.io/v1 Policy: rules[0]: unknown field "Verbs"`) {
+		t.Errorf("Read: %v", err)
 	}
 }

@@ -1,6 +1,7 @@
 package policy
 
 import (
+	"reflect"
 	"testing"
 
 	"github.com/kaudit/kaudit/api/v1alpha1"
@@ -58,7 +59,8 @@ func modulesFromBytes(data []byte) []Module {
 }
 
 // FuzzMergeNeverMakesAPolicyTheLoaderRejects follows the controller's path: only modules that
-// ValidateModule accepts are merged, and their merge must always load in the apiserver.
+// ValidateModule accepts are merged, and their merge must always load in the apiserver, its
+// rendering as the same policy as its canonical JSON.
 func FuzzMergeNeverMakesAPolicyTheLoaderRejects(f *testing.F) {
 	f.Add([]byte{0, 1, 2, 3, 4, 5, 6, 7, 8, 9})
 	f.Add([]byte{255, 3, 1, 1, 0, 2, 9, 9, 9, 4, 4, 1, 0, 2})
@@ -74,8 +76,13 @@ func FuzzMergeNeverMakesAPolicyTheLoaderRejects(f *testing.F) {
 		if err != nil {
 			t.Fatalf("accepted modules failed to merge: %v", err)
 		}
-		if _, err := Load(merged.Render()); err != nil {
+		rendered, err := Load(merged.Render())
+		if err != nil {
 			t.Fatalf("the loader rejected a merged policy: %v\n%s", err, merged.Render())
+		}
+		// Merge validates the canonical JSON; the rendered YAML must be the same policy.
+		if canonical, err := Load(encode(merged.Policy)); err != nil || !reflect.DeepEqual(rendered, canonical) {
+			t.Fatalf("the rendered YAML and the canonical JSON load differently (%v):\n%s", err, merged.Render())
 		}
 	})
 }

@@ -183,10 +183,13 @@ func compose(modules []Module, settings Settings, rulesOf func(Module) []auditv1
 // check renders the composed policy and loads it: the loader is the final gate, since what it
 // rejects would stop kube-apiserver from starting. Modules are validated one by one only when
 // it fails, to name the guilty one precisely: loading each module on every merge would parse
-// every rule twice.
+// every rule twice. It reads the canonical JSON (what the hash covers): parsing the rendered
+// YAML took many times the memory and time of the policy itself. The rendering loads to the
+// same policy (FuzzMergeNeverMakesAPolicyTheLoaderRejects), and the agent loads the rendered
+// bytes again before writing them.
 func (m *Merged) check() error {
 	m.rendered = m.render()
-	if _, err := Load(m.rendered); err != nil {
+	if _, err := Load(encode(m.Policy)); err != nil {
 		for _, mod := range m.sorted {
 			if !mod.Spec.Disabled {
 				if modErr := ValidateModule(mod); modErr != nil {

@@ -7,6 +7,7 @@ import (
 	auditv1 "k8s.io/apiserver/pkg/apis/audit/v1"
 
 	"github.com/kaudit/kaudit/internal/policy"
+	"github.com/kaudit/kaudit/internal/relevance"
 )
 
 // Example is one event shown in the report.
@@ -19,7 +20,18 @@ type Example struct {
 	Namespace     string `json:"namespace,omitempty"`
 	Name          string `json:"name,omitempty"`
 	RecordedLevel string `json:"recordedLevel"`
-	loc           location
+	// Level, DecidedBy and Needs say, for a security-relevant request the policy does not record
+	// as required, the level the policy gives it, the rule that decides it and the level
+	// required.
+	Level     string `json:"level,omitempty"`
+	DecidedBy string `json:"decidedBy,omitempty"`
+	Needs     string `json:"needs,omitempty"`
+	loc       location
+}
+
+// securityCount counts the security-relevant requests of one rule of docs/modules.md.
+type securityCount struct {
+	Requests, Kept, BaselineKept int64
 }
 
 type lineProblem struct {
@@ -45,11 +57,13 @@ type aggregate struct {
 	verbs       map[string]*counters
 	resources   map[string]*counters
 	transitions map[[2]int]*counters
-	security    [numCategories]counters
+	// security counts security-relevant requests per rule of relevance.Rules.
+	security []securityCount
 	// managedFields counts written events with bodies whose policy omits managedFields: their
 	// recorded bodies may hold managedFields that the estimate does not subtract.
 	managedFields int64
-	secExamples   [numCategories][]Example
+	// missed are examples of security-relevant requests the policy does not keep, per rule.
+	missed [][]Example
 }
 
 func newAggregate(cand, base *compiled, examples int) *aggregate {
@@ -59,6 +73,7 @@ func newAggregate(cand, base *compiled, examples int) *aggregate {
 		levels: map[auditv1.Level]*counters{}, baseLevels: map[auditv1.Level]*counters{},
 		users: map[string]*counters{}, verbs: map[string]*counters{}, resources: map[string]*counters{},
 		transitions: map[[2]int]*counters{},
+		security:    make([]securityCount, len(relevance.Rules)), missed: make([][]Example, len(relevance.Rules)),
 	}
 }
 
@@ -78,13 +93,20 @@ func (a *aggregate) otherVersion(loc location, apiVersion, kind string) {
 
 func quote(s string) string { return "\"" + s + "\"" }
 
-func (a *aggregate) securityDrop(cats uint8, loc location, example func() Example) {
-	for i := range numCategories {
-		if cats&(1<<i) != 0 && len(a.secExamples[i]) < a.examples {
-			ex := example()
-			ex.loc = loc
-			a.secExamples[i] = append(a.secExamples[i], ex)
-		}
+// relevant counts a security-relevant request of rule r, and shows it if the policy misses it.
+func (a *aggregate) relevant(r relevance.Rule, kept, baseKept bool, loc location, example func() Example) {
+	i := slices.Index(relevance.Rules, r)
+	c := &a.security[i]
+	c.Requests++
+	if kept {
+		c.Kept++
+	} else if len(a.missed[i]) < a.examples {
+		ex := example()
+		ex.loc = loc
+		a.missed[i] = append(a.missed[i], ex)
+	}
+	if baseKept {
+		c.BaselineKept++
 	}
 }
 
@@ -116,11 +138,6 @@ func (a *aggregate) addEntry(e *entry) {
 	bucket(a.users, e.info.user).add(c)
 	bucket(a.verbs, e.info.verb).add(c)
 	bucket(a.resources, e.info.resource).add(c)
-	for i := range numCategories {
-		if e.info.categories&(1<<i) != 0 {
-			a.security[i].add(c)
-		}
-	}
 	*c = counters{}
 }
 
@@ -148,14 +165,15 @@ func (a *aggregate) merge(o *aggregate) {
 	mergeMap(a.verbs, o.verbs)
 	mergeMap(a.resources, o.resources)
 	mergeMap(a.transitions, o.transitions)
-	for i := range numCategories {
-		a.security[i].add(&o.security[i])
-		ex := append(a.secExamples[i], o.secExamples[i]...)
+	for i := range a.security {
+		c, oc := &a.security[i], &o.security[i]
+		c.Requests, c.Kept, c.BaselineKept = c.Requests+oc.Requests, c.Kept+oc.Kept, c.BaselineKept+oc.BaselineKept
+		ex := append(a.missed[i], o.missed[i]...)
 		slices.SortFunc(ex, func(x, y Example) int { return compareLoc(x.loc, y.loc) })
 		if len(ex) > a.examples {
 			ex = ex[:a.examples]
 		}
-		a.secExamples[i] = ex
+		a.missed[i] = ex
 	}
 }
 

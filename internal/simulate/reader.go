@@ -5,10 +5,12 @@ import (
 	"bytes"
 	"compress/gzip"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"sync/atomic"
+	"time"
 )
 
 // maxLine bounds a single event; longer lines are counted as bad and skipped.
@@ -43,6 +45,9 @@ type reader struct {
 	maxBuffers int
 	read       atomic.Int64 // uncompressed bytes read
 	compressed atomic.Int64 // bytes read from the files
+	// start is the stageTimestamp of the first event of the first input, when the log begins. It
+	// is set before the first chunk is sent, and never changes after.
+	start time.Time
 }
 
 func newReader(inputs []Input, chunkSize, buffers int) *reader {
@@ -104,7 +109,15 @@ func (r *reader) readInput(idx int, in *inputState) error {
 	defer f.Close()
 	br := bufio.NewReaderSize(countingReader{f, &r.compressed}, 256<<10)
 	var src io.Reader = br
-	if magic, _ := br.Peek(2); len(magic) == 2 && magic[0] == 0x1f && magic[1] == 0x8b {
+	magic, err := br.Peek(2)
+	if err != nil && len(magic) == 0 {
+		// Empty input: stop here, or a terminal would need a second Ctrl-D.
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		return err
+	}
+	if len(magic) == 2 && magic[0] == 0x1f && magic[1] == 0x8b {
 		gz, err := gzip.NewReader(br)
 		if err != nil {
 			return fmt.Errorf("gzip: %w", err)
@@ -179,6 +192,9 @@ func (r *reader) readInput(idx int, in *inputState) error {
 			*next = make([]byte, max(len(*buf), 2*rest))
 		}
 		copy(*next, data[last+1:])
+		if idx == 0 && line == 1 {
+			r.start = firstTimestamp(whole)
+		}
 		r.chunks <- chunk{file: idx, startLine: line, data: whole, buf: buf}
 		line += int64(bytes.Count(whole, []byte{'\n'}))
 		if whole[len(whole)-1] != '\n' {
@@ -210,4 +226,23 @@ func inputErrorText(err error) string {
 		return "truncated input (unexpected end of gzip stream): " + err.Error()
 	}
 	return err.Error()
+}
+
+// firstTimestamp returns the stageTimestamp of the first event among the first lines of data,
+// or the zero time.
+func firstTimestamp(data []byte) time.Time {
+	for range 100 {
+		line, rest, _ := bytes.Cut(data, []byte{'\n'})
+		var ev struct {
+			StageTimestamp time.Time `json:"stageTimestamp"`
+		}
+		if json.Unmarshal(line, &ev) == nil && !ev.StageTimestamp.IsZero() {
+			return ev.StageTimestamp
+		}
+		if len(rest) == 0 {
+			break
+		}
+		data = rest
+	}
+	return time.Time{}
 }

@@ -11,6 +11,7 @@ import (
 	auditv1 "k8s.io/apiserver/pkg/apis/audit/v1"
 
 	"github.com/kaudit/kaudit/internal/policy"
+	"github.com/kaudit/kaudit/internal/relevance"
 )
 
 // Report is the result of a simulation. Its JSON form is the machine output (--format json).
@@ -38,9 +39,11 @@ type Report struct {
 	TopUsers     []Top `json:"topUsers"`
 	TopVerbs     []Top `json:"topVerbs"`
 	TopResources []Top `json:"topResources"`
-	// SecurityDrops are security-relevant events that the baseline keeps and the policy drops
-	// (level None).
-	SecurityDrops []SecurityDrop `json:"securityDrops"`
+	// Security counts, per rule of docs/modules.md's definition (R1-R6), the security-relevant
+	// requests and how many the policy and the baseline record at the level the rule requires.
+	// A request is counted once: a long-running one (watch, exec, port-forward, logs, proxy) at
+	// its ResponseStarted event, any other at its final stage (ResponseComplete or Panic).
+	Security []SecurityRule `json:"security"`
 	// Notes say what the estimates cannot know.
 	Notes []string `json:"notes,omitempty"`
 }
@@ -129,12 +132,18 @@ type Top struct {
 	Bytes   int64  `json:"bytes"`
 }
 
-// SecurityDrop is a category of security-relevant events that the policy drops.
-type SecurityDrop struct {
-	Category string    `json:"category"`
-	Dropped  int64     `json:"dropped"`
-	Events   int64     `json:"events"`
-	Examples []Example `json:"examples,omitempty"`
+// SecurityRule is what the policy and the baseline keep of the requests that one rule of the
+// definition of security-relevant covers.
+type SecurityRule struct {
+	Rule string `json:"rule"`
+	What string `json:"what"`
+	// Requests are the requests of the rule; Kept and BaselineKept those the policy and the
+	// baseline record at the required level.
+	Requests     int64 `json:"requests"`
+	Kept         int64 `json:"kept"`
+	BaselineKept int64 `json:"baselineKept"`
+	// Missed are examples of requests the policy does not record at the required level.
+	Missed []Example `json:"missed,omitempty"`
 }
 
 const topN = 10
@@ -191,17 +200,14 @@ func (a *aggregate) report(inputs []*inputState) *Report {
 	r.TopUsers = top(a.users)
 	r.TopVerbs = top(a.verbs)
 	r.TopResources = top(a.resources)
-	for i := range numCategories {
+	for i, rule := range relevance.Rules {
 		c := a.security[i]
-		if c.Events == 0 {
-			continue
-		}
-		d := SecurityDrop{Category: categoryNames[i], Dropped: c.Dropped, Events: c.Events}
-		for _, ex := range a.secExamples[i] {
+		sr := SecurityRule{Rule: string(rule), What: rule.Title(), Requests: c.Requests, Kept: c.Kept, BaselineKept: c.BaselineKept}
+		for _, ex := range a.missed[i] {
 			ex.File, ex.Line = name(ex.loc.File), ex.loc.Line
-			d.Examples = append(d.Examples, ex)
+			sr.Missed = append(sr.Missed, ex)
 		}
-		r.SecurityDrops = append(r.SecurityDrops, d)
+		r.Security = append(r.Security, sr)
 	}
 	if a.total.LowerBound > 0 {
 		r.Notes = append(r.Notes, fmt.Sprintf("%d events are written at a higher level than the log recorded them: their bodies are not in the log, so their bytes are a lower bound", a.total.LowerBound))
@@ -346,18 +352,26 @@ func (r *Report) WriteText(w io.Writer) error {
 		}
 	}
 
-	if len(r.SecurityDrops) > 0 {
-		p("\nSecurity-relevant events:\nCATEGORY\tEVENTS\tDROPPED\n")
-		for _, s := range r.SecurityDrops {
-			p("%s\t%d\t%d\n", s.Category, s.Events, s.Dropped)
+	var all SecurityRule
+	for _, s := range r.Security {
+		all.Requests, all.Kept, all.BaselineKept = all.Requests+s.Requests, all.Kept+s.Kept, all.BaselineKept+s.BaselineKept
+	}
+	if all.Requests > 0 {
+		p("\nSecurity-relevant requests (R1-R6 of docs/modules.md), recorded at the required level:\n")
+		p("RULE\tWHAT\tREQUESTS\tPOLICY\tBASELINE\n")
+		for _, s := range r.Security {
+			if s.Requests > 0 {
+				p("%s\t%s\t%d\t%d\t%d\n", s.Rule, s.What, s.Requests, s.Kept, s.BaselineKept)
+			}
 		}
-		for _, s := range r.SecurityDrops {
-			for _, ex := range s.Examples {
+		p("all\t\t%d\t%d\t%d\n", all.Requests, all.Kept, all.BaselineKept)
+		for _, s := range r.Security {
+			for _, ex := range s.Missed {
 				obj := ex.Resource
 				if ex.Namespace != "" || ex.Name != "" {
 					obj += " " + strings.Trim(ex.Namespace+"/"+ex.Name, "/")
 				}
-				p("  dropped %s: %s:%d: %s %s %s\n", s.Category, ex.File, ex.Line, ex.User, ex.Verb, obj)
+				p("  missed %s: %s:%d: %s %s %s: %s by %s, needs %s\n", s.Rule, ex.File, ex.Line, ex.User, ex.Verb, obj, ex.Level, ex.DecidedBy, ex.Needs)
 			}
 		}
 	}

@@ -13,6 +13,7 @@ import (
 // (string contents without quotes, still escaped when the matching esc flag is set).
 type rawEvent struct {
 	apiVersion, kind, level, stage, verb, requestURI []byte
+	received                                         []byte // requestReceivedTimestamp
 	username                                         []byte
 	groups                                           [][]byte
 	groupsRaw                                        []byte // the whole groups array, for cache keys
@@ -64,6 +65,8 @@ func scanEvent(line []byte, ev *rawEvent) error {
 			return readString(line, vi, &ev.level, &ev.escaped)
 		case "stage":
 			return readString(line, vi, &ev.stage, &ev.escaped)
+		case "requestReceivedTimestamp":
+			return readString(line, vi, &ev.received, &ev.escaped)
 		case "verb":
 			return readString(line, vi, &ev.verb, &ev.escaped)
 		case "requestURI":

@@ -1,7 +1,7 @@
 // Package simulate replays recorded audit logs through audit policies: it decides every event
 // with kube-apiserver's own evaluator (through internal/policy) and reports events and
 // estimated bytes per level, per rule and per user, verb and resource, what a policy would drop
-// or add, and the security-relevant events it would stop recording.
+// or add, and how many security-relevant requests (internal/relevance) it records as required.
 //
 // Logs are read as a stream of JSON lines (plain or gzip) by a pipeline of one reader and one
 // worker per core; memory stays bounded whatever the size of the log. Workers read only the
@@ -53,7 +53,7 @@ type Options struct {
 	Workers int
 	// Engine is EngineFast unless set.
 	Engine Engine
-	// Examples is how many bad lines and security-relevant drops are shown; 0 means 5.
+	// Examples is how many bad lines and missed security-relevant requests are shown; 0 means 5.
 	Examples int
 	// Progress, when set, receives a progress line (with \r) a few times a second.
 	Progress io.Writer
@@ -148,6 +148,7 @@ func Run(ctx context.Context, inputs []Input, opts Options) (*Report, error) {
 	ws := make([]*worker, workers)
 	for i := range ws {
 		ws[i] = newWorker(cand, base, opts)
+		ws[i].logStart = &rd.start
 		wg.Add(1)
 		go func(w *worker) {
 			defer wg.Done()

@@ -4,12 +4,15 @@ import (
 	"bytes"
 	"encoding/binary"
 	"encoding/json"
+	"slices"
 	"strings"
 	"sync/atomic"
+	"time"
 
 	auditv1 "k8s.io/apiserver/pkg/apis/audit/v1"
 
 	"github.com/kaudit/kaudit/internal/policy"
+	"github.com/kaudit/kaudit/internal/relevance"
 )
 
 const (
@@ -21,24 +24,13 @@ const (
 	responseKeyCost = len(`,"responseObject":`)
 )
 
-// Security-relevant request categories, reported when a policy stops recording them.
-const (
-	catRBACWrite = 1 << iota
-	catSecrets
-	catExec
-	catMasters
-	catAdmission
-	numCategories = 5
-)
-
-var categoryNames = [numCategories]string{
-	"RBAC writes", "secrets", "exec/attach/portforward", "system:masters requests", "admission webhook and policy changes",
-}
-
 // reqInfo is what the report shows of a distinct request.
 type reqInfo struct {
 	user, verb, resource string
-	categories           uint8
+	// need is the request's security relevance (docs/modules.md, R1-R6).
+	need relevance.Requirement
+	// longRunning requests (watches, exec, logs, ...) get a ResponseStarted event.
+	longRunning bool
 }
 
 // entry is a distinct request: its decisions and what was counted for it.
@@ -97,16 +89,24 @@ type facts struct {
 	resp     int
 }
 
+// Stages as bits, for masks of omitted stages.
+const (
+	stageRequestReceived uint8 = 1 << iota
+	stageResponseStarted
+	stageResponseComplete
+	stagePanic
+)
+
 func stageBit(s string) uint8 {
 	switch auditv1.Stage(s) {
 	case auditv1.StageRequestReceived:
-		return 1
+		return stageRequestReceived
 	case auditv1.StageResponseStarted:
-		return 2
+		return stageResponseStarted
 	case auditv1.StageResponseComplete:
-		return 4
+		return stageResponseComplete
 	case auditv1.StagePanic:
-		return 8
+		return stagePanic
 	}
 	return 0
 }
@@ -147,6 +147,8 @@ type worker struct {
 	agg        *aggregate
 	events     atomic.Int64
 	useNames   bool
+	// logStart is when the log begins (reader.start).
+	logStart *time.Time
 }
 
 func newWorker(cand, base *compiled, opts Options) *worker {
@@ -202,6 +204,9 @@ func (w *worker) line(loc location, line []byte) int64 {
 	f := facts{size: int64(len(line) + 1), stage: stageBit(string(ev.stage)), recorded: levelOf(string(ev.level)), req: ev.requestObject, resp: ev.responseObject}
 	w.account(e, f, loc, func() Example {
 		return Example{User: e.info.user, Verb: e.info.verb, Resource: e.info.resource, Namespace: ev.str(ev.namespace), Name: ev.str(ev.name), RecordedLevel: string(f.recorded)}
+	}, func() time.Time {
+		t, _ := time.Parse(time.RFC3339Nano, ev.str(ev.received))
+		return t
 	})
 	return 1
 }
@@ -259,9 +264,9 @@ func (w *worker) newEntry(req policy.Request) *entry {
 	return e
 }
 
-// describe names a request for the report and finds its security categories.
+// describe names a request for the report and finds its security relevance.
 func describe(r policy.Request) reqInfo {
-	info := reqInfo{user: r.User, verb: r.Verb}
+	info := reqInfo{user: r.User, verb: r.Verb, need: relevance.Classify(r), longRunning: longRunning(r)}
 	if r.ResourceRequest {
 		info.resource = r.Resource
 		if r.APIGroup != "" {
@@ -273,33 +278,41 @@ func describe(r policy.Request) reqInfo {
 	} else {
 		info.resource = r.Path
 	}
-	write := false
-	switch r.Verb {
-	case "create", "update", "patch", "delete", "deletecollection", "bind", "escalate":
-		write = true
-	}
-	if r.ResourceRequest {
-		switch {
-		case r.APIGroup == "rbac.authorization.k8s.io" && write:
-			info.categories |= catRBACWrite
-		case r.APIGroup == "" && r.Resource == "secrets":
-			info.categories |= catSecrets
-		case r.APIGroup == "" && r.Resource == "pods" && (r.Subresource == "exec" || r.Subresource == "attach" || r.Subresource == "portforward"):
-			info.categories |= catExec
-		case r.APIGroup == "admissionregistration.k8s.io" && write:
-			info.categories |= catAdmission
-		}
-	}
-	for _, g := range r.Groups {
-		if g == "system:masters" {
-			info.categories |= catMasters
-		}
-	}
 	return info
 }
 
+// longRunning is kube-apiserver's test for long-running requests (BasicLongRunningRequestCheck
+// with the verbs and subresources it is given): only they get a ResponseStarted event.
+func longRunning(r policy.Request) bool {
+	return r.ResourceRequest && (r.Verb == "watch" || r.Verb == "proxy" || slices.Contains([]string{"attach", "exec", "proxy", "log", "portforward"}, r.Subresource))
+}
+
+// countedStages tells at which event a security-relevant request is counted, once, and which
+// stages it has then. A long-running request is counted at its ResponseStarted event (it may
+// still be running when the log ends), or at its final one if it began before the log did (see
+// beganBeforeLog); any other request at its final stage (ResponseComplete or Panic). Every
+// request has a RequestReceived event too. It returns 0 for the other events.
+func countedStages(info reqInfo, stage uint8, beganBeforeLog func() bool) uint8 {
+	switch {
+	case stage == stageResponseStarted:
+		return stageRequestReceived | stageResponseStarted
+	case stage&(stageResponseComplete|stagePanic) != 0 && (!info.longRunning || beganBeforeLog()):
+		return stageRequestReceived | stage
+	}
+	return 0
+}
+
+// recordsRequest tells whether a decision (level, omitted stages) writes an event of a request
+// that has the given stages, at a level that meets the requirement.
+func recordsRequest(need relevance.Requirement, level auditv1.Level, omit, stages uint8) bool {
+	if level == auditv1.LevelNone || omit&stages == stages {
+		return false
+	}
+	return need.MetBy(level)
+}
+
 // account counts one event of a distinct request.
-func (w *worker) account(e *entry, f facts, loc location, example func() Example) {
+func (w *worker) account(e *entry, f facts, loc location, example func() Example, received func() time.Time) {
 	c := &e.c
 	c.Events++
 	c.RecordedBytes += f.size
@@ -310,6 +323,20 @@ func (w *worker) account(e *entry, f facts, loc location, example func() Example
 	if e.hasBase {
 		bw, bb, _ = keep(e.base.Level, e.baseOmit, f)
 		baseLevel = e.base.Level
+	}
+	beganBeforeLog := func() bool { return !w.logStart.IsZero() && received().Before(*w.logStart) }
+	if stages := countedStages(e.info, f.stage, beganBeforeLog); e.info.need.Relevant() && stages != 0 {
+		kept := recordsRequest(e.info.need, e.cand.Level, e.candOmit, stages)
+		// Without --against, the baseline is the log, which recorded this event.
+		baseKept := e.info.need.MetBy(f.recorded)
+		if e.hasBase {
+			baseKept = recordsRequest(e.info.need, e.base.Level, e.baseOmit, stages)
+		}
+		w.agg.relevant(e.info.need.Rule, kept, baseKept, loc, func() Example {
+			ex := example()
+			ex.Level, ex.DecidedBy, ex.Needs = string(e.cand.Level), w.cand.label(e.cand.Rule), string(e.info.need.Level)
+			return ex
+		})
 	}
 	if cw {
 		c.Written++
@@ -329,9 +356,6 @@ func (w *worker) account(e *entry, f facts, loc location, example func() Example
 	case bw && !cw:
 		c.Dropped++
 		c.DroppedBytes += bb
-		if e.info.categories != 0 {
-			w.agg.securityDrop(e.info.categories, loc, example)
-		}
 	case cw && !bw:
 		c.Added++
 		c.AddedBytes += cb
@@ -396,7 +420,7 @@ func (w *worker) naiveLine(loc location, line []byte) int64 {
 			ns, name = ev.ObjectRef.Namespace, ev.ObjectRef.Name
 		}
 		return Example{User: e.info.user, Verb: e.info.verb, Resource: e.info.resource, Namespace: ns, Name: name, RecordedLevel: string(f.recorded)}
-	})
+	}, func() time.Time { return ev.RequestReceivedTimestamp.Time })
 	return 1
 }
 

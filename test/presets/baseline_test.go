@@ -43,13 +43,16 @@ var baselineCases = []baselineCase{
 	{"token cleaner deleting a bootstrap token", res(ctrl("token-cleaner"), "delete", "", "secrets", "kube-system"), Metadata, "secrets-metadata-only"},
 	{"root CA publisher writing kube-root-ca.crt", res(ctrl("root-ca-cert-publisher"), "create", "", "configmaps", "prod"), Metadata, "secrets-metadata-only"},
 
-	// rbac-changes: every RBAC write by anyone, at RequestResponse.
+	// rbac-changes: every RBAC write by anyone at RequestResponse, but kube-apiserver's own
+	// (its bootstrap reconciliation) at Metadata.
 	{"user creating a rolebinding", res(alice, "create", "rbac.authorization.k8s.io", "rolebindings", "prod"), RequestResponse, "rbac-changes"},
 	{"user deleting a clusterrolebinding", res(alice, "delete", "rbac.authorization.k8s.io", "clusterrolebindings", ""), RequestResponse, "rbac-changes"},
 	{"admin patching a clusterrole", res(admin, "patch", "rbac.authorization.k8s.io", "clusterroles", ""), RequestResponse, "rbac-changes"},
 	{"clusterrole-aggregation controller updating an aggregated clusterrole", res(ctrl("clusterrole-aggregation-controller"), "update", "rbac.authorization.k8s.io", "clusterroles", ""), RequestResponse, "rbac-changes"},
-	{"apiserver bootstrap reconciling a clusterrole", res(apiserver, "update", "rbac.authorization.k8s.io", "clusterroles", ""), RequestResponse, "rbac-changes"},
-	{"apiserver bootstrap creating a clusterrolebinding", res(apiserver, "create", "rbac.authorization.k8s.io", "clusterrolebindings", ""), RequestResponse, "rbac-changes"},
+	{"apiserver bootstrap reconciling a clusterrole", res(apiserver, "update", "rbac.authorization.k8s.io", "clusterroles", ""), Metadata, "rbac-changes"},
+	{"apiserver bootstrap creating a clusterrolebinding", res(apiserver, "create", "rbac.authorization.k8s.io", "clusterrolebindings", ""), Metadata, "rbac-changes"},
+	{"apiserver reading RBAC is not a change: dropped as its noise", res(apiserver, "list", "rbac.authorization.k8s.io", "clusterroles", ""), None, "noise-kube-apiserver"},
+	{"a certificate minted as system:apiserver without system:masters still records its RBAC writes", res(who{"system:apiserver", []string{"system:authenticated"}}, "create", "rbac.authorization.k8s.io", "clusterrolebindings", ""), Metadata, "rbac-changes"},
 	{"operator service account creating a role", res(sa("argocd", "argocd-application-controller"), "create", "rbac.authorization.k8s.io", "roles", "team-a"), RequestResponse, "rbac-changes"},
 	{"kubelet creating a rolebinding (would be refused, still recorded)", res(kubelet, "create", "rbac.authorization.k8s.io", "rolebindings", "kube-system"), RequestResponse, "rbac-changes"},
 	// RBAC reads are not changes: rbac-changes must not catch them.
@@ -138,11 +141,14 @@ var baselineCases = []baselineCase{
 	{"kube-proxy writing a service is kept", res(kubeProxy, "update", "", "services", "prod"), Metadata, "noise-kube-proxy"},
 
 	// system-masters: everything else a system:masters member does.
-	{"admin reading pods", res(admin, "list", "", "pods", "prod"), RequestResponse, "system-masters"},
+	{"admin listing pods: the collection without its body", res(admin, "list", "", "pods", "prod"), Metadata, "system-masters"},
+	{"admin watching pods", res(admin, "watch", "", "pods", "prod"), Metadata, "system-masters"},
+	{"admin reading one pod, with its body", res(admin, "get", "", "pods", "prod"), RequestResponse, "system-masters"},
 	{"admin creating a deployment", res(admin, "create", "apps", "deployments", "prod"), RequestResponse, "system-masters"},
 	{"admin exec into a pod is pod-interactive-access's (no body either way)", res(admin, "create", "", "pods/exec", "prod"), Metadata, "pod-interactive-access"},
 	{"admin health check is kept, not dropped as noise", url(admin, "get", "/healthz"), RequestResponse, "system-masters"},
-	{"admin reading events is kept, not dropped as noise", res(admin, "list", "", "events", "prod"), RequestResponse, "system-masters"},
+	{"admin reading events is kept, not dropped as noise", res(admin, "list", "", "events", "prod"), Metadata, "system-masters"},
+	{"admin reading one event is kept with its body", res(admin, "get", "", "events", "prod"), RequestResponse, "system-masters"},
 	{"kubeadm 1.29+ admin (kubeadm:cluster-admins) is not system:masters", res(kubeadmAdmin, "list", "", "pods", "prod"), Metadata, defaultSource},
 
 	// noise-nonresource-reads

@@ -16,6 +16,7 @@ import (
 
 	"github.com/kaudit/kaudit/internal/manifest"
 	"github.com/kaudit/kaudit/internal/policy"
+	"github.com/kaudit/kaudit/internal/relevance"
 )
 
 // Paths of the module sets under test, relative to this package.
@@ -239,6 +240,6 @@ const (
 // Verb sets.
 var (
 	readVerbs  = []string{"get", "list", "watch"}
-	writeVerbs = []string{"create", "update", "patch", "delete", "deletecollection"}
+	writeVerbs = relevance.WriteVerbs()
 	allVerbs   = append(slices.Clone(readVerbs), writeVerbs...)
 )

@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/kaudit/kaudit/internal/policy"
+	"github.com/kaudit/kaudit/internal/relevance"
 )
 
 // The properties docs/modules.md promises, checked over every combination of identity, verb and
@@ -42,33 +43,22 @@ var resources = []groupResource{
 	{"cert-manager.io", "certificates"}, {"example.com", "widgets/status"},
 }
 
-var sensitive = []groupResource{
-	{"", "secrets"}, {"", "configmaps"}, {"", "serviceaccounts/token"},
-	{"authentication.k8s.io", "tokenreviews"},
-	{"certificates.k8s.io", "certificatesigningrequests"}, {"certificates.k8s.io", "certificatesigningrequests/approval"},
-	{"certificates.k8s.io", "certificatesigningrequests/status"}, {"certificates.k8s.io", "podcertificaterequests"},
-}
+// The resources of R1-R3 and the workloads of R5, as the product defines them
+// (internal/relevance): the tables below check that the baseline keeps what that definition
+// requires.
+var (
+	sensitive         = tableOf(relevance.Sensitive())
+	privilege         = tableOf(relevance.Privilege())
+	interactive       = tableOf(relevance.Interactive())
+	workloadResources = tableOf(relevance.Workloads())
+)
 
-var privilege = []groupResource{
-	{"rbac.authorization.k8s.io", "roles"}, {"rbac.authorization.k8s.io", "rolebindings"},
-	{"rbac.authorization.k8s.io", "clusterroles"}, {"rbac.authorization.k8s.io", "clusterrolebindings"},
-	{"admissionregistration.k8s.io", "validatingwebhookconfigurations"},
-	{"admissionregistration.k8s.io", "mutatingwebhookconfigurations"},
-	{"admissionregistration.k8s.io", "validatingadmissionpolicies"},
-	{"admissionregistration.k8s.io", "validatingadmissionpolicybindings"},
-	{"admissionregistration.k8s.io", "mutatingadmissionpolicies"},
-	{"admissionregistration.k8s.io", "mutatingadmissionpolicybindings"},
-	{"apiextensions.k8s.io", "customresourcedefinitions"}, {"apiregistration.k8s.io", "apiservices"},
-	{"", "namespaces"}, // their labels set the Pod Security level
-}
-
-var interactive = []groupResource{
-	{"", "pods/exec"}, {"", "pods/attach"}, {"", "pods/portforward"}, {"", "pods/ephemeralcontainers"},
-}
-
-var workloadResources = []groupResource{
-	{"", "pods"}, {"", "replicationcontrollers"}, {"apps", "deployments"}, {"apps", "deployments/scale"},
-	{"apps", "daemonsets"}, {"apps", "statefulsets"}, {"apps", "replicasets"}, {"batch", "jobs"}, {"batch", "cronjobs"},
+func tableOf(grs []relevance.GroupResource) []groupResource {
+	out := make([]groupResource, len(grs))
+	for i, gr := range grs {
+		out[i] = groupResource{gr.Group, gr.Resource}
+	}
+	return out
 }
 
 var paths = []string{"/healthz", "/readyz?verbose", "/livez/ping", "/metrics", "/version", "/openapi/v2", "/api", "/apis/apps/v1", "/debug/pprof/", "/logs/"}
@@ -96,11 +86,17 @@ func TestNoSecretBodyIsEverLoggedAndEverySecretAccessIsKept(t *testing.T) {
 	})
 }
 
+// kube-apiserver's own RBAC writes (its bootstrap reconciliation, user system:apiserver) are
+// the exception: R1 wants them at Metadata, and they are kept at Metadata.
 func TestPrivilegeChangesAreKeptWithBodiesWhoeverMakesThem(t *testing.T) {
 	e := baseline(t)
 	each(everyone, writeVerbs, privilege, func(r request) {
-		if got := e.decide(r); got.level != RequestResponse {
-			t.Errorf("%s: %s by %s, want RequestResponse", r, got.level, got.source)
+		want := RequestResponse
+		if r.who.name == apiserver.name && r.group == "rbac.authorization.k8s.io" {
+			want = Metadata
+		}
+		if got := e.decide(r); got.level != want {
+			t.Errorf("%s: %s by %s, want %s", r, got.level, got.source, want)
 		}
 	})
 }
@@ -123,12 +119,14 @@ func TestInteractiveAccessToPodsIsKeptForEveryone(t *testing.T) {
 	})
 }
 
+// Lists and watches are kept at Metadata (R4): what a collection held is rebuilt from the
+// writes that made it.
 func TestEverythingSystemMastersDoesIsKept(t *testing.T) {
 	e := baseline(t)
 	check := func(r request) {
 		got := e.decide(r)
 		want := RequestResponse
-		if got.source == "secrets-metadata-only" || got.source == "pod-interactive-access" {
+		if got.source == "secrets-metadata-only" || got.source == "pod-interactive-access" || r.verb == "list" || r.verb == "watch" {
 			want = Metadata
 		}
 		if got.level != want {
@@ -217,5 +215,19 @@ func TestHarnessNamesTheDecidingRule(t *testing.T) {
 	}
 	if fmt.Sprint(e.merged.Policy.Rules[idx].Resources[0].Resources) != "[pods/binding]" {
 		t.Errorf("decided by %+v, want the pods/binding rule", e.merged.Policy.Rules[idx])
+	}
+}
+
+// The identities the tables call components are exactly those the product's definition does.
+func TestComponentsAreThoseOfTheDefinition(t *testing.T) {
+	for _, w := range components {
+		if !relevance.IsComponent(w.name, w.groups) {
+			t.Errorf("%s is a component here, not in internal/relevance", w)
+		}
+	}
+	for _, w := range append(slices.Clone(nonComponents), admin) {
+		if relevance.IsComponent(w.name, w.groups) {
+			t.Errorf("%s is a component in internal/relevance, not here", w)
+		}
 	}
 }

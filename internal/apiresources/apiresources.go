@@ -1,9 +1,17 @@
-package lint
+// Package apiresources lists what kube-apiserver serves: the built-in API groups and their
+// resources, and the verbs of request attributes. lint checks names against it; explain and the
+// shell completion offer it.
+package apiresources
 
-// builtinResources are the resources that kube-apiserver v1.37 serves, by API group, with the
+import (
+	"maps"
+	"slices"
+)
+
+// builtin are the resources that kube-apiserver v1.37 serves, by API group, with the
 // subresources that audit policies commonly name. Custom resources come from discovery
 // (kaudit lint --kubeconfig) or are reported as unchecked.
-var builtinResources = map[string][]string{
+var builtin = map[string][]string{
 	"": {
 		"bindings", "componentstatuses", "configmaps", "endpoints", "events", "limitranges", "namespaces",
 		"namespaces/finalize", "namespaces/status", "nodes", "nodes/proxy", "nodes/status",
@@ -50,8 +58,37 @@ var builtinResources = map[string][]string{
 	"metrics.k8s.io":          {"nodes", "pods"},
 }
 
-// knownVerbs are the verbs kube-apiserver puts in request attributes (and audit events).
-var knownVerbs = []string{
+// verbs are the verbs kube-apiserver puts in the attributes of resource requests (and in audit
+// events).
+var verbs = []string{
 	"get", "list", "watch", "create", "update", "patch", "delete", "deletecollection",
 	"proxy", "impersonate", "bind", "escalate", "approve", "sign", "use", "attest", "userextras",
+}
+
+// Groups returns the built-in API groups, sorted; "" is the core group.
+func Groups() []string {
+	return slices.Sorted(maps.Keys(builtin))
+}
+
+// Resources returns the resources of a built-in API group (with "resource/subresource"
+// entries), or nil for a group kube-apiserver does not serve itself.
+func Resources(group string) []string {
+	return slices.Clone(builtin[group])
+}
+
+// GroupsServing returns the built-in API groups that serve a resource (or
+// "resource/subresource"), sorted.
+func GroupsServing(resource string) []string {
+	var out []string
+	for _, g := range Groups() {
+		if slices.Contains(builtin[g], resource) {
+			out = append(out, g)
+		}
+	}
+	return out
+}
+
+// Verbs returns the verbs of resource requests, the common ones first.
+func Verbs() []string {
+	return slices.Clone(verbs)
 }
