@@ -529,13 +529,16 @@ func measure(ctx context.Context, o options, k8s client.Client, revisions <-chan
 	exited := make(chan error, 1)
 	go func() { exited <- mgr.Wait() }()
 	defer func() {
+		// How the manager ends once told to stop is not measured: its exit status is dropped.
 		_ = mgr.Process.Signal(syscall.SIGTERM)
+		var err error
 		select {
-		case <-exited:
+		case err = <-exited:
 		case <-time.After(15 * time.Second):
 			_ = mgr.Process.Kill()
-			<-exited
+			err = <-exited
 		}
+		_ = err
 	}()
 	pid := mgr.Process.Pid
 	profile := func(phase string) func() {
