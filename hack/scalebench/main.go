@@ -12,8 +12,10 @@
 //   - the manager's peak and current resident memory (VmHWM, VmRSS in /proc/<pid>/status) at
 //     the end, with more revisions made than the history keeps.
 //
-// Times include the debounce (spec.rollout.debounce, default 2 s); the "beyond" columns take it
-// out. `make bench` runs it (hack/bench.sh); alone:
+// Times include the debounce (spec.rollout.debounce, default 2 s); the "beyond the debounce"
+// line takes it out. The manager runs with the GOMEMLIMIT of config/manager/manager.yaml unless
+// -gomemlimit says otherwise, and the peak is compared with that manifest's memory limit. The
+// whole run is bounded by -max-time. `make bench` runs it (hack/bench.sh); alone:
 //
 //	go build -o bin/kaudit . && KUBEBUILDER_ASSETS=$(hack/envtest-assets.sh) \
 //	  go run ./hack/scalebench -modules 5000
