@@ -31,6 +31,8 @@ type ManagerOptions struct {
 	MaxPolicyBytes     int
 	MetricsAddress     string
 	HealthProbeAddress string
+	// PprofAddress serves net/http/pprof when set; "" or "0" disables it.
+	PprofAddress string
 }
 
 func newManagerCommand() *cobra.Command {
@@ -63,6 +65,7 @@ singleton "cluster", which it creates when missing.`,
 	f.IntVar(&opts.HistoryLimit, "revision-history-limit", 10, "revisions to keep; the desired, pinned and node-applied ones are never deleted, even beyond the limit")
 	f.StringVar(&opts.MetricsAddress, "metrics-bind-address", ":8080", "address of the metrics endpoint; 0 disables it")
 	f.StringVar(&opts.HealthProbeAddress, "health-probe-bind-address", ":8081", "address of the /healthz and /readyz probes")
+	f.StringVar(&opts.PprofAddress, "pprof-bind-address", "0", "address of the net/http/pprof endpoints (CPU and heap profiles, e.g. 127.0.0.1:6060); 0 disables them")
 	f.IntVar(&opts.MaxPolicyRules, "max-policy-rules", controllers.DefaultMaxPolicyRules, "most rules of the merged policy; over it no revision is made (kube-apiserver checks the rules one by one on every request)")
 	f.IntVar(&opts.MaxPolicyBytes, "max-policy-bytes", controllers.DefaultMaxPolicyBytes, fmt.Sprintf("most bytes of the rendered policy, at most %d; over it no revision is made", revision.MaxPolicyBytes))
 	zapFlags := flag.NewFlagSet("zap", flag.ContinueOnError)
@@ -84,7 +87,8 @@ func Scheme() *runtime.Scheme {
 }
 
 // NewManager builds a manager running the kaudit controllers. Its cache holds only revision
-// ConfigMaps of the kaudit namespace, never the cluster's other ConfigMaps.
+// ConfigMaps of the kaudit namespace, never the cluster's other ConfigMaps, and no object's
+// managedFields (controllers.StripUnusedFields).
 func NewManager(cfg *rest.Config, opts ManagerOptions) (ctrl.Manager, error) {
 	if opts.HistoryLimit < 1 {
 		return nil, fmt.Errorf("--revision-history-limit must be at least 1, got %d", opts.HistoryLimit)
@@ -100,7 +104,8 @@ func NewManager(cfg *rest.Config, opts ManagerOptions) (ctrl.Manager, error) {
 		Scheme:                 Scheme(),
 		Metrics:                metricsserver.Options{BindAddress: opts.MetricsAddress},
 		HealthProbeBindAddress: opts.HealthProbeAddress,
-		Cache: cache.Options{ByObject: map[client.Object]cache.ByObject{
+		PprofBindAddress:       opts.PprofAddress,
+		Cache: cache.Options{DefaultTransform: controllers.StripUnusedFields, ByObject: map[client.Object]cache.ByObject{
 			&corev1.ConfigMap{}: {
 				Namespaces: map[string]cache.Config{opts.Namespace: {}},
 				Label:      revision.Selector(),

@@ -20,7 +20,6 @@ import (
 
 	"github.com/kaudit/kaudit/api/v1alpha1"
 	"github.com/kaudit/kaudit/internal/inforce"
-	"github.com/kaudit/kaudit/internal/revision"
 )
 
 // ModuleReconciler reports on each AuditPolicyModule: the PolicyReconciler's verdict on its
@@ -52,7 +51,7 @@ func (r *ModuleReconciler) SetupWithManager(mgr ctrl.Manager, reporter *moduleRe
 	r.reporter = reporter
 	allModules := handler.EnqueueRequestsFromMapFunc(func(ctx context.Context, _ client.Object) []reconcile.Request {
 		var list v1alpha1.AuditPolicyModuleList
-		if err := r.List(ctx, &list); err != nil {
+		if err := r.List(ctx, &list, client.UnsafeDisableDeepCopy); err != nil {
 			return nil
 		}
 		reqs := make([]reconcile.Request, len(list.Items))
@@ -135,15 +134,13 @@ func acceptedCondition(o inforce.Outcome) metav1.Condition {
 
 // includedIn is the revision that first held the module's current content, or nil when latest
 // does not hold it (pending, rejected, disabled).
-func includedIn(m liveModule, valid bool, latest *revision.Revision) *int64 {
+func includedIn(m liveModule, valid bool, latest *latestRevision) *int64 {
 	if latest == nil || !valid || m.Module.Spec.Disabled {
 		return nil
 	}
-	for _, rec := range latest.Modules {
-		if rec.Name == m.Module.Name && rec.Namespace == m.Module.Namespace && inforce.SameContent(rec.Spec, m.Module.Spec) {
-			n := rec.FirstRevision
-			return &n
-		}
+	if rec := latest.record(m.Module.ID()); rec != nil && inforce.SameContent(rec.Spec, m.Module.Spec) {
+		n := rec.FirstRevision
+		return &n
 	}
 	return nil
 }

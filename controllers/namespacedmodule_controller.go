@@ -44,7 +44,7 @@ func (r *NamespacedModuleReconciler) SetupWithManager(mgr ctrl.Manager, reporter
 	r.reporter = reporter
 	allModules := handler.EnqueueRequestsFromMapFunc(func(ctx context.Context, _ client.Object) []reconcile.Request {
 		var list v1alpha1.NamespacedAuditPolicyModuleList
-		if err := r.List(ctx, &list); err != nil {
+		if err := r.List(ctx, &list, client.UnsafeDisableDeepCopy); err != nil {
 			return nil
 		}
 		reqs := make([]reconcile.Request, len(list.Items))

@@ -12,10 +12,14 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/kaudit/kaudit/api/v1alpha1"
+	"github.com/kaudit/kaudit/internal/policy"
 	"github.com/kaudit/kaudit/internal/revision"
 )
 
-// storedRevision is a trusted revision, the ConfigMap it came from and its recorded digest.
+// storedRevision is a trusted revision, the ConfigMap it came from and its recorded digest. Only
+// the latest trusted revision carries its module records; no revision carries its policy (the
+// nodes read it from the ConfigMap): with 5,000 modules each takes megabytes, and the history
+// holds ten revisions.
 type storedRevision struct {
 	*revision.Revision
 	ConfigMap *corev1.ConfigMap
@@ -37,6 +41,8 @@ type revisionSet struct {
 	// records are the records of revisions whose ConfigMap exists, trusted or not: what
 	// status.revisions must hold.
 	records map[int64]string
+	// latest is the last of trusted, with its module records; nil when trusted is empty.
+	latest *latestRevision
 }
 
 // revisionStore lists revision ConfigMaps and applies the trust rule (see docs/design.md,
@@ -46,10 +52,14 @@ type revisionSet struct {
 //
 // The records are status.revisions, which only the manager, the agents (admission keeps them to
 // their own node entry) and cluster administrators can write; the store also keeps them in
-// memory, so a singleton deleted while the manager runs gets them back. Verified revisions are
-// kept decoded per UID and resourceVersion: decompressing every revision on every reconcile of
-// every module would be wasted work, and labels and annotations stay writable on an immutable
-// ConfigMap, so the resourceVersion must match too.
+// memory, so a singleton deleted while the manager runs gets them back. The verdicts on
+// ConfigMaps are kept per UID and resourceVersion: decompressing every revision on every
+// reconcile of every module would be wasted work, and labels and annotations stay writable on
+// an immutable ConfigMap, so the resourceVersion must match too. Of the trusted revisions only
+// the latest one's module records are kept, with an index by module: they are last known good,
+// and what the modules' includedInRevision is read from. A revision this process created is
+// trusted without decoding it again while its UID and resourceVersion are the ones the create
+// returned: any change of the object changes its resourceVersion.
 //
 // The cache can lag behind the revisions this process created: a new revision makes the agent
 // restart kube-apiserver at once, which can cut the watch before the cache sees the create.
@@ -64,6 +74,8 @@ type revisionStore struct {
 	mu       sync.Mutex
 	records  map[int64]string
 	verified map[types.UID]verifiedRevision
+	// newest is the latest trusted revision with its module records, once decoded.
+	newest *latestRevision
 	// creating is the number of the revision being created, recorded before it exists.
 	creating int64
 	// newestCreated is the newest revision number this process created or adopted, 0 once the
@@ -71,12 +83,44 @@ type revisionStore struct {
 	newestCreated int64
 }
 
-// verifiedRevision is the trust rule's verdict on one version of a ConfigMap.
+// verifiedRevision is the trust rule's verdict on one version of a ConfigMap; revision holds
+// its number and policy hash only.
 type verifiedRevision struct {
 	resourceVersion string
 	digest          string
 	revision        *revision.Revision
 	err             error
+}
+
+// latestRevision is a trusted revision with its module records, indexed by module ID.
+type latestRevision struct {
+	*revision.Revision
+	uid             types.UID
+	resourceVersion string
+	byID            map[string]*revision.ModuleRecord
+}
+
+func newLatestRevision(rev *revision.Revision, cm *corev1.ConfigMap) *latestRevision {
+	l := &latestRevision{Revision: &revision.Revision{Number: rev.Number, Hash: rev.Hash, Modules: rev.Modules},
+		uid: cm.UID, resourceVersion: cm.ResourceVersion, byID: make(map[string]*revision.ModuleRecord, len(rev.Modules))}
+	for i := range l.Modules {
+		rec := &l.Modules[i]
+		l.byID[policy.ModuleID(rec.Namespace, rec.Name)] = rec
+	}
+	return l
+}
+
+// record is the record of the module with the given ID, or nil.
+func (l *latestRevision) record(id string) *revision.ModuleRecord {
+	if l == nil {
+		return nil
+	}
+	return l.byID[id]
+}
+
+// summary is a revision without its policy and module records.
+func summary(rev *revision.Revision) *revision.Revision {
+	return &revision.Revision{Number: rev.Number, Hash: rev.Hash}
 }
 
 func newRevisionStore(cached, live client.Reader, namespace string) *revisionStore {
@@ -94,12 +138,17 @@ func (s *revisionStore) record(number int64, digest string) {
 	s.creating = number
 }
 
-// created notes that the recorded revision now exists: lists wait for the cache to show it.
-func (s *revisionStore) created(number int64) {
+// created notes that the recorded revision now exists as cm, as the create returned it: lists
+// wait for the cache to show it, and trust it without decoding it while it is unchanged.
+func (s *revisionStore) created(rev *revision.Revision, cm *corev1.ConfigMap) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.creating = 0
-	s.newestCreated = max(s.newestCreated, number)
+	s.newestCreated = max(s.newestCreated, rev.Number)
+	if cm.UID != "" && cm.ResourceVersion != "" {
+		s.verified[cm.UID] = verifiedRevision{resourceVersion: cm.ResourceVersion, digest: s.records[rev.Number], revision: summary(rev)}
+		s.newest = newLatestRevision(rev, cm)
+	}
 }
 
 // forget drops the record of a revision that could not be created.
@@ -167,6 +216,21 @@ func (s *revisionStore) list(ctx context.Context, recorded []v1alpha1.RevisionRe
 	}
 	slices.SortFunc(set.trusted, func(a, b storedRevision) int { return cmp.Compare(a.Number, b.Number) })
 	slices.SortFunc(set.untrusted, func(a, b untrustedRevision) int { return cmp.Compare(a.ConfigMap.Name, b.ConfigMap.Name) })
+	if len(set.trusted) == 0 {
+		s.newest = nil
+		return set, nil
+	}
+	latest := &set.trusted[len(set.trusted)-1]
+	if s.newest == nil || s.newest.uid != latest.ConfigMap.UID || s.newest.resourceVersion != latest.ConfigMap.ResourceVersion {
+		// decode it again for its records: it passed the trust rule, so it still does
+		rev, err := revision.Verify(latest.ConfigMap, latest.Digest)
+		if err != nil {
+			return revisionSet{}, fmt.Errorf("revision %d passed the trust rule, then failed it: %w", latest.Number, err)
+		}
+		s.newest = newLatestRevision(rev, latest.ConfigMap)
+	}
+	latest.Revision = s.newest.Revision
+	set.latest = s.newest
 	return set, nil
 }
 
@@ -184,13 +248,22 @@ func (s *revisionStore) verify(cm *corev1.ConfigMap) (*revision.Revision, string
 		return v.revision, digest, v.err
 	}
 	rev, err := revision.Verify(cm, digest)
+	if err == nil {
+		rev = summary(rev)
+	}
 	s.verified[cm.UID] = verifiedRevision{resourceVersion: cm.ResourceVersion, digest: digest, revision: rev, err: err}
 	return rev, digest, err
 }
 
+// listFrom lists the revision ConfigMaps. Those of the cache are its own objects, not copies
+// (every module's reconcile lists them, and each holds up to a megabyte): they are only read.
 func (s *revisionStore) listFrom(ctx context.Context, reader client.Reader) ([]*corev1.ConfigMap, error) {
 	var list corev1.ConfigMapList
-	if err := reader.List(ctx, &list, client.InNamespace(s.namespace), client.MatchingLabelsSelector{Selector: revision.Selector()}); err != nil {
+	opts := []client.ListOption{client.InNamespace(s.namespace), client.MatchingLabelsSelector{Selector: revision.Selector()}}
+	if reader == s.cached {
+		opts = append(opts, client.UnsafeDisableDeepCopy)
+	}
+	if err := reader.List(ctx, &list, opts...); err != nil {
 		return nil, err
 	}
 	out := make([]*corev1.ConfigMap, len(list.Items))
@@ -205,10 +278,10 @@ func hasName(cms []*corev1.ConfigMap, name string) bool {
 }
 
 // latest returns the newest trusted revision, or nil when there is none.
-func (s *revisionStore) latest(ctx context.Context, recorded []v1alpha1.RevisionRecord) (*revision.Revision, error) {
+func (s *revisionStore) latest(ctx context.Context, recorded []v1alpha1.RevisionRecord) (*latestRevision, error) {
 	set, err := s.list(ctx, recorded)
-	if err != nil || len(set.trusted) == 0 {
+	if err != nil {
 		return nil, err
 	}
-	return set.trusted[len(set.trusted)-1].Revision, nil
+	return set.latest, nil
 }

@@ -12,6 +12,8 @@
 #   BENCH_POLICY  policy to simulate (default internal/simulate/testdata/policy.yaml)
 #   BENCH_RUNS    runs per measurement, the best one counts (default 3; the naive baseline runs once)
 #   BENCH_NICE    command prefix for the runs (default "nice -n 10": the machine is shared)
+#   BENCH_SCALE_MODULES, BENCH_SCALE_EDITS, BENCH_SCALE_MAX_TIME
+#                 hack/scalebench's -modules (5000), -edits (3) and -max-time (10m)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -100,3 +102,12 @@ echo "reports of the fast path (1 and $CORES cores) and the naive baseline: $sam
 # kube-apiserver (envtest) with 10, 100 and 1000 modules, and the pure merge path.
 printf '\nmanager benchmarks (debounce 0: the manager'"'"'s own work plus API round trips)\n'
 "${NICE[@]}" go test -run '^$' -bench . -benchtime 10x ./controllers ./internal/policy | grep -E '^(Benchmark|ok)'
+
+# The manager at scale, measured from outside (hack/scalebench): the real manager binary and a
+# real kube-apiserver, 5,000 generated modules (half of them namespaced), guardrails on and off;
+# cold decision, cluster- and team-module edits to revision, VmHWM/VmRSS against the shipped
+# memory limit. A few minutes; -max-time bounds it.
+printf '\nmanager at scale (hack/scalebench)\n'
+go build -o "$DIR/scalebench" ./hack/scalebench
+"${NICE[@]}" "$DIR/scalebench" -kaudit bin/kaudit -modules "${BENCH_SCALE_MODULES:-5000}" \
+	-edits "${BENCH_SCALE_EDITS:-3}" -max-time "${BENCH_SCALE_MAX_TIME:-10m}"

@@ -39,4 +39,8 @@
 // scope) minus (earlier rules ∪ exceptions) holds a request, by splitting boxes. Rules that miss
 // the scope are skipped, earlier rules are found through an index by field value, and the walk
 // stops once earlier rules cover the whole scope, which is what keeps it fast on large policies.
+//
+// A Prepared policy is compiled and indexed once for many calls (the manager's cluster policy,
+// against which every namespaced module is checked), and loaded into kube-apiserver's evaluator
+// only when a call finds a request to confirm: loading is most of the cost when nothing is found.
 package guardrail

@@ -3,7 +3,6 @@ package guardrail
 import (
 	"fmt"
 	"slices"
-	"strconv"
 
 	auditv1 "k8s.io/apiserver/pkg/apis/audit/v1"
 
@@ -109,51 +108,22 @@ func Check(p auditv1.Policy, guardrails []Guardrail) ([]Violation, error) {
 	if err != nil {
 		return nil, fmt.Errorf("policy: %w", err)
 	}
-	scopes, excepts := make([]Scope, len(guardrails)), make([][]Scope, len(guardrails))
-	for i, g := range guardrails {
-		if err := g.validate(); err != nil {
-			return nil, err
-		}
-		scopes[i], excepts[i] = g.Scope, g.Except
-	}
-	inScope, err := newScopeSet(scopes, excepts, func(i int) string { return "guardrail " + strconv.Quote(guardrails[i].Name) })
-	if err != nil {
-		return nil, err
-	}
-	u := newUniverse()
-	collectPolicy(u, p)
+	var fields []matchFields
 	for _, g := range guardrails {
-		u.collect(g.Scope.fields())
-		for _, e := range g.Except {
-			u.collect(e.fields())
-		}
+		fields = append(fields, g.fields()...)
 	}
-	u.freeze()
-	c := compilePolicy(u, p)
+	prepared := prepare(p, fields)
+	prepared.eval = eval
+	return prepared.Check(guardrails)
+}
 
-	var out []Violation
-	for i := range guardrails {
-		g := &guardrails[i]
-		scope := u.matcher(g.Scope.fields())
-		excepts := make([]matcher, len(g.Except))
-		for j, e := range g.Except {
-			excepts[j] = u.matcher(e.fields())
-		}
-		found, ok := firstReachable(c, areaOf(&scope), []subtrahend{{rules: newRuleIndex(excepts), before: len(excepts)}}, g.violatedBy)
-		if !ok {
-			continue
-		}
-		req := u.request(found)
-		d := eval.Decide(req)
-		if err := confirm(c, found, d, req); err != nil {
-			return nil, fmt.Errorf("guardrail %q: %w", g.Name, err)
-		}
-		if !inScope.contains(i, req) || !g.violatedBy(resultOf(d)) {
-			return nil, fmt.Errorf("guardrail %q: %s: kube-apiserver's evaluator says %+v is not a violation (decision %+v)", g.Name, searchBug, req, d)
-		}
-		out = append(out, Violation{Guardrail: g.Name, Request: req, Decision: d})
+// fields are the matching fields of the guardrail's scope and exceptions.
+func (g *Guardrail) fields() []matchFields {
+	out := []matchFields{g.Scope.fields()}
+	for _, e := range g.Except {
+		out = append(out, e.fields())
 	}
-	return out, nil
+	return out
 }
 
 func areaOf(m *matcher) area {

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"math/rand/v2"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -173,7 +174,10 @@ type propertyCase struct {
 	policy         auditv1.Policy
 	guardrails     []Guardrail
 	combined, base auditv1.Policy
-	region         Scope
+	// prefix is set when combined is prefix followed by base's rules, with base's settings:
+	// the case of Prepared.FindWeakening.
+	prefix []auditv1.PolicyRule
+	region Scope
 }
 
 func newPropertyCase(c chooser) propertyCase {
@@ -186,7 +190,8 @@ func newPropertyCase(c chooser) propertyCase {
 	if c.intn(2) == 0 {
 		// a module placed before the base: the shape FindWeakening is made for
 		pc.combined = pc.base
-		pc.combined.Rules = append(randomPolicy(c, v, 1+c.intn(3)).Rules, pc.base.Rules...)
+		pc.prefix = randomPolicy(c, v, 1+c.intn(3)).Rules
+		pc.combined.Rules = append(slices.Clip(pc.prefix), pc.base.Rules...)
 	} else {
 		pc.combined = randomPolicy(c, v, 1+c.intn(5))
 	}
@@ -469,6 +474,59 @@ func checkAgainstBruteForce(t testing.TB, pc propertyCase, o *oracle) {
 		if !o.region(attrs) || !logsLess(o.combined.EvaluatePolicyRule(attrs), o.base.EvaluatePolicyRule(attrs)) {
 			t.Fatalf("weakening witness %+v is not weakened\n%s", w.Request, pc)
 		}
+	}
+	checkPrepared(t, pc, o, violations, w)
+}
+
+// checkPrepared holds Prepared to what Check and FindWeakening answered on the same case: the
+// same violations, and a weakening exactly when FindWeakening finds one, decided by the same
+// rules. One Prepared answers after serving other calls, as the manager's does, and must answer
+// as a fresh one.
+func checkPrepared(t testing.TB, pc propertyCase, o *oracle, violations []Violation, w *Weakening) {
+	t.Helper()
+	prepared := Prepare(pc.policy)
+	got, err := prepared.Check(pc.guardrails)
+	if err != nil {
+		t.Fatalf("Prepared.Check: %v\n%s", err, pc)
+	}
+	if !reflect.DeepEqual(got, violations) {
+		t.Fatalf("Prepared.Check answers %+v, Check %+v\n%s", got, violations, pc)
+	}
+	if pc.prefix == nil {
+		return
+	}
+	base := Prepare(pc.base)
+	// other modules first: what they add to the literals must not change the answer
+	for _, other := range [][]auditv1.PolicyRule{pc.policy.Rules, pc.combined.Rules} {
+		if _, err := base.FindWeakening(other, pc.region); err != nil {
+			t.Fatalf("Prepared.FindWeakening of other rules: %v\n%s", err, pc)
+		}
+	}
+	pw, err := base.FindWeakening(pc.prefix, pc.region)
+	if err != nil {
+		t.Fatalf("Prepared.FindWeakening: %v\n%s", err, pc)
+	}
+	if (pw != nil) != (w != nil) {
+		t.Fatalf("weakening: Prepared.FindWeakening found %+v, FindWeakening %+v\n%s", pw, w, pc)
+	}
+	if pw == nil {
+		return
+	}
+	if pw.Combined.Rule != w.Combined.Rule || pw.Base.Rule != w.Base.Rule {
+		t.Fatalf("weakening: Prepared.FindWeakening's witness %+v is decided by rules %d and %d, FindWeakening's %+v by %d and %d\n%s",
+			pw.Request, pw.Combined.Rule, pw.Base.Rule, w.Request, w.Combined.Rule, w.Base.Rule, pc)
+	}
+	attrs := pw.Request.Attributes()
+	if !o.region(attrs) || !logsLess(o.combined.EvaluatePolicyRule(attrs), o.base.EvaluatePolicyRule(attrs)) {
+		t.Fatalf("Prepared.FindWeakening's witness %+v is not weakened\n%s", pw.Request, pc)
+	}
+	fresh, err := Prepare(pc.base).FindWeakening(pc.prefix, pc.region)
+	if err != nil || !reflect.DeepEqual(fresh, pw) {
+		t.Fatalf("a fresh Prepared answers %+v (%v), one that served other calls %+v\n%s", fresh, err, pw, pc)
+	}
+	again, err := base.Check(pc.guardrails)
+	if want, wantErr := Prepare(pc.base).Check(pc.guardrails); err != nil || wantErr != nil || !reflect.DeepEqual(again, want) {
+		t.Fatalf("Check of a Prepared that served other calls answers %+v (%v), a fresh one %+v (%v)\n%s", again, err, want, wantErr, pc)
 	}
 }
 

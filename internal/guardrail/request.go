@@ -21,7 +21,7 @@ func (u *universe) request(found reached) policy.Request {
 	r := policy.Request{ResourceRequest: p[dimSpace].has(spaceResource)}
 	r.User = u.pick(dimUser, p[dimUser], nil)
 	for _, g := range found.groups {
-		r.Groups = append(r.Groups, u.groupNames[g])
+		r.Groups = append(r.Groups, u.groupName(g))
 	}
 	slices.Sort(r.Groups)
 	if !r.ResourceRequest {
@@ -46,20 +46,20 @@ func (u *universe) request(found reached) policy.Request {
 // else a value no rule or scope mentions.
 func (u *universe) pick(d dim, s valueSet, preferred []string) string {
 	for _, v := range preferred {
-		id, known := u.ids[d][v]
+		id, known := u.lookup(d, v)
 		if !known && s.except || known && s.has(id) {
 			return v
 		}
 	}
 	if !s.except {
-		return u.values[d][s.ids[0]]
+		return u.value(d, s.ids[0])
 	}
 	for i := 0; ; i++ {
 		v := freshValues[d]
 		if i > 0 {
 			v += "-" + strconv.Itoa(i)
 		}
-		if _, known := u.ids[d][v]; !known {
+		if _, known := u.lookup(d, v); !known {
 			return v
 		}
 	}

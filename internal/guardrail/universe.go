@@ -48,11 +48,21 @@ var freshValues = [numDims]string{
 // rule, so a search over literal ids and one fresh value per field is exact. Paths are the
 // exception: trailing-"*" prefixes make the path space a finite list of representatives, one per
 // class of paths that every URL pattern treats alike (see pathRepresentatives).
+//
+// A universe can be an overlay of a frozen one (see overlay): it sees its parent's literals
+// under their ids and adds its own after them, leaving the parent as it was. Adding literals
+// never changes what a compiled matcher means: a set of listed ids stays those values, and an
+// except set ("every value but") takes in the new ones, which no rule compiled before lists.
+// Only paths cannot grow that way, since new patterns change the representatives.
 type universe struct {
-	ids    [numDims]map[string]int32
-	values [numDims][]string
-	groups map[string]int32
-	// groupNames[id] is the name of group id.
+	// parent, if set, holds the ids below offset of each field (and groups below groupOffset).
+	parent      *universe
+	offset      [numDims]int32
+	groupOffset int32
+	ids         [numDims]map[string]int32
+	values      [numDims][]string
+	groups      map[string]int32
+	// groupNames[id-groupOffset] is the name of group id.
 	groupNames []string
 	// urlPatterns are the nonResourceURLs seen while collecting; pathSets their compiled sets.
 	urlPatterns map[string]bool
@@ -68,22 +78,88 @@ func newUniverse() *universe {
 	return u
 }
 
+// overlay returns a universe that starts with u's literals and adds its own without changing
+// u, so that one compiled policy serves many searches, each with the literals of its own rules
+// numbered the same way whatever the searches before it saw. u must be frozen, and the overlay
+// must not collect URL patterns that u does not know (see knowsPatterns).
+func (u *universe) overlay() *universe {
+	o := &universe{parent: u, groups: map[string]int32{}, urlPatterns: u.urlPatterns, pathSets: map[string]valueSet{}}
+	for d := range numDims {
+		o.ids[d] = map[string]int32{}
+		o.offset[d] = u.size(d)
+	}
+	o.groupOffset = int32(len(u.groupNames)) + u.groupOffset
+	return o
+}
+
+// size is the number of literal ids of a field.
+func (u *universe) size(d dim) int32 { return u.offset[d] + int32(len(u.values[d])) }
+
+// lookup returns the id of a literal, if it is one.
+func (u *universe) lookup(d dim, v string) (int32, bool) {
+	if u.parent != nil {
+		if id, ok := u.parent.lookup(d, v); ok {
+			return id, true
+		}
+	}
+	id, ok := u.ids[d][v]
+	return id, ok
+}
+
+// value is the literal of an id.
+func (u *universe) value(d dim, id int32) string {
+	if id < u.offset[d] {
+		return u.parent.value(d, id)
+	}
+	return u.values[d][id-u.offset[d]]
+}
+
 func (u *universe) intern(d dim, v string) {
-	if _, ok := u.ids[d][v]; ok {
+	if _, ok := u.lookup(d, v); ok {
 		return
 	}
-	u.ids[d][v] = int32(len(u.values[d]))
+	u.ids[d][v] = u.size(d)
 	u.values[d] = append(u.values[d], v)
 }
 
+func (u *universe) lookupGroup(g string) (int32, bool) {
+	if u.parent != nil {
+		if id, ok := u.parent.lookupGroup(g); ok {
+			return id, true
+		}
+	}
+	id, ok := u.groups[g]
+	return id, ok
+}
+
 func (u *universe) group(g string) int32 {
-	if id, ok := u.groups[g]; ok {
+	if id, ok := u.lookupGroup(g); ok {
 		return id
 	}
-	id := int32(len(u.groupNames))
+	id := u.groupOffset + int32(len(u.groupNames))
 	u.groups[g] = id
 	u.groupNames = append(u.groupNames, g)
 	return id
+}
+
+func (u *universe) groupName(id int32) string {
+	if id < u.groupOffset {
+		return u.parent.groupName(id)
+	}
+	return u.groupNames[id-u.groupOffset]
+}
+
+// knowsPatterns tells whether every nonResourceURLs pattern of the fields is one u collected,
+// so that an overlay of u can compile them.
+func (u *universe) knowsPatterns(fields []matchFields) bool {
+	for _, f := range fields {
+		for _, p := range f.NonResourceURLs {
+			if !u.urlPatterns[p] {
+				return false
+			}
+		}
+	}
+	return true
 }
 
 // collect interns the literals of a rule's matching fields. Every rule and scope must be
@@ -121,7 +197,9 @@ func (u *universe) collect(m matchFields) {
 		}
 	}
 	for _, p := range m.NonResourceURLs {
-		u.urlPatterns[p] = true
+		if u.parent == nil {
+			u.urlPatterns[p] = true
+		}
 	}
 }
 
@@ -143,7 +221,7 @@ func (u *universe) all(d dim) valueSet {
 	case dimSpace:
 		return only(spaceResource, spaceURL)
 	case dimPath:
-		ids := make([]int32, len(u.values[dimPath]))
+		ids := make([]int32, u.size(dimPath))
 		for i := range ids {
 			ids[i] = int32(i)
 		}
@@ -160,7 +238,7 @@ func (u *universe) literals(d dim, vs []string) valueSet {
 	}
 	ids := make([]int32, len(vs))
 	for i, v := range vs {
-		ids[i] = u.ids[d][v]
+		ids[i], _ = u.lookup(d, v)
 	}
 	return only(ids...)
 }
@@ -172,7 +250,7 @@ func (u *universe) groupList(gs []string) []int32 {
 	}
 	ids := make([]int32, len(gs))
 	for i, g := range gs {
-		ids[i] = u.groups[g]
+		ids[i], _ = u.lookupGroup(g)
 	}
 	slices.Sort(ids)
 	return slices.Compact(ids)
@@ -185,9 +263,9 @@ func (u *universe) paths(patterns []string) valueSet {
 		s, ok := u.pathSets[p]
 		if !ok {
 			var ids []int32
-			for id, rep := range u.values[dimPath] {
-				if pathMatches(rep, p) {
-					ids = append(ids, int32(id))
+			for id := range u.size(dimPath) {
+				if pathMatches(u.value(dimPath, id), p) {
+					ids = append(ids, id)
 				}
 			}
 			s = valueSet{ids: ids}

@@ -37,7 +37,8 @@ func weaker(c, b result) bool {
 // nil when there is none. It is how a module placed before others is held to making logging
 // only stricter where it applies: combined is the policy with the module, base without it.
 // The request is one decided by the earliest such rule of combined. The answer is exact in the
-// same sense as Check's.
+// same sense as Check's. Prepared.FindWeakening answers the same for many modules placed
+// before one base.
 func FindWeakening(combined, base auditv1.Policy, region Scope) (*Weakening, error) {
 	evalCombined, err := policy.NewEvaluator(combined)
 	if err != nil {
@@ -67,37 +68,47 @@ func FindWeakening(combined, base auditv1.Policy, region Scope) (*Weakening, err
 		reflect.DeepEqual(combined.Rules[n:], base.Rules) {
 		candidates = n
 	}
+	i, found, ok := firstWeakening(cc, cb, regionArea, candidates, distinctResults(cb.results))
+	if !ok {
+		return nil, nil
+	}
+	req := u.request(found)
+	w := &Weakening{Request: req, Combined: evalCombined.Decide(req), Base: evalBase.Decide(req)}
+	if err := confirm(cc, reached{rule: i}, w.Combined, req); err != nil {
+		return nil, fmt.Errorf("combined policy: %w", err)
+	}
+	if err := confirm(cb, found, w.Base, req); err != nil {
+		return nil, fmt.Errorf("base policy: %w", err)
+	}
+	if !inRegion.contains(0, req) || !weaker(resultOf(w.Combined), resultOf(w.Base)) {
+		return nil, fmt.Errorf("%s: kube-apiserver's evaluator says %+v is not logged less (combined %+v, base %+v)", searchBug, req, w.Combined, w.Base)
+	}
+	return w, nil
+}
+
+// firstWeakening finds the first of the first candidates rules of cc (len(cc.rules) standing
+// for "no rule matches") that decides a request of region that cb logs more, and one such
+// request, decided in cb by the earliest rule that logs it more. baseResults are cb's results,
+// repeats allowed.
+func firstWeakening(cc, cb *compiled, region area, candidates int, baseResults []result) (int, reached, bool) {
 	for i := range candidates {
 		rc := cc.results[i]
-		if !weakerThanAny(rc, cb.results) {
+		if !weakerThanAny(rc, baseResults) {
 			continue
 		}
-		a := regionArea
-		// requests that an earlier rule of combined matches are not decided by rule i
+		a := region
+		// requests that an earlier rule of cc matches are not decided by rule i
 		excepts := []subtrahend{{rules: cc.index(), before: i}}
 		if i < len(cc.rules) {
-			if a = restrict(regionArea, &cc.rules[i]); len(a.boxes) == 0 {
+			if a = restrict(region, &cc.rules[i]); len(a.boxes) == 0 {
 				continue
 			}
 		}
-		found, ok := firstReachable(cb, a, excepts, func(rb result) bool { return weaker(rc, rb) })
-		if !ok {
-			continue
+		if found, ok := firstReachable(cb, a, excepts, func(rb result) bool { return weaker(rc, rb) }); ok {
+			return i, found, true
 		}
-		req := u.request(found)
-		w := &Weakening{Request: req, Combined: evalCombined.Decide(req), Base: evalBase.Decide(req)}
-		if err := confirm(cc, reached{rule: i}, w.Combined, req); err != nil {
-			return nil, fmt.Errorf("combined policy: %w", err)
-		}
-		if err := confirm(cb, found, w.Base, req); err != nil {
-			return nil, fmt.Errorf("base policy: %w", err)
-		}
-		if !inRegion.contains(0, req) || !weaker(resultOf(w.Combined), resultOf(w.Base)) {
-			return nil, fmt.Errorf("%s: kube-apiserver's evaluator says %+v is not logged less (combined %+v, base %+v)", searchBug, req, w.Combined, w.Base)
-		}
-		return w, nil
 	}
-	return nil, nil
+	return 0, reached{}, false
 }
 
 func weakerThanAny(c result, bs []result) bool {

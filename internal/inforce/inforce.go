@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"reflect"
 	"slices"
 
 	"github.com/kaudit/kaudit/api/v1alpha1"
@@ -169,10 +170,16 @@ func (e *entry) pin(b Breach) {
 }
 
 // SameContent tells whether two specs put the same rules at the same place in the policy;
-// descriptions do not count.
+// descriptions do not count. Equal rules and module settings are the same content, which
+// spares encoding them in the usual case (a module and its record, unchanged).
 func SameContent(a, b v1alpha1.AuditPolicyModuleSpec) bool {
-	return a.Order == b.Order && a.Disabled == b.Disabled &&
-		bytes.Equal(mustJSON(policy.ModuleRules(a)), mustJSON(policy.ModuleRules(b)))
+	if a.Order != b.Order || a.Disabled != b.Disabled {
+		return false
+	}
+	if reflect.DeepEqual(a.Rules, b.Rules) && reflect.DeepEqual(a.OmitStages, b.OmitStages) && reflect.DeepEqual(a.OmitManagedFields, b.OmitManagedFields) {
+		return true
+	}
+	return bytes.Equal(mustJSON(policy.ModuleRules(a)), mustJSON(policy.ModuleRules(b)))
 }
 
 func mustJSON(v any) []byte {
@@ -207,7 +214,7 @@ func Decide(in Input, memo *Memo) (*Result, error) {
 	d := &decider{in: in, memo: memo, byID: map[string]*entry{}}
 	d.collect()
 	var err error
-	d.base, err = policy.Merge(recordModules(in.InForce), in.Settings.Policy)
+	d.base, err = memo.merge(recordModules(in.InForce), in.Settings.Policy)
 	if err != nil {
 		return nil, fmt.Errorf("the policy in force: %w", err)
 	}
@@ -329,7 +336,7 @@ func (d *decider) round() (*policy.Merged, error) {
 			cluster = append(cluster, *m)
 		}
 	}
-	clusterMerged, err := policy.Merge(cluster, d.in.Settings.Policy)
+	clusterMerged, err := d.memo.merge(cluster, d.in.Settings.Policy)
 	if err != nil {
 		return nil, err
 	}
@@ -341,7 +348,7 @@ func (d *decider) round() (*policy.Merged, error) {
 			}
 		}
 	}
-	return policy.Merge(d.inForceModules(), d.in.Settings.Policy)
+	return d.memo.merge(d.inForceModules(), d.in.Settings.Policy)
 }
 
 func (d *decider) inForceModules() []policy.Module {

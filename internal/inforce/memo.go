@@ -6,17 +6,17 @@ import (
 	"fmt"
 	"sync"
 
-	auditv1 "k8s.io/apiserver/pkg/apis/audit/v1"
-
 	"github.com/kaudit/kaudit/api/v1alpha1"
 	"github.com/kaudit/kaudit/internal/guardrail"
 	"github.com/kaudit/kaudit/internal/policy"
 )
 
-// Memo remembers, between decisions, guardrail checks by policy content and the checks of
-// namespaced modules by spec and cluster policy, so that deciding again over unchanged inputs
-// searches nothing. A decision is the same with or without it. What one decision did not use is
-// forgotten at its end. It is safe for concurrent use.
+// Memo remembers, between decisions, guardrail checks by policy content, the checks of
+// namespaced modules by spec and cluster policy, the cluster policy prepared for those checks,
+// and the modules' rendered rules (policy.Merger), so that deciding again over unchanged inputs
+// searches nothing, and after one change renders, loads and checks little more than the
+// change. A decision is the same with or without it. What one decision did not use is forgotten
+// at its end. It is safe for concurrent use.
 type Memo struct {
 	mu    sync.Mutex
 	round uint64
@@ -24,6 +24,10 @@ type Memo struct {
 	checks map[string]memoEntry[[]guardrail.Violation]
 	// teams are weakening checks by namespaced module, spec, cluster policy hash and settings.
 	teams map[string]memoEntry[*problem]
+	// clusters are the cluster's policies prepared for the weakening checks, by hash: compiled
+	// once for every namespaced module.
+	clusters map[string]memoEntry[*guardrail.Prepared]
+	merger   *policy.Merger
 }
 
 type memoEntry[T any] struct {
@@ -33,7 +37,8 @@ type memoEntry[T any] struct {
 
 // NewMemo returns an empty memo.
 func NewMemo() *Memo {
-	return &Memo{checks: map[string]memoEntry[[]guardrail.Violation]{}, teams: map[string]memoEntry[*problem]{}}
+	return &Memo{checks: map[string]memoEntry[[]guardrail.Violation]{}, teams: map[string]memoEntry[*problem]{},
+		clusters: map[string]memoEntry[*guardrail.Prepared]{}, merger: policy.NewMerger()}
 }
 
 func (m *Memo) begin() {
@@ -45,16 +50,24 @@ func (m *Memo) begin() {
 func (m *Memo) end() {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	for k, e := range m.checks {
-		if e.used != m.round {
-			delete(m.checks, k)
+	forgetUnused(m.checks, m.round)
+	forgetUnused(m.teams, m.round)
+	forgetUnused(m.clusters, m.round)
+	m.merger.Forget()
+}
+
+func forgetUnused[T any](table map[string]memoEntry[T], round uint64) {
+	for k, e := range table {
+		if e.used != round {
+			delete(table, k)
 		}
 	}
-	for k, e := range m.teams {
-		if e.used != m.round {
-			delete(m.teams, k)
-		}
-	}
+}
+
+// merge is policy.Merge, reusing what the merges of this decision and the last one rendered
+// and loaded.
+func (m *Memo) merge(modules []policy.Module, settings policy.Settings) (*policy.Merged, error) {
+	return m.merger.Merge(modules, settings)
 }
 
 func lookup[T any](m *Memo, table map[string]memoEntry[T], key string) (T, bool) {
@@ -84,7 +97,9 @@ func (m *Memo) check(merged *policy.Merged, guardrails []guardrail.Guardrail) ([
 	if v, ok := lookup(m, m.checks, key); ok {
 		return v, nil
 	}
-	v, err := guardrail.Check(merged.Policy, guardrails)
+	// A merged policy is one kube-apiserver's loader accepts: it is loaded only if a violation
+	// needs confirming.
+	v, err := guardrail.Prepare(merged.Policy).Check(guardrails)
 	if err != nil {
 		return nil, fmt.Errorf("checking the guardrails: %w", err)
 	}
@@ -95,14 +110,17 @@ func (m *Memo) check(merged *policy.Merged, guardrails []guardrail.Guardrail) ([
 // weakening finds a request of the namespaced module's namespace that the module, placed
 // before the cluster's policy, logs less than the cluster's policy alone.
 func (m *Memo) weakening(mod policy.Module, cluster *policy.Merged, clusterHash string) (*problem, error) {
-	key := mod.ID() + "/" + digest(mod.Rules()) + "/" + clusterHash
+	rules := mod.Rules()
+	key := mod.ID() + "/" + digest(rules) + "/" + clusterHash
 	if p, ok := lookup(m, m.teams, key); ok {
 		return p, nil
 	}
-	rules := mod.Rules()
-	combined := auditv1.Policy{OmitStages: cluster.Policy.OmitStages, OmitManagedFields: cluster.Policy.OmitManagedFields,
-		Rules: append(append([]auditv1.PolicyRule{}, rules...), cluster.Policy.Rules...)}
-	w, err := guardrail.FindWeakening(combined, cluster.Policy, guardrail.Scope{Namespaces: []string{mod.Namespace}})
+	prepared, ok := lookup(m, m.clusters, clusterHash)
+	if !ok {
+		prepared = guardrail.Prepare(cluster.Policy)
+		store(m, m.clusters, clusterHash, prepared)
+	}
+	w, err := prepared.FindWeakening(rules, guardrail.Scope{Namespaces: []string{mod.Namespace}})
 	if err != nil {
 		return nil, fmt.Errorf("namespaced module %s against the cluster's modules: %w", mod.ID(), err)
 	}

@@ -46,3 +46,29 @@ func BenchmarkMerge(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkMergerAfterOneChange measures what the manager's merges cost once the modules are
+// known: one module changed, then merged with a Merger that saw the others (compare with
+// BenchmarkMerge, which renders and loads every module each time).
+func BenchmarkMergerAfterOneChange(b *testing.B) {
+	for _, n := range []int{1000, 5000} {
+		mods := benchModules(n)
+		b.Run(fmt.Sprintf("modules=%d", n), func(b *testing.B) {
+			mg := NewMerger()
+			if _, err := mg.Merge(mods, Settings{}); err != nil {
+				b.Fatal(err)
+			}
+			i := 0
+			for b.Loop() {
+				i++
+				mods[0].Spec.Rules[0].Verbs = []string{"create", fmt.Sprintf("verb-%d", i)}
+				merged, err := mg.Merge(mods, Settings{})
+				if err != nil {
+					b.Fatal(err)
+				}
+				_ = merged.Hash()
+				mg.Forget()
+			}
+		})
+	}
+}

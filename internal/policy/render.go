@@ -48,7 +48,13 @@ func encode(p auditv1.Policy) []byte {
 // Render writes the policy as YAML with a comment above each rule naming the module and rule
 // index it came from. The same Merged always renders the same bytes. The result is shared:
 // callers must not modify it.
+//
+// A Merger's merge is joined from the pieces the Merger keeps on each call instead: kept joined
+// too, the policy would be held twice as long as the Merged lives.
 func (m *Merged) Render() []byte {
+	if m.parts != nil {
+		return bytes.Join(m.parts, nil)
+	}
 	if m.rendered == nil {
 		m.rendered = m.render()
 	}
@@ -56,24 +62,34 @@ func (m *Merged) Render() []byte {
 }
 
 func (m *Merged) render() []byte {
+	b := bytes.NewBuffer(m.renderTop())
+	m.renderRules(b, 0, len(m.Policy.Rules))
+	return b.Bytes()
+}
+
+// renderTop is the rendered policy up to its first rule: the header, the policy-level fields and
+// "rules:".
+func (m *Merged) renderTop() []byte {
 	var b bytes.Buffer
 	b.WriteString(header)
-	doc := toDocument(m.Policy)
-	rules := doc.Rules
-	doc.Rules = nil
 	top, err := yaml.Marshal(struct {
 		APIVersion        string          `json:"apiVersion"`
 		Kind              string          `json:"kind"`
 		OmitStages        []auditv1.Stage `json:"omitStages,omitempty"`
 		OmitManagedFields bool            `json:"omitManagedFields,omitempty"`
-	}{doc.APIVersion, doc.Kind, doc.OmitStages, doc.OmitManagedFields})
+	}{auditv1.SchemeGroupVersion.String(), "Policy", m.Policy.OmitStages, m.Policy.OmitManagedFields})
 	if err != nil {
 		panic(fmt.Sprintf("rendering an audit policy cannot fail: %v", err))
 	}
 	b.Write(top)
 	b.WriteString("rules:\n")
-	for i, rule := range rules {
-		b.WriteString(m.sourceComment(i))
+	return b.Bytes()
+}
+
+// renderRules writes rules [from, to) of the policy, each after its comment.
+func (m *Merged) renderRules(b *bytes.Buffer, from, to int) {
+	for i, rule := range m.Policy.Rules[from:to] {
+		b.WriteString(m.sourceComment(from + i))
 		y, err := yaml.Marshal(rule)
 		if err != nil {
 			panic(fmt.Sprintf("rendering an audit policy rule cannot fail: %v", err))
@@ -88,7 +104,6 @@ func (m *Merged) render() []byte {
 			b.WriteByte('\n')
 		}
 	}
-	return b.Bytes()
 }
 
 func (m *Merged) sourceComment(i int) string {
@@ -108,8 +123,60 @@ func (m *Merged) sourceComment(i int) string {
 // Hash is the hex sha256 of the policy's canonical form. Comments, module names and
 // descriptions are not part of it: renaming a module changes nothing on a node.
 func (m *Merged) Hash() string {
-	sum := sha256.Sum256(encode(m.Policy))
-	return hex.EncodeToString(sum[:])
+	if m.hash != "" {
+		return m.hash
+	}
+	return hashOf(m.Policy, nil)
+}
+
+// hashOf is the hex sha256 of encode(p), written into the hash rule by rule rather than
+// encoded whole: with 5,000 modules the canonical form is megabytes, in buffers that double as
+// they grow. encoded, when not nil, returns rule i's JSON encoding (a Merger's, kept from an
+// earlier merge) or nil to have it encoded.
+func hashOf(p auditv1.Policy, encoded func(i int) []byte) string {
+	doc := toDocument(p)
+	top, err := json.Marshal(struct {
+		APIVersion        string          `json:"apiVersion"`
+		Kind              string          `json:"kind"`
+		OmitStages        []auditv1.Stage `json:"omitStages,omitempty"`
+		OmitManagedFields bool            `json:"omitManagedFields,omitempty"`
+	}{doc.APIVersion, doc.Kind, doc.OmitStages, doc.OmitManagedFields})
+	if err != nil {
+		panic(fmt.Sprintf("encoding an audit policy cannot fail: %v", err))
+	}
+	h := sha256.New()
+	h.Write(top[:len(top)-1]) // without the closing brace
+	h.Write([]byte(`,"rules":`))
+	if doc.Rules == nil {
+		h.Write([]byte("null"))
+	} else {
+		h.Write([]byte("["))
+		for i := range doc.Rules {
+			if i > 0 {
+				h.Write([]byte(","))
+			}
+			var b []byte
+			if encoded != nil {
+				b = encoded(i)
+			}
+			if b == nil {
+				b = encodeRule(doc.Rules[i])
+			}
+			h.Write(b)
+		}
+		h.Write([]byte("]"))
+	}
+	h.Write([]byte("}"))
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+// encodeRule is a rule's JSON encoding, as encode writes it in a policy.
+func encodeRule(r auditv1.PolicyRule) []byte {
+	b, err := json.Marshal(r)
+	if err != nil {
+		panic(fmt.Sprintf("encoding an audit policy rule cannot fail: %v", err))
+	}
+	return b
 }
 
 // ShortHash is the first 16 hex digits of Hash, short enough for a label value.
