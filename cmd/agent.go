@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/url"
 	"os"
 	"os/signal"
 	"syscall"
@@ -183,6 +184,19 @@ func localConfigs(cfg *rest.Config, url string) (api, watcher *rest.Config) {
 	return api, watcher
 }
 
+// checkLocalAPIServer refuses a --local-apiserver that is neither auto, none nor an https URL
+// with a host: a typo would otherwise only show as every request going to the Service.
+func checkLocalAPIServer(value string) error {
+	if value == localAPIServerAuto || value == "none" {
+		return nil
+	}
+	u, err := url.Parse(value)
+	if err != nil || u.Scheme != "https" || u.Host == "" {
+		return fmt.Errorf("--local-apiserver %q: want auto, none, or an https:// URL with a host (such as https://10.0.0.2:6443)", value)
+	}
+	return nil
+}
+
 // localAPIServerURL resolves --local-apiserver: "" when there is none to try first.
 func localAPIServerURL(o agentOptions, cfg *rest.Config, files *agent.NodeFiles) (string, error) {
 	switch o.localAPIServer {
@@ -213,6 +227,9 @@ func runAgent(ctx context.Context, o agentOptions) error {
 	}
 	if o.mirrorPod == "" {
 		o.mirrorPod = "kube-apiserver-" + o.nodeName
+	}
+	if err := checkLocalAPIServer(o.localAPIServer); err != nil {
+		return err
 	}
 	level := slog.LevelInfo
 	if o.verbose {
@@ -252,7 +269,7 @@ func runAgent(ctx context.Context, o agentOptions) error {
 		if err != nil {
 			return err
 		}
-		c, lease = agent.NewFailover(node, service), agent.NewFailover(service, node)
+		c, lease = agent.NewLocalFirst(node, service), agent.NewFailover(service, node)
 	}
 	cs, err := kubernetes.NewForConfig(apiCfg)
 	if err != nil {

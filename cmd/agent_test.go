@@ -71,3 +71,14 @@ func TestAgentLocalAPIServerIsExplicitOrKubeadmsInTheCluster(t *testing.T) {
 		}
 	}
 }
+
+func TestAgentRefusesALocalAPIServerThatIsNotAnHTTPSURL(t *testing.T) {
+	for value, ok := range map[string]bool{
+		"auto": true, "none": true, "https://10.0.0.2:6443": true,
+		"10.0.0.2:6443": false, "http://10.0.0.2:6443": false, "https://": false, "autо": false,
+	} {
+		if err := checkLocalAPIServer(value); (err == nil) != ok {
+			t.Errorf("--local-apiserver %q: %v", value, err)
+		}
+	}
+}

@@ -11,6 +11,7 @@ const SingletonName = "cluster"
 
 // AuditPolicySpec holds the cluster-wide settings of the merged policy and of its rollout.
 // Every field has a schema default, so an empty spec is complete.
+// +kubebuilder:validation:XValidation:rule="!has(self.shutdownDelayDuration) || (has(self.manageAPIServerFlags) && self.manageAPIServerFlags)",message="shutdownDelayDuration is set only when manageAPIServerFlags is true; without it the agent does not touch kube-apiserver's flags"
 type AuditPolicySpec struct {
 	// OmitStages is the policy-level omitStages: no rule writes events at these stages.
 	// +optional
@@ -46,7 +47,8 @@ type AuditPolicySpec struct {
 	// keeps serving for this long, so that a load balancer checking /readyz stops sending it new
 	// connections before it closes its listener. Unset leaves the flag as the manifest has it;
 	// 0s is the apiserver's default. Keep it below the static pod's termination grace period
-	// (30s unless the manifest sets terminationGracePeriodSeconds). At most 10m.
+	// (30s unless the manifest sets terminationGracePeriodSeconds): the agent refuses a delay
+	// the grace period cannot hold. At most 10m.
 	// +kubebuilder:validation:Type=string
 	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$`
 	// +kubebuilder:validation:MaxLength=32

@@ -238,6 +238,11 @@ func (a *Agent) nextTarget(ctx context.Context, ap *v1alpha1.AuditPolicy, timeou
 			a.fail(ctx, ap, fmt.Sprintf("revision %d: %v", target.Revision, err))
 			return nil, a.retry
 		}
+		// No journal, so no rollout of ours is under way: if the agent stopped between the end of
+		// one and settle, the Lease it still holds is handed on now, not when it expires.
+		if err := a.lease.ReleaseAfter(ctx, ap.Spec.Rollout.MinReadyTimeOrDefault()); err != nil {
+			logr.FromContextOrDiscard(ctx).Info("cannot hand the rollout lease on; it expires on its own", "err", err)
+		}
 		return nil, a.reportThen(ctx, v1alpha1.NodeApplied, fmt.Sprintf("revision %d applied", target.Revision), a.resync)
 	}
 	return &target, 0
@@ -360,12 +365,14 @@ func (a *Agent) applyHoldingLease(ctx context.Context, ap *v1alpha1.AuditPolicy,
 		logr.FromContextOrDiscard(ctx).Info("rollout interrupted; the next start of the agent finishes it", "revision", target.Revision, "err", err)
 		return 0, true
 	}
-	if a.settle(ctx, latest, res) {
-		keepLease = true
-	}
+	keepLease = res.Phase == v1alpha1.NodeApplied && a.settle(ctx, latest, res)
 	if !a.finish(ctx, ap, target.Revision, res) {
 		logr.FromContextOrDiscard(ctx).Info("keeping the rollout lease until it expires: the failure could not be reported, and the next node must not roll out the same revision", "revision", target.Revision)
 		return a.retry, true
+	}
+	// A rollback settles once its failure is visible; until then the Lease stays ours.
+	if res.Phase == v1alpha1.NodeRolledBack {
+		keepLease = a.settle(ctx, latest, res)
 	}
 	if res.Phase == v1alpha1.NodeFailed && !res.Restarted {
 		return a.retry, keepLease
@@ -373,14 +380,16 @@ func (a *Agent) applyHoldingLease(ctx context.Context, ap *v1alpha1.AuditPolicy,
 	return 0, keepLease
 }
 
-// settle hands the Lease on after a rollout that restarted the node's apiserver and found it
-// ready: it keeps the Lease for rollout.minReadyTime more (ap's, or the default without ap),
+// settle hands the Lease on after a rollout or a rollback that restarted the node's apiserver
+// and found it ready: it keeps the Lease for rollout.minReadyTime more (ap's, or the default without ap),
 // so that the next node restarts only once load balancers and clients have seen this one
 // healthy, and returns true. It does so before the node reports Applied: the report wakes the
-// other agents, which then wait for exactly the rest of minReadyTime (see rollOut). Any other
-// outcome returns false and leaves the Lease to the caller.
+// other agents, which then wait for exactly the rest of minReadyTime (see rollOut); after a
+// rollback, only once the failure is reported. Any other outcome returns false and leaves the
+// Lease to the caller.
 func (a *Agent) settle(ctx context.Context, ap *v1alpha1.AuditPolicy, res Result) bool {
-	if res.Phase != v1alpha1.NodeApplied || !res.Restarted {
+	// A rollback restarted the apiserver too, twice: it settles as long.
+	if !res.Restarted || res.Phase != v1alpha1.NodeApplied && res.Phase != v1alpha1.NodeRolledBack {
 		return false
 	}
 	d := v1alpha1.DefaultMinReadyTime
@@ -417,10 +426,18 @@ func (a *Agent) resume(ctx context.Context, ap *v1alpha1.AuditPolicy, haveAP boo
 	if res != nil {
 		logr.FromContextOrDiscard(ctx).Info("recovered an interrupted rollout", "phase", res.Phase, "message", res.Message)
 		if !haveAP {
-			ap = nil // no events without the singleton
+			// Read before the restart failed (our own apiserver was down): read it again for
+			// minReadyTime and the events.
+			ap = &v1alpha1.AuditPolicy{}
+			if err := a.client.Get(ctx, client.ObjectKey{Name: v1alpha1.SingletonName}, ap); err != nil {
+				ap = nil // no events without the singleton; the default minReadyTime
+			}
 		}
-		settled = a.settle(ctx, ap, *res)
+		settled = res.Phase == v1alpha1.NodeApplied && a.settle(ctx, ap, *res)
 		reported = a.finish(ctx, ap, res.Revision, *res)
+		if reported && res.Phase == v1alpha1.NodeRolledBack {
+			settled = a.settle(ctx, ap, *res)
+		}
 	}
 	if !reported {
 		logr.FromContextOrDiscard(ctx).Info("keeping the rollout lease until it expires: the failure could not be reported")

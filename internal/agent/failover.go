@@ -14,17 +14,27 @@ import (
 )
 
 // Failover is a client that sends each request to its first client, and again to the second
-// when the first did not handle it (see Unanswered): the apiserver on the agent's own node first
+// when the first did not handle it (see Unanswered), or, for the node's own apiserver, answered
+// as a starting apiserver may (see startingAnswer): the apiserver on the agent's own node first
 // and the kubernetes Service after it, or the other way round (see docs/design.md, "One node at a
 // time"). A write that timed out may have been applied by the first; sent again, it ends in a
 // conflict or AlreadyExists, which the agent's callers already take as "try again".
 type Failover struct {
 	first, second client.WithWatch
+	// firstMayBeStarting: the first is the node's own apiserver, whose early answers are worth
+	// asking the second about (see worthAskingAgain).
+	firstMayBeStarting bool
 }
 
-// NewFailover returns a client that tries first, then second.
+// NewFailover returns a client that tries first, then second when first does not answer.
 func NewFailover(first, second client.WithWatch) *Failover {
 	return &Failover{first: first, second: second}
+}
+
+// NewLocalFirst returns a client that tries the node's own apiserver, then service when local
+// does not answer or answers as an apiserver that has just started may.
+func NewLocalFirst(local, service client.WithWatch) *Failover {
+	return &Failover{first: local, second: service, firstMayBeStarting: true}
 }
 
 var _ client.WithWatch = &Failover{}
@@ -45,11 +55,20 @@ func Unanswered(err error) bool {
 	return code == http.StatusTooManyRequests || code >= http.StatusInternalServerError
 }
 
-// do runs call on the first client, then on the second when the first did not answer. When
-// neither answers, the error holds both reasons.
+// startingAnswer reports whether err is what a kube-apiserver that has just started may answer
+// before its caches are filled, so that another apiserver may answer otherwise: 401 or 403 before authentication and authorization know the
+// agent, 404 before it serves the custom resources (kubernetes#115241). A real denial or a real
+// absence costs one more request, which the second answers the same way.
+func startingAnswer(err error) bool {
+	return apierrors.IsUnauthorized(err) || apierrors.IsForbidden(err) || apierrors.IsNotFound(err)
+}
+
+// do runs call on the first client, then on the second when the first did not answer, or
+// answered as a starting apiserver may when it is the node's own. When neither answers, the
+// error holds both reasons.
 func (f *Failover) do(ctx context.Context, call func(client.WithWatch) error) error {
 	err := call(f.first)
-	if !Unanswered(err) || ctx.Err() != nil {
+	if !Unanswered(err) && !(f.firstMayBeStarting && startingAnswer(err)) || ctx.Err() != nil {
 		return err
 	}
 	err2 := call(f.second)

@@ -60,7 +60,7 @@ func failing(err error, calls *int) client.WithWatch {
 	})
 }
 
-func TestFailoverAsksTheSecondOnlyWhenTheFirstDidNotAnswer(t *testing.T) {
+func TestFailoverAsksTheSecondWhenTheFirstDidNotAnswerOrWasStarting(t *testing.T) {
 	ctx := context.Background()
 	cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: "kaudit-system", Name: "kaudit-policy-1"}}
 	second := fake.NewClientBuilder().WithObjects(cm.DeepCopy()).WithStatusSubresource(&corev1.Pod{}).Build()
@@ -74,14 +74,31 @@ func TestFailoverAsksTheSecondOnlyWhenTheFirstDidNotAnswer(t *testing.T) {
 		t.Errorf("Update through the second after the first refused: %v", err)
 	}
 
-	notFound := apierrors.NewNotFound(schema.GroupResource{Resource: "configmaps"}, cm.Name)
-	calls = 0
-	f = NewFailover(failing(notFound, &calls), second)
-	if err := f.Get(ctx, client.ObjectKeyFromObject(cm), &corev1.ConfigMap{}); !apierrors.IsNotFound(err) || calls != 1 {
-		t.Errorf("an answer of the first is final: got %v after %d calls", err, calls)
+	// A starting apiserver may answer 401, 403 or 404 before its caches are filled.
+	gr := schema.GroupResource{Resource: "configmaps"}
+	for _, early := range []error{apierrors.NewNotFound(gr, cm.Name), apierrors.NewForbidden(gr, cm.Name, errors.New("RBAC: not yet")), apierrors.NewUnauthorized("not yet")} {
+		calls = 0
+		f = NewLocalFirst(failing(early, &calls), second)
+		if err := f.Get(ctx, client.ObjectKeyFromObject(cm), &corev1.ConfigMap{}); err != nil || calls != 1 {
+			t.Errorf("after %v from the node's own apiserver: got %v after %d calls of it", early, err, calls)
+		}
+		// The Service's answer is final: its apiservers are up (the Lease is asked there first).
+		calls = 0
+		f = NewFailover(failing(early, &calls), second)
+		if err := f.Get(ctx, client.ObjectKeyFromObject(cm), &corev1.ConfigMap{}); !errors.Is(err, early) {
+			t.Errorf("after %v from the Service: got %v", early, err)
+		}
 	}
 
+	conflict := apierrors.NewConflict(gr, cm.Name, errors.New("changed"))
 	var secondCalls int
+	calls = 0
+	f = NewLocalFirst(failing(conflict, &calls), failing(conflict, &secondCalls))
+	if err := f.Update(ctx, cm.DeepCopy()); !apierrors.IsConflict(err) || calls != 1 || secondCalls != 0 {
+		t.Errorf("a conflict of the first is final: got %v after %d and %d calls", err, calls, secondCalls)
+	}
+
+	secondCalls = 0
 	f = NewFailover(failing(refused(), &calls), failing(apierrors.NewServiceUnavailable("starting"), &secondCalls))
 	err := f.Status().Patch(ctx, &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "p"}}, client.Merge)
 	if !errors.Is(err, syscall.ECONNREFUSED) || !apierrors.IsServiceUnavailable(err) || secondCalls != 1 {

@@ -127,7 +127,8 @@ func (l *Lease) Renew(ctx context.Context, duration time.Duration) error {
 }
 
 // ReleaseAfter keeps the lease we hold for d from now, without renewing it after that, so that
-// nobody else takes it before d has passed; it releases it at once when d is not positive. The
+// nobody else takes it before d has passed; it releases it at once when d is not positive. It
+// only shortens: a lease that ends within d already, or has ended, is left as it is. The
 // wait survives a restart of any agent: it is in the Lease, not in memory.
 func (l *Lease) ReleaseAfter(ctx context.Context, d time.Duration) error {
 	if d <= 0 {
@@ -139,6 +140,9 @@ func (l *Lease) ReleaseAfter(ctx context.Context, d time.Duration) error {
 	}
 	if ptr.Deref(lease.Spec.HolderIdentity, "") != l.Identity {
 		return nil
+	}
+	if end := expiry(&lease); end.IsZero() || !l.Clock.Now().Add(d).Before(end) {
+		return nil // it ends within d already: never extend it
 	}
 	// Whole seconds, rounded up: never shorter than d.
 	seconds := int32((d + time.Second - 1) / time.Second)

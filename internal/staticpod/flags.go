@@ -5,6 +5,7 @@ import (
 	"path"
 	"slices"
 	"strings"
+	"time"
 
 	"go.yaml.in/yaml/v3"
 	corev1 "k8s.io/api/core/v1"
@@ -69,6 +70,9 @@ func EnsureFlags(manifest []byte, s FlagSettings) ([]byte, error) {
 		}
 	}
 	return out, verifyEdit(manifest, out, func(p *corev1.Pod) error {
+		if err := shutdownDelayFits(p, s.ShutdownDelay); err != nil {
+			return err
+		}
 		c := apiserverContainer(p)
 		for _, f := range s.set() {
 			setFlag(c, f[0], f[1])
@@ -78,6 +82,27 @@ func EnsureFlags(manifest []byte, s FlagSettings) ([]byte, error) {
 		}
 		return nil
 	})
+}
+
+// shutdownDelayFits refuses a --shutdown-delay-duration that the pod's termination grace period
+// (kubelet's default 30 s when unset) does not leave time for: kubelet would kill kube-apiserver
+// in the middle of the delay, with its listener still open, which is what the delay avoids.
+func shutdownDelayFits(p *corev1.Pod, delay string) error {
+	if delay == "" {
+		return nil
+	}
+	d, err := time.ParseDuration(delay)
+	if err != nil {
+		return fmt.Errorf("--shutdown-delay-duration %q: %w", delay, err)
+	}
+	grace := int64(corev1.DefaultTerminationGracePeriodSeconds)
+	if p.Spec.TerminationGracePeriodSeconds != nil {
+		grace = *p.Spec.TerminationGracePeriodSeconds
+	}
+	if d >= time.Duration(grace)*time.Second {
+		return fmt.Errorf("spec.shutdownDelayDuration %s is not below the static pod's termination grace period (%d s): kubelet would kill kube-apiserver before it stops serving; lower it, or raise terminationGracePeriodSeconds in the manifest", delay, grace)
+	}
+	return nil
 }
 
 // setFlag is the meaning of ensureFlag's text edit, used to verify it.

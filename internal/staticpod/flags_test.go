@@ -155,3 +155,18 @@ func TestEnsureFlagsSetsTheShutdownDelayOnlyWhenAsked(t *testing.T) {
 		t.Errorf("an unset delay must leave the flag as it is; changed %q", changedLines(changed, unset))
 	}
 }
+
+// kubelet kills kube-apiserver at the end of the termination grace period (30 s unless the
+// manifest sets it): a delay that long is refused, with what to change, and nothing is edited.
+func TestEnsureFlagsRefusesAShutdownDelayTheGracePeriodCannotHold(t *testing.T) {
+	in := readTestdata(t, "kind-v1.30.yaml")
+	s := managed
+	s.ShutdownDelay = "30s"
+	if _, err := EnsureFlags(in, s); err == nil || !strings.Contains(err.Error(), "termination grace period (30 s)") {
+		t.Errorf("a 30s delay under the default 30 s grace period: %v", err)
+	}
+	longer := bytes.Replace(in, []byte("spec:\n"), []byte("spec:\n  terminationGracePeriodSeconds: 60\n"), 1)
+	if _, err := EnsureFlags(longer, s); err != nil {
+		t.Errorf("a 30s delay under a 60 s grace period: %v", err)
+	}
+}

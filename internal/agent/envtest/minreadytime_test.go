@@ -6,8 +6,13 @@ import (
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
+	coordinationv1 "k8s.io/api/coordination/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/kaudit/kaudit/api/v1alpha1"
+	"github.com/kaudit/kaudit/internal/agent"
 )
 
 var _ = Describe("rollout.minReadyTime", func() {
@@ -62,5 +67,28 @@ var _ = Describe("rollout.minReadyTime", func() {
 		list := all.list()
 		Expect(list).To(HaveLen(2), "cp-1 restarted once")
 		Expect(list[1].start.Sub(list[0].end)).To(BeNumerically(">=", minReadyTime))
+	})
+
+	It("is all a crash after the health wait costs: the restarted agent hands on the Lease it still holds", func() {
+		const minReadyTime = 2 * time.Second
+		createSingletonWith(map[string]any{"healthTimeout": "5s", "minReadyTime": minReadyTime.String()}, true)
+		agents = append(agents, startAgent(agentOptions{name: "cp-1", restarts: all, restartTime: 100 * time.Millisecond}))
+		publish(1)
+		Eventually(nodePhase("cp-1", v1alpha1.NodeApplied, 1)).WithTimeout(30 * time.Second).WithPolling(20 * time.Millisecond).Should(Succeed())
+		// As if the agent had stopped between the health wait and settle: the Lease is still
+		// ours for the whole rollout duration, and the files are up to date.
+		lease := &coordinationv1.Lease{}
+		Eventually(func() error {
+			return k8s.Get(ctx, client.ObjectKey{Namespace: namespace, Name: agent.LeaseName}, lease)
+		}).Should(Succeed())
+		lease.Spec.HolderIdentity = ptr.To("cp-1")
+		lease.Spec.RenewTime = ptr.To(metav1.NewMicroTime(time.Now()))
+		lease.Spec.LeaseDurationSeconds = ptr.To(int32(270))
+		Expect(k8s.Update(ctx, lease)).To(Succeed())
+		Eventually(func(g Gomega) {
+			g.Expect(k8s.Get(ctx, client.ObjectKey{Namespace: namespace, Name: agent.LeaseName}, lease)).To(Succeed())
+			end := lease.Spec.RenewTime.Add(time.Duration(*lease.Spec.LeaseDurationSeconds) * time.Second)
+			g.Expect(time.Until(end)).To(BeNumerically("<=", minReadyTime+time.Second))
+		}).WithTimeout(15 * time.Second).WithPolling(200 * time.Millisecond).Should(Succeed())
 	})
 })
