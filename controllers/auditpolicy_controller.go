@@ -225,7 +225,9 @@ func (r *PolicyReconciler) makeRevision(ctx context.Context, ap *v1alpha1.AuditP
 		return ctrl.Result{}, nil
 	}
 
-	now := r.Clock.Now()
+	// A change counts from when this reconcile read the modules, not from when the decision
+	// about them was made: the decision's work overlaps the debounce instead of adding to it.
+	now := st.now
 	if hash != r.pendingHash {
 		r.pendingHash, r.lastChange = hash, now
 		if r.pendingSince.IsZero() {

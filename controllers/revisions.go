@@ -8,6 +8,7 @@ import (
 	"sync"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -70,6 +71,8 @@ type revisionStore struct {
 	cached    client.Reader
 	live      client.Reader
 	namespace string
+	// selector is revision.Selector, parsed once: every module's reconcile lists revisions.
+	selector labels.Selector
 
 	mu       sync.Mutex
 	records  map[int64]string
@@ -124,7 +127,7 @@ func summary(rev *revision.Revision) *revision.Revision {
 }
 
 func newRevisionStore(cached, live client.Reader, namespace string) *revisionStore {
-	return &revisionStore{cached: cached, live: live, namespace: namespace,
+	return &revisionStore{cached: cached, live: live, namespace: namespace, selector: revision.Selector(),
 		records: map[int64]string{}, verified: map[types.UID]verifiedRevision{}}
 }
 
@@ -259,7 +262,7 @@ func (s *revisionStore) verify(cm *corev1.ConfigMap) (*revision.Revision, string
 // (every module's reconcile lists them, and each holds up to a megabyte): they are only read.
 func (s *revisionStore) listFrom(ctx context.Context, reader client.Reader) ([]*corev1.ConfigMap, error) {
 	var list corev1.ConfigMapList
-	opts := []client.ListOption{client.InNamespace(s.namespace), client.MatchingLabelsSelector{Selector: revision.Selector()}}
+	opts := []client.ListOption{client.InNamespace(s.namespace), client.MatchingLabelsSelector{Selector: s.selector}}
 	if reader == s.cached {
 		opts = append(opts, client.UnsafeDisableDeepCopy)
 	}

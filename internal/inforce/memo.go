@@ -22,7 +22,8 @@ type Memo struct {
 	round uint64
 	// checks are guardrail.Check results by policy hash and guardrails.
 	checks map[string]memoEntry[[]guardrail.Violation]
-	// teams are weakening checks by namespaced module, spec, cluster policy hash and settings.
+	// teams are weakening checks by namespaced module content (policy.ContentKey) and cluster
+	// policy hash.
 	teams map[string]memoEntry[*problem]
 	// clusters are the cluster's policies prepared for the weakening checks, by hash: compiled
 	// once for every namespaced module.
@@ -110,11 +111,13 @@ func (m *Memo) check(merged *policy.Merged, guardrails []guardrail.Guardrail) ([
 // weakening finds a request of the namespaced module's namespace that the module, placed
 // before the cluster's policy, logs less than the cluster's policy alone.
 func (m *Memo) weakening(mod policy.Module, cluster *policy.Merged, clusterHash string) (*problem, error) {
-	rules := mod.Rules()
-	key := mod.ID() + "/" + digest(rules) + "/" + clusterHash
+	// The module's content key stands for its ID and rules, which are encoded only when needed.
+	content := policy.ContentKey(mod)
+	key := hex.EncodeToString(content[:]) + "/" + clusterHash
 	if p, ok := lookup(m, m.teams, key); ok {
 		return p, nil
 	}
+	rules := mod.Rules()
 	prepared, ok := lookup(m, m.clusters, clusterHash)
 	if !ok {
 		prepared = guardrail.Prepare(cluster.Policy)

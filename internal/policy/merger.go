@@ -3,14 +3,11 @@ package policy
 import (
 	"bytes"
 	"crypto/sha256"
+	"encoding/binary"
 	"encoding/hex"
-	"encoding/json"
-	"fmt"
 	"sync"
 
 	auditv1 "k8s.io/apiserver/pkg/apis/audit/v1"
-
-	"github.com/kaudit/kaudit/api/v1alpha1"
 )
 
 // Merger merges as Merge does, with the same results and errors, but remembers each module's
@@ -30,7 +27,7 @@ import (
 // use.
 type Merger struct {
 	mu      sync.Mutex
-	modules map[string]*mergerModule
+	modules map[[sha256.Size]byte]*mergerModule
 	round   uint64
 }
 
@@ -48,7 +45,7 @@ type mergerModule struct {
 }
 
 // NewMerger returns a Merger that remembers nothing yet.
-func NewMerger() *Merger { return &Merger{modules: map[string]*mergerModule{}} }
+func NewMerger() *Merger { return &Merger{modules: map[[sha256.Size]byte]*mergerModule{}} }
 
 // Merge is Merge, reusing what earlier merges did for the same module contents.
 func (mg *Merger) Merge(modules []Module, settings Settings) (*Merged, error) {
@@ -98,7 +95,7 @@ func (mg *Merger) Merge(modules []Module, settings Settings) (*Merged, error) {
 
 // module returns what the Merger knows of mod's content, made now if nothing.
 func (mg *Merger) module(mod Module) *mergerModule {
-	key := contentKey(mod)
+	key := ContentKey(mod)
 	mg.mu.Lock()
 	e, ok := mg.modules[key]
 	if ok {
@@ -155,20 +152,74 @@ func (mg *Merger) Forget() {
 	mg.round++
 }
 
-// contentKey identifies everything of a module that Module.Rules and the rendered comments
-// depend on: its namespace and name, rules, omitStages and omitManagedFields.
-func contentKey(mod Module) string {
-	b, err := json.Marshal(struct {
-		Namespace         string                `json:"namespace"`
-		Name              string                `json:"name"`
-		OmitStages        []v1alpha1.Stage      `json:"omitStages"`
-		OmitManagedFields *bool                 `json:"omitManagedFields"`
-		Rules             []v1alpha1.PolicyRule `json:"rules"`
-	}{mod.Namespace, mod.Name, mod.Spec.OmitStages, mod.Spec.OmitManagedFields, mod.Spec.Rules})
-	if err != nil {
-		panic(fmt.Sprintf("encoding a module cannot fail: %v", err))
+// ContentKey identifies everything of a module that Module.Rules and the rendered comments
+// depend on: its namespace and name, rules, omitStages and omitManagedFields. It is the
+// SHA-256 of a length-prefixed encoding written field by field: a merge keys every module,
+// and encoding/json's reflection made that a third of a merge's time at 5,000 modules. Like
+// the JSON encoding with omitempty it replaces, it does not tell a nil list from an empty one
+// (TestContentKey; TestContentKeyCoversEveryField fails when the API adds a field).
+func ContentKey(mod Module) [sha256.Size]byte {
+	k := keyWriter{b: make([]byte, 0, 1024)}
+	k.str(mod.Namespace)
+	k.str(mod.Name)
+	k.n(len(mod.Spec.OmitStages))
+	for _, s := range mod.Spec.OmitStages {
+		k.str(string(s))
 	}
-	return digestOf(b)
+	k.flag(mod.Spec.OmitManagedFields)
+	k.n(len(mod.Spec.Rules))
+	for i := range mod.Spec.Rules {
+		r := &mod.Spec.Rules[i]
+		k.str(string(r.Level))
+		k.strs(r.Users)
+		k.strs(r.UserGroups)
+		k.strs(r.Verbs)
+		k.n(len(r.Resources))
+		for _, g := range r.Resources {
+			k.str(g.Group)
+			k.strs(g.Resources)
+			k.strs(g.ResourceNames)
+		}
+		k.strs(r.Namespaces)
+		k.strs(r.NonResourceURLs)
+		k.n(len(r.OmitStages))
+		for _, s := range r.OmitStages {
+			k.str(string(s))
+		}
+		k.flag(r.OmitManagedFields)
+	}
+	return sha256.Sum256(k.b)
+}
+
+// keyWriter encodes values, each prefixed by its length, so that no two sequences of values
+// write the same bytes. They are hashed at once: a hash written to piece by piece spends most
+// of its time per call.
+type keyWriter struct{ b []byte }
+
+func (k *keyWriter) n(n int) { k.b = binary.AppendUvarint(k.b, uint64(n)) }
+
+func (k *keyWriter) str(s string) {
+	k.n(len(s))
+	k.b = append(k.b, s...)
+}
+
+func (k *keyWriter) strs(ss []string) {
+	k.n(len(ss))
+	for _, s := range ss {
+		k.str(s)
+	}
+}
+
+// flag writes an optional boolean: unset, false or true.
+func (k *keyWriter) flag(b *bool) {
+	switch {
+	case b == nil:
+		k.n(0)
+	case !*b:
+		k.n(1)
+	default:
+		k.n(2)
+	}
 }
 
 func digestOf(b []byte) string {

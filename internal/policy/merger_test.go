@@ -123,3 +123,78 @@ func TestHashIsTheSHA256OfTheCanonicalForm(t *testing.T) {
 		}
 	}
 }
+
+// TestContentKey: modules that differ in anything Module.Rules or the rendered comments depend
+// on have different keys; a nil list and an empty one are the same content.
+func TestContentKey(t *testing.T) {
+	base := func() Module {
+		return Module{Namespace: "team-a", Name: "m", Spec: v1alpha1.AuditPolicyModuleSpec{Rules: []v1alpha1.PolicyRule{{
+			Level: v1alpha1.LevelMetadata, Users: []string{"alice"},
+			Resources: []v1alpha1.GroupResources{{Group: "apps", Resources: []string{"deployments"}}},
+		}}}}
+	}
+	variants := map[string]func(*Module){
+		"base":              func(*Module) {},
+		"namespace":         func(m *Module) { m.Namespace = "team-b" },
+		"name":              func(m *Module) { m.Name = "n" },
+		"split name":        func(m *Module) { m.Namespace, m.Name = "team-", "am" },
+		"module omitStages": func(m *Module) { m.Spec.OmitStages = []v1alpha1.Stage{v1alpha1.StageRequestReceived} },
+		"module omit false": func(m *Module) { m.Spec.OmitManagedFields = ptr(false) },
+		"module omit true":  func(m *Module) { m.Spec.OmitManagedFields = ptr(true) },
+		"level":             func(m *Module) { m.Spec.Rules[0].Level = v1alpha1.LevelRequest },
+		"users":             func(m *Module) { m.Spec.Rules[0].Users = []string{"bob"} },
+		"users to groups":   func(m *Module) { m.Spec.Rules[0].Users, m.Spec.Rules[0].UserGroups = nil, []string{"alice"} },
+		"two users":         func(m *Module) { m.Spec.Rules[0].Users = []string{"al", "ice"} },
+		"verbs":             func(m *Module) { m.Spec.Rules[0].Verbs = []string{"get"} },
+		"group":             func(m *Module) { m.Spec.Rules[0].Resources[0].Group = "" },
+		"resources":         func(m *Module) { m.Spec.Rules[0].Resources[0].Resources = []string{"pods"} },
+		"resourceNames":     func(m *Module) { m.Spec.Rules[0].Resources[0].ResourceNames = []string{"x"} },
+		"two group resources": func(m *Module) {
+			m.Spec.Rules[0].Resources = append(m.Spec.Rules[0].Resources, v1alpha1.GroupResources{})
+		},
+		"namespaces":             func(m *Module) { m.Spec.Rules[0].Namespaces = []string{"team-a"} },
+		"nonResourceURLs":        func(m *Module) { m.Spec.Rules[0].NonResourceURLs = []string{"/healthz"} },
+		"rule omitStages":        func(m *Module) { m.Spec.Rules[0].OmitStages = []v1alpha1.Stage{v1alpha1.StagePanic} },
+		"rule omit false":        func(m *Module) { m.Spec.Rules[0].OmitManagedFields = ptr(false) },
+		"rule omit true":         func(m *Module) { m.Spec.Rules[0].OmitManagedFields = ptr(true) },
+		"two rules":              func(m *Module) { m.Spec.Rules = append(m.Spec.Rules, v1alpha1.PolicyRule{}) },
+		"no rules":               func(m *Module) { m.Spec.Rules = nil },
+		"user moved to the verb": func(m *Module) { m.Spec.Rules[0].Users, m.Spec.Rules[0].Verbs = nil, []string{"alice"} },
+	}
+	seen := map[[sha256.Size]byte]string{}
+	for name, change := range variants {
+		m := base()
+		change(&m)
+		k := ContentKey(m)
+		if other, ok := seen[k]; ok {
+			t.Errorf("variants %q and %q have the same key", name, other)
+		}
+		seen[k] = name
+	}
+	same := base()
+	same.Spec.Description = "descriptions are not rules"
+	same.Spec.Order, same.Spec.Disabled = 7, true // compose reads them from the module, not the key
+	same.Spec.OmitStages, same.Spec.Rules[0].Verbs, same.Spec.Rules[0].Resources[0].ResourceNames = []v1alpha1.Stage{}, []string{}, []string{}
+	if ContentKey(same) != ContentKey(base()) {
+		t.Error("empty lists, a description, order or disabled changed the key")
+	}
+}
+
+// TestContentKeyCoversEveryField fails when a field is added to the rules or the module spec:
+// ContentKey must then write it, and this list grow.
+func TestContentKeyCoversEveryField(t *testing.T) {
+	for typ, want := range map[reflect.Type][]string{
+		reflect.TypeFor[v1alpha1.PolicyRule]():     {"Level", "Users", "UserGroups", "Verbs", "Resources", "Namespaces", "NonResourceURLs", "OmitStages", "OmitManagedFields"},
+		reflect.TypeFor[v1alpha1.GroupResources](): {"Group", "Resources", "ResourceNames"},
+		// Description, Order and Disabled are not content: Rules and the comments ignore them
+		reflect.TypeFor[v1alpha1.AuditPolicyModuleSpec](): {"Order", "Description", "Disabled", "OmitStages", "OmitManagedFields", "Rules"},
+	} {
+		var got []string
+		for i := range typ.NumField() {
+			got = append(got, typ.Field(i).Name)
+		}
+		if !reflect.DeepEqual(got, want) {
+			t.Errorf("%s has fields %v, ContentKey writes %v: write the new ones", typ, got, want)
+		}
+	}
+}
