@@ -171,14 +171,14 @@ func newAgentClient(cfg, watchCfg *rest.Config, scheme *runtime.Scheme) (client.
 	return splitClient{WithWatch: c, watcher: w}, nil
 }
 
-// localConfigs are agentConfigs for the apiserver at url, with localAPITimeout and
+// localConfigs are agentConfigs for the apiserver at address (a URL), with localAPITimeout and
 // localDialTimeout, and the same credentials and CA. kubeadm's serving certificate covers the
-// advertise address, which is therefore verified as the host of url.
-func localConfigs(cfg *rest.Config, url string) (api, watcher *rest.Config) {
+// advertise address, which is therefore verified as the host of address.
+func localConfigs(cfg *rest.Config, address string) (api, watcher *rest.Config) {
 	api, watcher = agentConfigs(cfg)
 	dial := (&net.Dialer{Timeout: localDialTimeout, KeepAlive: 30 * time.Second}).DialContext
 	for _, c := range []*rest.Config{api, watcher} {
-		c.Host, c.Dial = url, dial
+		c.Host, c.Dial = address, dial
 	}
 	api.Timeout = localAPITimeout
 	return api, watcher
