@@ -162,6 +162,7 @@ var _ = Describe("kaudit on three control planes", Label("ha"), Ordered, Continu
 		lags := map[string]time.Duration{}
 		for _, n := range w.order(hc.nodes, rev) {
 			out, applied := w.rollingOut(n, rev), w.applied(n, rev)
+			Expect(applied).NotTo(BeZero(), "the status watch saw no Applied of %s for revision %d", n, rev)
 			ready := readyz.readyAfter(n, start)
 			if prev != "" {
 				record("%s: settle before %s (from the previous node's Applied)", out.Sub(w.applied(prev, rev)), what, n)
@@ -174,6 +175,7 @@ var _ = Describe("kaudit on three control planes", Label("ha"), Ordered, Continu
 			prev, lastApplied, lastReady = n, applied, ready
 		}
 		available := w.availableAt(rev)
+		Expect(available).NotTo(BeZero(), "the status watch saw no Available for revision %d", rev)
 		record("%s: module apply to Available", available.Sub(start), what)
 		record("%s: last node's /readyz to Available", available.Sub(lastReady), what)
 		record("%s: last node's Applied to Available", available.Sub(lastApplied), what)
