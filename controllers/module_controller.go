@@ -8,6 +8,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/events"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -49,24 +50,30 @@ func (r *ModuleReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctr
 // includedInRevision of every module, and the verdicts of the PolicyReconciler.
 func (r *ModuleReconciler) SetupWithManager(mgr ctrl.Manager, reporter *moduleReporter) error {
 	r.reporter = reporter
-	allModules := handler.EnqueueRequestsFromMapFunc(func(ctx context.Context, _ client.Object) []reconcile.Request {
-		var list v1alpha1.AuditPolicyModuleList
-		if err := r.List(ctx, &list, client.UnsafeDisableDeepCopy); err != nil {
-			return nil
-		}
-		reqs := make([]reconcile.Request, len(list.Items))
-		for i, m := range list.Items {
-			reqs[i] = reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&m)}
-		}
-		return reqs
-	})
 	return ctrl.NewControllerManagedBy(mgr).
 		Named("auditpolicymodule").
 		WithOptions(controllerOptions()).
 		For(&v1alpha1.AuditPolicyModule{}, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
-		Watches(&corev1.ConfigMap{}, allModules, builder.WithPredicates(isRevision)).
+		Watches(&corev1.ConfigMap{}, enqueueEvery(r.Client, func() client.ObjectList { return &v1alpha1.AuditPolicyModuleList{} }), builder.WithPredicates(isRevision)).
 		WatchesRawSource(source.Channel(reporter.decisions.wake[false], reporter.decisions.wakeHandler(false))).
 		Complete(r)
+}
+
+// enqueueEvery enqueues every object of newList's kind: a revision changes includedInRevision
+// of each of them.
+func enqueueEvery(c client.Client, newList func() client.ObjectList) handler.EventHandler {
+	return handler.EnqueueRequestsFromMapFunc(func(ctx context.Context, _ client.Object) []reconcile.Request {
+		list := newList()
+		if err := c.List(ctx, list, client.UnsafeDisableDeepCopy); err != nil {
+			return nil
+		}
+		var reqs []reconcile.Request
+		_ = meta.EachListItem(list, func(o runtime.Object) error {
+			reqs = append(reqs, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(o.(client.Object))})
+			return nil
+		})
+		return reqs
+	})
 }
 
 // moduleReporter writes the status of modules of either kind from the PolicyReconciler's

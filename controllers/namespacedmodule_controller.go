@@ -8,9 +8,7 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
-	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 	"sigs.k8s.io/controller-runtime/pkg/source"
 
 	"github.com/kaudit/kaudit/api/v1alpha1"
@@ -42,22 +40,11 @@ func (r *NamespacedModuleReconciler) Reconcile(ctx context.Context, req ctrl.Req
 // of the PolicyReconciler.
 func (r *NamespacedModuleReconciler) SetupWithManager(mgr ctrl.Manager, reporter *moduleReporter) error {
 	r.reporter = reporter
-	allModules := handler.EnqueueRequestsFromMapFunc(func(ctx context.Context, _ client.Object) []reconcile.Request {
-		var list v1alpha1.NamespacedAuditPolicyModuleList
-		if err := r.List(ctx, &list, client.UnsafeDisableDeepCopy); err != nil {
-			return nil
-		}
-		reqs := make([]reconcile.Request, len(list.Items))
-		for i, m := range list.Items {
-			reqs[i] = reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&m)}
-		}
-		return reqs
-	})
 	return ctrl.NewControllerManagedBy(mgr).
 		Named("namespacedauditpolicymodule").
 		WithOptions(controllerOptions()).
 		For(&v1alpha1.NamespacedAuditPolicyModule{}, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
-		Watches(&corev1.ConfigMap{}, allModules, builder.WithPredicates(isRevision)).
+		Watches(&corev1.ConfigMap{}, enqueueEvery(r.Client, func() client.ObjectList { return &v1alpha1.NamespacedAuditPolicyModuleList{} }), builder.WithPredicates(isRevision)).
 		WatchesRawSource(source.Channel(reporter.decisions.wake[true], reporter.decisions.wakeHandler(true))).
 		Complete(r)
 }
