@@ -205,7 +205,7 @@ func TestOutputFormatIsOneFlagEverywhere(t *testing.T) {
 			}
 		}
 	}
-	if want := []string{"advise", "explain", "lint", "render", "simulate"}; !slices.Equal(withFormat, want) {
+	if want := []string{"advise", "explain", "lint", "render", "simulate", "top"}; !slices.Equal(withFormat, want) {
 		t.Errorf("commands with --format: %v, want %v", withFormat, want)
 	}
 	for _, args := range [][]string{
