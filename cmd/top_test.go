@@ -193,13 +193,13 @@ func TestTopFollowsWhatIsAppended(t *testing.T) {
 	done := make(chan error, 1)
 	go func() { done <- root.ExecuteContext(ctx) }()
 
-	// waitFor waits for a snapshot with n events in total, and returns it.
-	waitFor := func(n int64) topSnapshot {
+	// waitFor waits for a snapshot with n events in total.
+	waitFor := func(n int64) {
 		for {
 			snaps := out.snapshots(t)
 			for _, s := range snaps {
 				if s.Total.Events == n {
-					return s
+					return
 				}
 			}
 			select {
