@@ -71,7 +71,11 @@ Compressed rotated logs are not followed: give them to "kaudit simulate".`,
 			}
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
-			t, err := openTop(args, in.Merged)
+			rendered, err := renderedPolicy(policyPaths, in.Merged)
+			if err != nil {
+				return err
+			}
+			t, err := openTop(args, rendered)
 			if err != nil {
 				return err
 			}
@@ -81,7 +85,7 @@ Compressed rotated logs are not followed: give them to "kaudit simulate".`,
 				if err := t.readToEnd(); err != nil {
 					return err
 				}
-				return show.print(t.snapshot(nil, 0))
+				return show.print(t.snapshot(t.attr.Snapshot(), nil, 0))
 			}
 			return t.run(ctx, interval, show.print)
 		},
@@ -95,6 +99,25 @@ Compressed rotated logs are not followed: give them to "kaudit simulate".`,
 	_ = c.RegisterFlagCompletionFunc("interval", fixedCompletion("1s", "2s", "5s", "10s"))
 	_ = c.RegisterFlagCompletionFunc("top", fixedCompletion("10", "20", "0"))
 	return c
+}
+
+// renderedPolicy is the policy file to attribute events with: a policy file that kaudit
+// rendered (the node's) as it is, since its comments name the modules as the agent's metrics do
+// (read as a plain policy, it would be split into modules named after the file); otherwise the
+// policy the inputs merge into, rendered.
+func renderedPolicy(paths []string, merged *policy.Merged) ([]byte, error) {
+	if len(paths) == 1 {
+		if st, err := os.Stat(paths[0]); err == nil && st.Mode().IsRegular() {
+			file, err := os.ReadFile(paths[0])
+			if err != nil {
+				return nil, fmt.Errorf("--policy: %w", err)
+			}
+			if policy.IsRendered(file) {
+				return file, nil
+			}
+		}
+	}
+	return merged.Render(), nil
 }
 
 // topLog is one followed log file.
@@ -114,11 +137,11 @@ type top struct {
 }
 
 // openTop prepares to follow paths from their start, attributing their events to the rules of
-// merged.
-func openTop(paths []string, merged *policy.Merged) (*top, error) {
+// the policy file rendered.
+func openTop(paths []string, rendered []byte) (*top, error) {
 	t := &top{attr: attribution.New(attribution.Options{Categories: securityCategories})}
 	// One revision in force since ever: the label "revision" of the counts means nothing here.
-	if err := t.attr.SetRevisions([]attribution.Revision{{Number: 1, Policy: merged.Render()}}); err != nil {
+	if err := t.attr.SetRevisions([]attribution.Revision{{Number: 1, Policy: rendered}}); err != nil {
 		return nil, err
 	}
 	for _, p := range paths {
@@ -206,9 +229,8 @@ func (t *top) run(ctx context.Context, interval time.Duration, show func(topSnap
 	last := time.Now()
 	for {
 		t.poll()
-		counts := t.attr.Snapshot()
-		now := time.Now()
-		if err := show(t.snapshot(prev, now.Sub(last))); err != nil {
+		counts, now := t.attr.Snapshot(), time.Now()
+		if err := show(t.snapshot(counts, prev, now.Sub(last))); err != nil {
 			return err
 		}
 		prev, last = &counts, now
@@ -240,7 +262,8 @@ type topSnapshot struct {
 	Rules    []topCount `json:"rules"`
 	Levels   []topCount `json:"levels"`
 	Security []topCount `json:"security"`
-	// Unattributed are lines no rule was credited with.
+	// Unattributed are the lines no rule was credited with, and the events whose level says that
+	// the log was written with another policy.
 	Unattributed topUnattributed `json:"unattributed"`
 	// Latest is the time of the latest event read.
 	Latest time.Time `json:"latest,omitzero"`
@@ -284,10 +307,9 @@ type topFile struct {
 	Error       string `json:"error,omitempty"`
 }
 
-// snapshot is the counts now, with rates against prev, counted elapsed ago; prev nil means no
-// rates.
-func (t *top) snapshot(prev *attribution.Counts, elapsed time.Duration) topSnapshot {
-	now := t.attr.Snapshot()
+// snapshot is what the screen shows of the counts now, with rates against prev, counted elapsed
+// ago; prev nil means no rates.
+func (t *top) snapshot(now attribution.Counts, prev *attribution.Counts, elapsed time.Duration) topSnapshot {
 	s := topSnapshot{Latest: now.Latest}
 	s.Unattributed = topUnattributed{Malformed: now.Malformed, NotEvents: now.NotEvents, NoTime: now.NoTime, NoRule: now.NoRule}
 	for _, m := range now.LevelMismatches {

@@ -2,6 +2,7 @@ package cmd
 
 import (
 	"bytes"
+	"cmp"
 	"compress/gzip"
 	"context"
 	"encoding/json"
@@ -89,16 +90,29 @@ func gunzip(t *testing.T, path string) string {
 // top attributes with the same evaluator as simulate: the events of each module and rule of
 // a recorded log are the ones simulate counts.
 func TestTopOnceCountsWhatSimulateCounts(t *testing.T) {
+	shop := gunzip(t, "../test/presets/testdata/auditlogs/shop.jsonl.gz")
+	// The file a node gets: its comments name the modules, as in the agent's metrics.
+	rendered, errOut, code := kaudit(t, "", "render", "../config/modules/baseline")
+	if code != 0 {
+		t.Fatalf("render: exit %d, %s", code, errOut)
+	}
+	renderedFile := filepath.Join(t.TempDir(), "policy.yaml")
+	if err := os.WriteFile(renderedFile, []byte(rendered), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	for _, tc := range []struct {
 		name, policy string
 		logs         []string
+		// simulated is the policy given to simulate, when not the same.
+		simulated string
 	}{
-		{"a plain policy", simPolicy, []string{simSample}},
-		{"the baseline modules, a recorded log", "../config/modules/baseline", []string{gunzip(t, "../test/presets/testdata/auditlogs/shop.jsonl.gz")}},
-		{"two logs", simPolicy, []string{simSample, simSample}},
+		{name: "a plain policy", policy: simPolicy, logs: []string{simSample}},
+		{name: "the baseline modules, a recorded log", policy: "../config/modules/baseline", logs: []string{shop}},
+		{name: "the policy file rendered from them", policy: renderedFile, logs: []string{shop}, simulated: "../config/modules/baseline"},
+		{name: "two logs", policy: simPolicy, logs: []string{simSample, simSample}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			wantModules, wantRules := simulated(t, tc.policy, tc.logs...)
+			wantModules, wantRules := simulated(t, cmp.Or(tc.simulated, tc.policy), tc.logs...)
 			s := topOnce(t, append([]string{"--policy", tc.policy}, tc.logs...)...)
 			modules, rules := map[string]int64{}, map[string]int64{}
 			var total int64

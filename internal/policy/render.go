@@ -17,6 +17,10 @@ import (
 const header = "# Audit policy rendered by kaudit from AuditPolicyModules.\n" +
 	"# Do not edit on the node: the kaudit agent replaces this file. Change the modules instead.\n"
 
+// IsRendered tells whether a policy file was written by Render: it opens with kaudit's header,
+// and each rule follows a comment naming the module and rule it came from.
+func IsRendered(file []byte) bool { return bytes.HasPrefix(file, []byte(header)) }
+
 // document is the policy as written to disk, without the ObjectMeta that auditv1.Policy carries.
 type document struct {
 	APIVersion        string               `json:"apiVersion"`
