@@ -80,7 +80,7 @@ Compressed rotated logs are not followed: give them to "kaudit simulate".`,
 				return err
 			}
 			defer t.close()
-			show := topPrinter{w: cmd.OutOrStdout(), json: out == "json", rows: topN, policy: in.Name, clear: isTerminal(cmd.OutOrStdout())}
+			show := topPrinter{w: cmd.OutOrStdout(), json: out == "json", rows: topN, policy: in.Name, clear: !once && isTerminal(cmd.OutOrStdout())}
 			if once {
 				if err := t.readToEnd(); err != nil {
 					return err
