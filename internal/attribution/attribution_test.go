@@ -15,6 +15,7 @@ import (
 
 	auditv1 "k8s.io/apiserver/pkg/apis/audit/v1"
 
+	"github.com/kaudit/kaudit/api/v1alpha1"
 	"github.com/kaudit/kaudit/internal/manifest"
 	"github.com/kaudit/kaudit/internal/policy"
 	"github.com/kaudit/kaudit/internal/simulate"
@@ -265,6 +266,22 @@ func TestRulesAreLabelledFromTheRenderedComments(t *testing.T) {
 		t.Fatalf("modules %q, want %q", mods, want)
 	}
 	if want := []string{"0", "0", "1", "default"}; !reflect.DeepEqual(rules, want) {
+		t.Fatalf("rules %q, want %q", rules, want)
+	}
+	// A namespaced module's rules are labelled namespace/name, as simulate and the manager name it.
+	teams, err := policy.Merge([]policy.Module{
+		{Name: "reads", Spec: v1alpha1.AuditPolicyModuleSpec{Order: 20, Rules: []v1alpha1.PolicyRule{{Level: "Metadata", Verbs: []string{"get"}}}}},
+		{Namespace: "team-a", Name: "deployments", Spec: v1alpha1.AuditPolicyModuleSpec{Order: 10, Rules: []v1alpha1.PolicyRule{{Level: "RequestResponse", Resources: []v1alpha1.GroupResources{{Group: "apps", Resources: []string{"deployments"}}}}}}},
+	}, policy.Settings{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	withTeams := teams.Render()
+	mods, rules = ruleLabels(ruleSources(withTeams, len(teams.Policy.Rules)), len(teams.Policy.Rules))
+	if want := []string{"team-a/deployments", "reads", "default"}; !reflect.DeepEqual(mods, want) {
+		t.Fatalf("modules %q, want %q in\n%s", mods, want, withTeams)
+	}
+	if want := []string{"0", "0", "default"}; !reflect.DeepEqual(rules, want) {
 		t.Fatalf("rules %q, want %q", rules, want)
 	}
 	// Without the comments, or with one missing (a hand edit), rules are labelled by index.

@@ -20,7 +20,8 @@ const (
 )
 
 // ruleSources reads the source comments that policy.Merged.Render writes above each rule
-// ("# module <name>, rule <i>", "# default: ..."). It returns nil unless every one of the
+// ("# module <name>, rule <i>", "# namespaced module <namespace>/<name>, rule <i>",
+// "# default: ..."). It returns nil unless every one of the
 // policy's n rules has one: a policy written by someone else, or edited by hand.
 func ruleSources(rendered []byte, n int) []policy.RuleSource {
 	var out []policy.RuleSource
@@ -35,13 +36,12 @@ func ruleSources(rendered []byte, n int) []policy.RuleSource {
 			inRules = line == "rules:"
 		case strings.HasPrefix(line, "# default:"):
 			next = &policy.RuleSource{}
-		case strings.HasPrefix(line, "# module "):
-			name, idx, ok := strings.Cut(strings.TrimPrefix(line, "# module "), ", rule ")
-			i, err := strconv.Atoi(idx)
-			if !ok || err != nil || name == "" {
+		case strings.HasPrefix(line, "# module "), strings.HasPrefix(line, "# namespaced module "):
+			src, ok := parseSource(line)
+			if !ok {
 				return nil
 			}
-			next = &policy.RuleSource{Module: name, Rule: i}
+			next = &src
 		case strings.HasPrefix(line, "- "):
 			if next == nil {
 				return nil
@@ -56,6 +56,28 @@ func ruleSources(rendered []byte, n int) []policy.RuleSource {
 	return out
 }
 
+// parseSource reads one module comment of a rendered policy.
+func parseSource(line string) (policy.RuleSource, bool) {
+	id, namespaced := strings.CutPrefix(line, "# namespaced module ")
+	if !namespaced {
+		id = strings.TrimPrefix(line, "# module ")
+	}
+	id, idx, ok := strings.Cut(id, ", rule ")
+	i, err := strconv.Atoi(idx)
+	if !ok || err != nil || id == "" {
+		return policy.RuleSource{}, false
+	}
+	src := policy.RuleSource{Module: id, Rule: i}
+	if namespaced {
+		ns, name, ok := strings.Cut(id, "/")
+		if !ok || ns == "" || name == "" {
+			return policy.RuleSource{}, false
+		}
+		src.Namespace, src.Module = ns, name
+	}
+	return src, true
+}
+
 // ruleLabels are the module and rule labels of a policy's n rules.
 func ruleLabels(sources []policy.RuleSource, n int) (modules, rules []string) {
 	for i := range n {
@@ -65,7 +87,7 @@ func ruleLabels(sources []policy.RuleSource, n int) (modules, rules []string) {
 		case sources[i].IsDefault():
 			modules, rules = append(modules, DefaultModule), append(rules, DefaultRule)
 		default:
-			modules, rules = append(modules, sources[i].Module), append(rules, strconv.Itoa(sources[i].Rule))
+			modules, rules = append(modules, sources[i].ModuleID()), append(rules, strconv.Itoa(sources[i].Rule))
 		}
 	}
 	return modules, rules

@@ -264,7 +264,7 @@ func policyReport(c *compiled, rules map[int]*counters, lv map[auditv1.Level]*co
 	for _, rc := range p.Rules {
 		name := "default"
 		if rc.Index < len(c.target.Sources) && !c.target.Sources[rc.Index].IsDefault() {
-			name = c.target.Sources[rc.Index].Module
+			name = c.target.Sources[rc.Index].ModuleID()
 		} else if len(c.target.Sources) == 0 {
 			name = "policy"
 		}

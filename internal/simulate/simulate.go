@@ -107,7 +107,7 @@ func RuleLabel(sources []policy.RuleSource, i int) string {
 		if sources[i].IsDefault() {
 			return "default"
 		}
-		return fmt.Sprintf("%s/%d", sources[i].Module, sources[i].Rule)
+		return fmt.Sprintf("%s/%d", sources[i].ModuleID(), sources[i].Rule)
 	}
 	return fmt.Sprintf("rule %d", i)
 }

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/kaudit/kaudit/api/v1alpha1"
 	"github.com/kaudit/kaudit/internal/manifest"
 	"github.com/kaudit/kaudit/internal/policy"
 )
@@ -228,5 +229,33 @@ func TestInputsEndingAtAChunkBoundary(t *testing.T) {
 		if r.Events != 1 || r.BadLines != 0 {
 			t.Errorf("chunk %d: %d events, %d bad lines, want 1 and 0", len(data), r.Events, r.BadLines)
 		}
+	}
+}
+
+// A namespaced module is named namespace/name in the per-module and per-rule report, as the
+// manager and the agent's metrics name it: two teams' modules of one name stay apart.
+func TestNamespacedModulesAreReportedByNamespaceAndName(t *testing.T) {
+	deployments := v1alpha1.AuditPolicyModuleSpec{Order: 10, Rules: []v1alpha1.PolicyRule{{Level: "RequestResponse", Resources: []v1alpha1.GroupResources{{Group: "apps", Resources: []string{"deployments"}}}}}}
+	m, err := policy.Merge([]policy.Module{
+		{Namespace: "team-a", Name: "deployments", Spec: deployments},
+		{Namespace: "team-b", Name: "deployments", Spec: deployments},
+		{Name: "everything", Spec: v1alpha1.AuditPolicyModuleSpec{Order: 20, Rules: []v1alpha1.PolicyRule{{Level: "Metadata"}}}},
+	}, policy.Settings{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := run(t, []Input{fileInput("testdata/sample.jsonl")}, Options{Policy: Target{Name: "teams", Policy: m.Policy, Sources: m.Sources}})
+	var modules, rules []string
+	for _, rc := range r.Policy.Modules {
+		modules = append(modules, rc.Source)
+	}
+	for _, rc := range r.Policy.Rules {
+		rules = append(rules, rc.Source)
+	}
+	if want := []string{"team-a/deployments", "team-b/deployments", "everything"}; !reflect.DeepEqual(modules[:3], want) {
+		t.Fatalf("modules %q, want %q first", modules, want)
+	}
+	if want := []string{"team-a/deployments/0", "team-b/deployments/0", "everything/0"}; !reflect.DeepEqual(rules[:3], want) {
+		t.Fatalf("rules %q, want %q first", rules, want)
 	}
 }
