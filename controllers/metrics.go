@@ -112,7 +112,7 @@ func (n *nodeRollouts) observe(entries []v1alpha1.NodeStatus, desired *int64, no
 		}
 		n.ended[e.Name] = end
 		switch {
-		case starting:
+		case starting: // remembered only
 		case e.Phase == v1alpha1.NodeApplied && e.LastRolloutSeconds != nil:
 			nodeRolloutDuration.WithLabelValues(result).Observe(float64(*e.LastRolloutSeconds))
 		case rolling:
