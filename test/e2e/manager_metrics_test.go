@@ -25,7 +25,7 @@ var forwardedPort = regexp.MustCompile(`Forwarding from 127\.0\.0\.1:(\d+) ->`)
 // until the spec ends, and returns the metrics URL.
 func (k *cluster) forwardManagerMetrics() string {
 	GinkgoHelper()
-	cmd := exec.Command(k.kubectlBin, "-n", "kaudit-system", "port-forward", "service/kaudit-manager-metrics", "127.0.0.1::8443")
+	cmd := exec.Command(k.kubectlBin, "-n", "kaudit-system", "port-forward", "--address=127.0.0.1", "service/kaudit-manager-metrics", ":8443")
 	cmd.Env = append(os.Environ(), "KUBECONFIG="+k.kubeconfig())
 	cmd.Stderr = GinkgoWriter
 	stdout, err := cmd.StdoutPipe()
