@@ -124,6 +124,11 @@ func (n *nodeRollouts) observe(entries []v1alpha1.NodeStatus, desired *int64, no
 			delete(n.ended, name)
 		}
 	}
+	for name := range n.rollingSince {
+		if !present[name] {
+			delete(n.rollingSince, name)
+		}
+	}
 }
 
 // The gauges, read from the cache at each scrape.

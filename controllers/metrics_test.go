@@ -68,10 +68,12 @@ func TestNodeRolloutsObservesEachNodeAndRevisionOnce(t *testing.T) {
 			entries: []v1alpha1.NodeStatus{{Name: "a", AppliedRevision: ptr.To[int64](1), Phase: v1alpha1.NodeRolledBack, Message: "other"}, entry("b", 2, v1alpha1.NodeApplied, 50)}, desired: 3, at: 11 * time.Minute},
 		{name: "a fails revision 4 without the manager seeing it start: no start, nothing observed",
 			entries: []v1alpha1.NodeStatus{entry("a", 1, v1alpha1.NodeFailed, 42), entry("b", 2, v1alpha1.NodeApplied, 50)}, desired: 4, at: 12 * time.Minute},
-		{name: "b's entry is dropped and comes back: observed again",
+		{name: "c starts a rollout",
+			entries: []v1alpha1.NodeStatus{entry("a", 1, v1alpha1.NodeFailed, 42), entry("b", 2, v1alpha1.NodeApplied, 50), entry("c", 2, v1alpha1.NodeRollingOut, 0)}, desired: 4, at: 12*time.Minute + time.Second},
+		{name: "b's and c's entries are dropped",
 			entries: []v1alpha1.NodeStatus{entry("a", 1, v1alpha1.NodeFailed, 42)}, desired: 4, at: 13 * time.Minute},
-		{name: "b is back",
-			entries: []v1alpha1.NodeStatus{entry("a", 1, v1alpha1.NodeFailed, 42), entry("b", 2, v1alpha1.NodeApplied, 50)}, desired: 4, at: 14 * time.Minute,
+		{name: "b is back: observed again; c is back failed, and its start was forgotten with its entry",
+			entries: []v1alpha1.NodeStatus{entry("a", 1, v1alpha1.NodeFailed, 42), entry("b", 2, v1alpha1.NodeApplied, 50), entry("c", 2, v1alpha1.NodeFailed, 0)}, desired: 4, at: 14 * time.Minute,
 			want: map[string]samples{"applied": {1, 50}}},
 	}
 	var rollouts nodeRollouts
