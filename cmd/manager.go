@@ -1,6 +1,7 @@
 package cmd
 
 import (
+	"crypto/tls"
 	"flag"
 	"fmt"
 
@@ -14,6 +15,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+	"sigs.k8s.io/controller-runtime/pkg/metrics/filters"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	"github.com/kaudit/kaudit/api/v1alpha1"
@@ -25,11 +27,14 @@ func init() { register(newManagerCommand) }
 
 // ManagerOptions are the manager's command-line settings.
 type ManagerOptions struct {
-	Namespace          string
-	HistoryLimit       int
-	MaxPolicyRules     int
-	MaxPolicyBytes     int
-	MetricsAddress     string
+	Namespace      string
+	HistoryLimit   int
+	MaxPolicyRules int
+	MaxPolicyBytes int
+	MetricsAddress string
+	// MetricsSecure serves the metrics over HTTPS to callers allowed to get /metrics; when false
+	// they are plain HTTP, open to anyone who reaches the port.
+	MetricsSecure      bool
 	HealthProbeAddress string
 	// PprofAddress serves net/http/pprof when set; "" or "0" disables it.
 	PprofAddress string
@@ -63,7 +68,8 @@ singleton "cluster", which it creates when missing.`,
 	f := c.Flags()
 	f.StringVar(&opts.Namespace, "namespace", "kaudit-system", "namespace of the revision ConfigMaps")
 	f.IntVar(&opts.HistoryLimit, "revision-history-limit", 10, "revisions to keep; the desired, pinned and node-applied ones are never deleted, even beyond the limit")
-	f.StringVar(&opts.MetricsAddress, "metrics-bind-address", ":8080", "address of the metrics endpoint; 0 disables it")
+	f.StringVar(&opts.MetricsAddress, "metrics-bind-address", ":8443", "address of the metrics endpoint; 0 disables it")
+	f.BoolVar(&opts.MetricsSecure, "metrics-secure", true, "serve the metrics over HTTPS, only to callers allowed to get the non-resource URL /metrics (authenticated with a TokenReview, authorized with a SubjectAccessReview); false serves plain HTTP to anyone")
 	f.StringVar(&opts.HealthProbeAddress, "health-probe-bind-address", ":8081", "address of the /healthz and /readyz probes")
 	f.StringVar(&opts.PprofAddress, "pprof-bind-address", "0", "address of the net/http/pprof endpoints (CPU and heap profiles, e.g. 127.0.0.1:6060); 0 disables them")
 	f.IntVar(&opts.MaxPolicyRules, "max-policy-rules", controllers.DefaultMaxPolicyRules, "most rules of the merged policy; over it no revision is made (kube-apiserver checks the rules one by one on every request)")
@@ -102,7 +108,7 @@ func NewManager(cfg *rest.Config, opts ManagerOptions) (ctrl.Manager, error) {
 	// No leader election: see config/manager/manager.yaml.
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
 		Scheme:                 Scheme(),
-		Metrics:                metricsserver.Options{BindAddress: opts.MetricsAddress},
+		Metrics:                metricsOptions(opts),
 		HealthProbeBindAddress: opts.HealthProbeAddress,
 		PprofBindAddress:       opts.PprofAddress,
 		Cache: cache.Options{DefaultTransform: controllers.StripUnusedFields, ByObject: map[client.Object]cache.ByObject{
@@ -126,4 +132,20 @@ func NewManager(cfg *rest.Config, opts ManagerOptions) (ctrl.Manager, error) {
 		return nil, err
 	}
 	return mgr, nil
+}
+
+// metricsOptions serves the metrics as kubebuilder's scaffold does: over HTTPS with a
+// self-signed certificate, to callers the apiserver authenticates and authorizes, and over
+// HTTP/1.1 only (HTTP/2's rapid reset and stream cancellation attacks, CVE-2023-44487 and
+// CVE-2023-39325).
+func metricsOptions(opts ManagerOptions) metricsserver.Options {
+	if !opts.MetricsSecure {
+		return metricsserver.Options{BindAddress: opts.MetricsAddress}
+	}
+	return metricsserver.Options{
+		BindAddress:    opts.MetricsAddress,
+		SecureServing:  true,
+		FilterProvider: filters.WithAuthenticationAndAuthorization,
+		TLSOpts:        []func(*tls.Config){func(c *tls.Config) { c.NextProtos = []string{"http/1.1"} }},
+	}
 }

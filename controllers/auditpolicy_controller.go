@@ -69,6 +69,8 @@ type PolicyReconciler struct {
 	// nameTaken is the highest revision number whose name another object was found to hold;
 	// numbering continues above it.
 	nameTaken int64
+	// rollouts turns the node entries into kaudit_node_rollout_duration_seconds.
+	rollouts nodeRollouts
 }
 
 // maxNameTries bounds the revision numbers one reconcile tries when names are taken.
@@ -136,6 +138,7 @@ func (r *PolicyReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctr
 		}
 	}
 	st.rollout(desired, controlPlane, ap.Status.Nodes)
+	r.rollouts.observe(ap.Status.Nodes, ap.Status.DesiredRevision, st.now)
 
 	if err := r.prune(ctx, &ap, revs, desired); err != nil {
 		logger.Error(err, "pruning revisions")
@@ -256,6 +259,7 @@ func (r *PolicyReconciler) makeRevision(ctx context.Context, ap *v1alpha1.AuditP
 		if stored == nil {
 			continue // the name is taken
 		}
+		revisionMade(r.Clock.Now().Sub(r.pendingSince))
 		r.resetPending()
 		st.created = stored
 		st.records[n] = stored.Digest
@@ -506,6 +510,9 @@ const (
 
 // Setup registers the kaudit controllers with a manager.
 func Setup(mgr ctrl.Manager, opts Options) error {
+	if err := registerStateMetrics(mgr.GetClient()); err != nil {
+		return fmt.Errorf("registering the metrics of modules and nodes: %w", err)
+	}
 	revisions := newRevisionStore(mgr.GetClient(), mgr.GetAPIReader(), opts.Namespace)
 	decisions := newDecisionStore()
 	reporter := &moduleReporter{Client: mgr.GetClient(), Recorder: mgr.GetEventRecorder("kaudit-manager"), revisions: revisions, decisions: decisions}

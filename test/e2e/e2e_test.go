@@ -117,6 +117,10 @@ var _ = Describe("kaudit on kind", Ordered, ContinueOnFailure, func() {
 				return kc.auditEvents(hbSince, nodeHeartbeats(kc.node()))
 			}).WithTimeout(25 * time.Second).WithPolling(5 * time.Second).Should(BeEmpty())
 		})
+
+		It("serves the manager's metrics over HTTPS to a token allowed to get /metrics, and refuses the others", func() {
+			kc.checkManagerMetrics(kc.latestRevision())
+		})
 	})
 
 	Context("when modules change", func() {
