@@ -80,7 +80,7 @@ func agentMetricsSpecs() {
 			for m, n := range low {
 				g.Expect(agent[m]).To(BeNumerically(">=", n), "module %s: the agent has not read the log that simulate read yet", m)
 			}
-		}).WithTimeout(2*time.Minute).WithPolling(3*time.Second).Should(Succeed())
+		}).WithTimeout(2 * time.Minute).WithPolling(3 * time.Second).Should(Succeed())
 		high := simulatedModules(policyFile, kc.logDir(), in.Start.Started)
 		fmt.Fprintf(GinkgoWriter, "per module: simulate before %v, agent %v, simulate after %v\n", low, agent, high)
 		for m, n := range agent {
