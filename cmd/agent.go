@@ -89,7 +89,14 @@ Every API request but the rollout Lease's goes first to the apiserver on this no
 the same token and CA), and to the configured address (the kubernetes Service) when that one does
 not answer: right after its restart the node's own apiserver answers tens of seconds before the
 Service address reaches it. The Lease goes to the Service first, so that renewing it never
-depends on the apiserver that is restarting.`,
+depends on the apiserver that is restarting.
+
+It also follows the audit log that the manifest's --audit-log-path names (the DaemonSet mounts
+/var/log/kubernetes/audit read-only) and counts its events by revision, module and rule, as
+kaudit simulate would, with the checkpoint in --state-dir. The metrics are served over HTTPS at
+--metrics-bind-address to callers allowed to get the non-resource URL /metrics (a TokenReview and
+a SubjectAccessReview through the API); see docs/metrics.md. Without a log to follow the agent
+works as before and says so.`,
 		Example: `  # In the DaemonSet (NODE_NAME from the downward API):
   kaudit agent
 
