@@ -40,10 +40,10 @@ rules:
 `
 }
 
-// auditEvent is one line of kube-apiserver's audit log.
-func auditEvent(resource, verb, user string, at time.Time, level string) string {
-	return fmt.Sprintf(`{"kind":"Event","apiVersion":"audit.k8s.io/v1","level":%q,"auditID":"x","stage":"ResponseComplete","requestURI":"/api/v1/namespaces/a/%s","verb":%q,"user":{"username":%q},"objectRef":{"resource":%q,"namespace":"a","apiVersion":"v1"},"stageTimestamp":%q}`+"\n",
-		level, resource, verb, user, resource, at.Format(time.RFC3339Nano))
+// auditEvent is one line of kube-apiserver's audit log: a get of resource at level.
+func auditEvent(resource string, at time.Time, level string) string {
+	return fmt.Sprintf(`{"kind":"Event","apiVersion":"audit.k8s.io/v1","level":%q,"auditID":"x","stage":"ResponseComplete","requestURI":"/api/v1/namespaces/a/%s","verb":"get","user":{"username":"u"},"objectRef":{"resource":%q,"namespace":"a","apiVersion":"v1"},"stageTimestamp":%q}`+"\n",
+		level, resource, resource, at.Format(time.RFC3339Nano))
 }
 
 // logNode is a testNode whose kube-apiserver writes an audit log, with a mirror pod that shows
@@ -218,10 +218,10 @@ func TestAuditLogCreditsEventsToTheRevisionWhoseAPIServerWroteThem(t *testing.T)
 	t2 := t1.Add(10 * time.Minute)
 	n.rollOut(t, ctx, l, 2, secretsPolicy("Metadata"), t1)
 	n.write(t,
-		auditEvent("secrets", "get", "u", t1.Add(-time.Second), "Metadata"), // before kaudit's first apiserver
-		auditEvent("secrets", "get", "u", t1.Add(time.Second), "Metadata"),
-		auditEvent("pods", "get", "u", t1.Add(time.Second), "Metadata"),
-		auditEvent("secrets", "get", "u", t2.Add(-time.Second), "Metadata"), // the old apiserver, still running during the rollout
+		auditEvent("secrets", t1.Add(-time.Second), "Metadata"), // before kaudit's first apiserver
+		auditEvent("secrets", t1.Add(time.Second), "Metadata"),
+		auditEvent("pods", t1.Add(time.Second), "Metadata"),
+		auditEvent("secrets", t2.Add(-time.Second), "Metadata"), // the old apiserver, still running during the rollout
 	)
 	waitMetrics(t, l, map[string]float64{
 		"kaudit_audit_log_followed{}":                                  1,
@@ -230,7 +230,7 @@ func TestAuditLogCreditsEventsToTheRevisionWhoseAPIServerWroteThem(t *testing.T)
 		`kaudit_audit_security_events_total{category="R2"}`:            2,
 	})
 
-	n.rollOut(t, ctx, l, 3, secretsPolicy("Request"), t2, auditEvent("secrets", "get", "u", t2.Add(time.Second), "Request"))
+	n.rollOut(t, ctx, l, 3, secretsPolicy("Request"), t2, auditEvent("secrets", t2.Add(time.Second), "Request"))
 	want := map[string]float64{
 		secrets(2, "Metadata"): 2,
 		secrets(3, "Request"):  1,
@@ -254,7 +254,7 @@ func TestAuditLogCreditsEventsToTheRevisionWhoseAPIServerWroteThem(t *testing.T)
 	l = n.auditLog()
 	ctx, _ = runAuditLog(t, l)
 	l.sync(ctx)
-	n.write(t, auditEvent("secrets", "get", "u", t2.Add(time.Minute), "Request"))
+	n.write(t, auditEvent("secrets", t2.Add(time.Minute), "Request"))
 	want[secrets(3, "Request")] = 2
 	want[`kaudit_audit_security_events_total{category="R2"}`] = 4
 	waitMetrics(t, l, want)
