@@ -127,7 +127,9 @@ func (a *Agent) Run(ctx context.Context) error {
 		if ctx.Err() != nil {
 			return nil
 		}
-		a.auditLog.sync(ctx)
+		if !a.auditLog.sync(ctx) {
+			next = min(next, startPoll)
+		}
 		if next <= 0 {
 			continue
 		}

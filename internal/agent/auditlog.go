@@ -35,6 +35,9 @@ const revisionsFile = "audit-log-revisions.json"
 // only (attribution.DefaultKeepRevisions), and a rollback puts a revision in it twice.
 const maxInForce = attribution.DefaultKeepRevisions + 2
 
+// startPoll is how often the agent looks for the start of the apiserver of a new revision.
+const startPoll = 5 * time.Second
+
 // startFallback is how long the agent waits for the mirror pod to show the start of the
 // apiserver of a new revision before it takes the time the manifest changed instead.
 const startFallback = 2 * time.Minute
@@ -243,17 +246,19 @@ func (l *AuditLog) pause() {
 }
 
 // sync records the revision the node runs, when it is a new one, and resumes counting; it
-// stays paused while a rollout is unfinished, or until the new apiserver's start is known.
-func (l *AuditLog) sync(ctx context.Context) {
+// stays paused while a rollout is unfinished, or until the new apiserver's start is known. It
+// returns false while it waits for that start: the mirror pod shows it seconds after the
+// apiserver is ready (see docs/design.md, "Restart and rollback").
+func (l *AuditLog) sync(ctx context.Context) (settled bool) {
 	if l == nil {
-		return
+		return true
 	}
 	log := logr.FromContextOrDiscard(ctx).WithName("auditlog")
 	if j, err := l.files.LoadJournal(); err != nil || j != nil {
-		return
+		return true
 	}
 	if !l.record(ctx, log) {
-		return
+		return false
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -261,6 +266,7 @@ func (l *AuditLog) sync(ctx context.Context) {
 		l.watcher.Resume()
 	}
 	l.paused = false
+	return true
 }
 
 // record adds the revision in the node's state to the history when the apiserver running it

@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -137,6 +138,14 @@ func logrContext(t *testing.T) context.Context {
 // manifest changes until the new apiserver's start is known.
 func (n *logNode) rollOut(t *testing.T, ctx context.Context, l *AuditLog, rev int64, policyText string, started time.Time, meanwhile ...string) {
 	t.Helper()
+	n.rollOutTo(t, ctx, l, rev, policyText, v1alpha1.NodeApplied, started, meanwhile...)
+}
+
+// rollOutTo is rollOut ending in phase: a rollout of a revision whose apiserver never gets
+// ready ends RolledBack, and started is then when the previous revision's apiserver started
+// again.
+func (n *logNode) rollOutTo(t *testing.T, ctx context.Context, l *AuditLog, rev int64, policyText string, phase v1alpha1.NodePhase, started time.Time, meanwhile ...string) {
+	t.Helper()
 	tg := Target{Revision: rev, Policy: []byte(policyText), Flags: n.flags}
 	h, err := policy.HashOf(tg.Policy)
 	if err != nil {
@@ -144,8 +153,12 @@ func (n *logNode) rollOut(t *testing.T, ctx context.Context, l *AuditLog, rev in
 	}
 	tg.Hash = h
 	l.pause()
-	r := &Rollout{Files: n.files(OSFS{}), Health: &fakeKubelet{tn: n.testNode}, Clock: clock.RealClock{}}
-	if res, err := r.Apply(ctx, tg, time.Second); err != nil || res.Phase != v1alpha1.NodeApplied {
+	kubelet := &fakeKubelet{tn: n.testNode}
+	if phase == v1alpha1.NodeRolledBack {
+		kubelet.bad = func(a string) bool { return strings.HasPrefix(a, policy.ShortHash(tg.Hash)) }
+	}
+	r := &Rollout{Files: n.files(OSFS{}), Health: kubelet, Clock: clock.RealClock{}}
+	if res, err := r.Apply(ctx, tg, time.Second); err != nil || res.Phase != phase {
 		t.Fatalf("Apply(revision %d) = %+v, %v", rev, res, err)
 	}
 	// What the new apiserver writes before the agent knows when it started waits for it.
@@ -280,5 +293,33 @@ func TestAuditLogWithoutALogFileLeavesTheAgentWorking(t *testing.T) {
 				t.Errorf("metrics = %v, want only kaudit_audit_log_followed 0", got)
 			}
 		})
+	}
+}
+
+func TestAuditLogCreditsEventsAfterARollbackToThePreviousRevision(t *testing.T) {
+	n := newLogNode(t)
+	l := n.auditLog()
+	ctx, _ := runAuditLog(t, l)
+	t1 := time.Now().Add(-time.Hour).Truncate(time.Second)
+	t2, t3 := t1.Add(10*time.Minute), t1.Add(20*time.Minute)
+	n.rollOut(t, ctx, l, 2, secretsPolicy("Metadata"), t1)
+	n.write(t, auditEvent("secrets", t2.Add(-time.Second), "Metadata"))
+	// Revision 3's apiserver never gets ready; the rollback's apiserver runs revision 2 again.
+	n.rollOutTo(t, ctx, l, 3, secretsPolicy("Request"), v1alpha1.NodeRolledBack, t3, auditEvent("secrets", t3.Add(time.Second), "Metadata"))
+	waitMetrics(t, l, map[string]float64{secrets(2, "Metadata"): 2})
+	var history []InForce
+	if b, err := os.ReadFile(n.local(filepath.Join(DefaultStateDir, revisionsFile))); err != nil {
+		t.Fatal(err)
+	} else if err := json.Unmarshal(b, &history); err != nil {
+		t.Fatal(err)
+	}
+	if len(history) != 2 || history[1].Revision != 2 || !history[1].Started.Equal(t3) || !strings.Contains(history[1].Annotation, "rollback") {
+		t.Errorf("history after the rollback = %+v, want revision 2 again from %s under the rollback's annotation", history, t3)
+	}
+	got := metrics(t, l)
+	for k, v := range got {
+		if strings.Contains(k, `revision="3"`) || strings.HasPrefix(k, "kaudit_audit_events_level_mismatch_total") && v != 0 {
+			t.Errorf("%s %v: after the rollback the events are revision 2's", k, v)
+		}
 	}
 }
