@@ -72,7 +72,7 @@ type AuditLog struct {
 
 	mu            sync.Mutex
 	watcher       *auditwatch.Watcher
-	history       []InForce
+	history       []inForce
 	historyLoaded bool
 	// paused is set from start until the first pass of the agent, and during a rollout.
 	paused bool
@@ -82,8 +82,8 @@ type AuditLog struct {
 	waitingSince time.Time
 }
 
-// InForce is a revision that the node's apiserver ran from a time on.
-type InForce struct {
+// inForce is a revision that the node's apiserver ran from a time on.
+type inForce struct {
 	Revision int64 `json:"revision"`
 	// Annotation is the manifest's policy-hash annotation of that apiserver.
 	Annotation string    `json:"annotation"`
@@ -306,7 +306,7 @@ func (l *AuditLog) record(ctx context.Context, log logr.Logger) bool {
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	l.history = appendInForce(l.history, InForce{Revision: st.Revision, Annotation: st.Annotation, Started: started.UTC(), Policy: string(policyFile)})
+	l.history = appendInForce(l.history, inForce{Revision: st.Revision, Annotation: st.Annotation, Started: started.UTC(), Policy: string(policyFile)})
 	if err := l.files.writeJSON(revisionsFile, l.history); err != nil {
 		log.Info("cannot save the history of revisions in force; the next agent counts from the revision it finds", "err", err)
 	}
@@ -321,7 +321,7 @@ func (l *AuditLog) record(ctx context.Context, log logr.Logger) bool {
 // appendInForce appends e to history and keeps the last maxInForce. Earlier entries of the same
 // revision take e's policy: a revision stands for one policy in the counts, and the agent
 // rewrites a file whose comments alone differ (module names) without a restart.
-func appendInForce(history []InForce, e InForce) []InForce {
+func appendInForce(history []inForce, e inForce) []inForce {
 	for i := range history {
 		if history[i].Revision == e.Revision {
 			history[i].Policy = e.Policy
@@ -391,7 +391,7 @@ func (l *AuditLog) loadHistory(log logr.Logger) {
 	l.historyLoaded = true
 	b, ok, err := readOptional(l.files.FS, l.files.inStateDir(revisionsFile))
 	if err == nil && ok {
-		var h []InForce
+		var h []inForce
 		if err = json.Unmarshal(b, &h); err == nil {
 			l.history = h
 		}

@@ -307,7 +307,7 @@ func TestAuditLogCreditsEventsAfterARollbackToThePreviousRevision(t *testing.T) 
 	// Revision 3's apiserver never gets ready; the rollback's apiserver runs revision 2 again.
 	n.rollOutTo(t, ctx, l, 3, secretsPolicy("Request"), v1alpha1.NodeRolledBack, t3, auditEvent("secrets", t3.Add(time.Second), "Metadata"))
 	waitMetrics(t, l, map[string]float64{secrets(2, "Metadata"): 2})
-	var history []InForce
+	var history []inForce
 	if b, err := os.ReadFile(n.local(filepath.Join(DefaultStateDir, revisionsFile))); err != nil {
 		t.Fatal(err)
 	} else if err := json.Unmarshal(b, &history); err != nil {
