@@ -279,7 +279,9 @@ func (l *AuditLog) record(ctx context.Context, log logr.Logger) bool {
 	}
 	l.loadHistory(log)
 	l.mu.Lock()
-	known := len(l.history) > 0 && l.history[len(l.history)-1].Annotation == st.Annotation
+	// The revision too: a new revision with the same policy is adopted without a restart.
+	last := len(l.history) - 1
+	known := last >= 0 && l.history[last].Annotation == st.Annotation && l.history[last].Revision == st.Revision
 	l.mu.Unlock()
 	if known {
 		return true
