@@ -136,8 +136,8 @@ var categoryLabels = func() map[relevance.Rule][]string {
 // Run follows the log until ctx is done. While the log cannot be followed (no --audit-log-path,
 // "-", a directory not mounted into the agent, a checkpoint that cannot be read) it says why,
 // in the log and in kaudit_audit_log_followed, and looks again every Retry; it follows the log
-// anew when the manifest names another path. It takes the state directory lock's protection:
-// call it while the agent holds the lock (Agent.Run does).
+// anew when the manifest names another path. Its files in the state directory rely on the
+// agent's lock there: call it while the agent holds the lock (Agent.Run does).
 func (l *AuditLog) Run(ctx context.Context) {
 	log := logr.FromContextOrDiscard(ctx).WithName("auditlog")
 	l.loadHistory(log)
