@@ -25,6 +25,7 @@ import (
 	"k8s.io/client-go/tools/record"
 	"k8s.io/utils/clock"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	crlog "sigs.k8s.io/controller-runtime/pkg/log"
 
 	"github.com/kaudit/kaudit/api/v1alpha1"
 	"github.com/kaudit/kaudit/internal/agent"
@@ -40,6 +41,8 @@ type agentOptions struct {
 	mirrorPodNamespace, mirrorPod   string
 	pollInterval, resync, retry     time.Duration
 	verbose                         bool
+	// metricsBindAddress is where the metrics are served over HTTPS; "0" serves none.
+	metricsBindAddress, metricsCertDir string
 	// localAPIServer is "auto", "none" or the URL of this node's apiserver.
 	localAPIServer string
 }
@@ -59,6 +62,7 @@ func newAgentCommand() *cobra.Command {
 		pollInterval:       500 * time.Millisecond,
 		resync:             time.Minute,
 		retry:              10 * time.Second,
+		metricsBindAddress: fmt.Sprintf(":%d", agent.DefaultMetricsPort),
 	}
 	cmd := &cobra.Command{
 		Use:   "agent",
@@ -85,7 +89,14 @@ Every API request but the rollout Lease's goes first to the apiserver on this no
 the same token and CA), and to the configured address (the kubernetes Service) when that one does
 not answer: right after its restart the node's own apiserver answers tens of seconds before the
 Service address reaches it. The Lease goes to the Service first, so that renewing it never
-depends on the apiserver that is restarting.`,
+depends on the apiserver that is restarting.
+
+It also follows the audit log that the manifest's --audit-log-path names (the DaemonSet mounts
+/var/log/kubernetes/audit read-only) and counts its events by revision, module and rule, as
+kaudit simulate would, with the checkpoint in --state-dir. The metrics are served over HTTPS at
+--metrics-bind-address to callers allowed to get the non-resource URL /metrics (a TokenReview and
+a SubjectAccessReview through the API); see docs/metrics.md. Without a log to follow the agent
+works as before and says so.`,
 		Example: `  # In the DaemonSet (NODE_NAME from the downward API):
   kaudit agent
 
@@ -121,6 +132,8 @@ depends on the apiserver that is restarting.`,
 	f.DurationVar(&o.pollInterval, "poll-interval", o.pollInterval, "interval of health checks during a rollout")
 	f.DurationVar(&o.resync, "resync", o.resync, "re-check the node at least this often")
 	f.DurationVar(&o.retry, "retry", o.retry, "delay after an error or while another node rolls out")
+	f.StringVar(&o.metricsBindAddress, "metrics-bind-address", o.metricsBindAddress, "address of the metrics endpoint, served over HTTPS to callers allowed to get the non-resource URL /metrics (a TokenReview and a SubjectAccessReview per caller); on the host network, so on every address of the node; \"0\" serves none")
+	f.StringVar(&o.metricsCertDir, "metrics-cert-dir", "", "directory with tls.crt and tls.key for the metrics endpoint (default: a self-signed certificate made at start)")
 	f.BoolVarP(&o.verbose, "verbose", "v", false, "debug logging")
 	return cmd
 }
@@ -236,6 +249,8 @@ func runAgent(ctx context.Context, o agentOptions) error {
 		level = slog.Level(-4)
 	}
 	log := logr.FromSlogHandler(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: level})).WithValues("node", o.nodeName)
+	// The metrics endpoint logs through controller-runtime's logger.
+	crlog.SetLogger(log)
 
 	rules := clientcmd.NewDefaultClientConfigLoadingRules()
 	rules.ExplicitPath = o.kubeconfig
@@ -285,15 +300,20 @@ func runAgent(ctx context.Context, o agentOptions) error {
 		return err
 	}
 	clk := clock.RealClock{}
+	mirrorPod := func(ctx context.Context) (*corev1.Pod, error) {
+		pod := &corev1.Pod{}
+		err := c.Get(ctx, client.ObjectKey{Namespace: o.mirrorPodNamespace, Name: o.mirrorPod}, pod)
+		return pod, err
+	}
 	health := &agent.APIServerHealth{
-		MirrorPod: func(ctx context.Context) (*corev1.Pod, error) {
-			pod := &corev1.Pod{}
-			err := c.Get(ctx, client.ObjectKey{Namespace: o.mirrorPodNamespace, Name: o.mirrorPod}, pod)
-			return pod, err
-		},
-		Readyz:   readyz,
-		Clock:    clk,
-		Interval: o.pollInterval,
+		MirrorPod: mirrorPod,
+		Readyz:    readyz,
+		Clock:     clk,
+		Interval:  o.pollInterval,
+	}
+	auditLog := agent.NewAuditLog(agent.AuditLogOptions{Files: files, MirrorPod: mirrorPod, Clock: clk, Retry: o.resync})
+	if err := agent.ServeMetrics(logr.NewContext(ctx, log), agent.MetricsOptions{BindAddress: o.metricsBindAddress, CertDir: o.metricsCertDir}, apiCfg, auditLog); err != nil {
+		return err
 	}
 	a := agent.New(agent.Options{
 		NodeName:  o.nodeName,
@@ -303,11 +323,12 @@ func runAgent(ctx context.Context, o agentOptions) error {
 		Lease:     &agent.Lease{Client: lease, Namespace: o.namespace, Name: agent.LeaseName, Identity: o.nodeName, Clock: clk},
 		Status:    &agent.StatusWriter{Client: c, NodeName: o.nodeName},
 		Recorder:  recorder,
+		AuditLog:  auditLog,
 		Clock:     clk,
 		Resync:    o.resync,
 		Retry:     o.retry,
 	})
 	log.Info("agent starting", "root", o.paths.Root, "manifest", o.paths.Manifest, "stateDir", o.paths.StateDir, "readyz", o.readyz.URL,
-		"apiserver", cfg.Host, "localAPIServer", local)
+		"apiserver", cfg.Host, "localAPIServer", local, "metrics", o.metricsBindAddress)
 	return a.Run(logr.NewContext(ctx, log))
 }

@@ -40,6 +40,8 @@ type Options struct {
 	Status  *StatusWriter
 	// Recorder may be nil.
 	Recorder Recorder
+	// AuditLog, when set, follows the node's audit log; the agent pauses it during rollouts.
+	AuditLog *AuditLog
 	Clock    clock.Clock
 	// Resync is the period of a pass without any change (0: a minute); Retry the delay after
 	// an error or while another node holds the lease (0: 10 s).
@@ -59,6 +61,7 @@ type Agent struct {
 	lease     *Lease
 	status    *StatusWriter
 	recorder  Recorder
+	auditLog  *AuditLog
 	clock     clock.Clock
 	resync    time.Duration
 	retry     time.Duration
@@ -78,6 +81,7 @@ func New(o Options) *Agent {
 		lease:     o.Lease,
 		status:    o.Status,
 		recorder:  o.Recorder,
+		auditLog:  o.AuditLog,
 		clock:     o.Clock,
 		resync:    o.Resync,
 		retry:     o.Retry,
@@ -113,10 +117,18 @@ func (a *Agent) Run(ctx context.Context) error {
 	}
 	defer func() { _ = lock.Unlock() }()
 	go a.watch(ctx)
+	if a.auditLog != nil {
+		done := make(chan struct{})
+		defer func() { <-done }() // its checkpoint is saved under the lock
+		go func() { defer close(done); a.auditLog.Run(ctx) }()
+	}
 	for {
 		next := a.Pass(ctx)
 		if ctx.Err() != nil {
 			return nil
+		}
+		if !a.auditLog.sync(ctx) {
+			next = min(next, startPoll)
 		}
 		if next <= 0 {
 			continue
@@ -359,6 +371,9 @@ func (a *Agent) applyHoldingLease(ctx context.Context, ap *v1alpha1.AuditPolicy,
 	}
 	stopRenew := a.renew(ctx, duration)
 	a.event(ap, corev1.EventTypeNormal, v1alpha1.EventRolloutStarted, fmt.Sprintf("node %s: rolling out revision %d", a.nodeName, target.Revision))
+	// Until the new apiserver's start is known (Run's sync), its events would be credited to the
+	// old revision.
+	a.auditLog.pause()
 	res, err := a.rollout.Apply(ctx, target, timeout)
 	stopRenew()
 	if err != nil {
@@ -412,6 +427,7 @@ func (a *Agent) resume(ctx context.Context, ap *v1alpha1.AuditPolicy, haveAP boo
 		logr.FromContextOrDiscard(ctx).Info("finishing an interrupted rollout while another node holds the lease", "holder", holder)
 	}
 	stopRenew := a.renew(ctx, duration)
+	a.auditLog.pause()
 	res, err := a.rollout.Resume(ctx, timeout)
 	stopRenew()
 	if err != nil {

@@ -1,6 +1,7 @@
 package staticpod
 
 import (
+	"errors"
 	"fmt"
 	"path"
 	"slices"
@@ -207,27 +208,78 @@ func nodeHasFlags(list *yaml.Node) bool {
 // PolicyFileInManifest finds where the manifest's kube-apiserver reads its audit policy: the
 // value of --audit-policy-file in the container and, through the volume mounts, the host path.
 func PolicyFileInManifest(manifest []byte) (containerPath, hostPath string, err error) {
-	pod, err := ParsePod(manifest)
+	pod, c, err := parseAPIServer(manifest)
 	if err != nil {
 		return "", "", err
 	}
-	c := apiserverContainer(pod)
-	if c == nil {
-		return "", "", fmt.Errorf("the manifest has no container named %s", APIServerContainer)
-	}
-	args := append(slices.Clone(c.Command), c.Args...)
-	for i, a := range args {
-		switch {
-		case strings.HasPrefix(a, "--audit-policy-file="):
-			containerPath = strings.TrimPrefix(a, "--audit-policy-file=")
-		case a == "--audit-policy-file" && i+1 < len(args):
-			containerPath = args[i+1]
-		}
-	}
+	containerPath = flagArg(c, "--audit-policy-file")
 	if containerPath == "" {
 		return "", "", fmt.Errorf("kube-apiserver has no --audit-policy-file flag: add it with a hostPath directory volume, or set spec.manageAPIServerFlags: true on AuditPolicy %q", "cluster")
 	}
 	containerPath = path.Clean(containerPath)
+	hostPath, v, err := hostPathOf(pod, c, "--audit-policy-file", containerPath)
+	if err == nil && v != nil {
+		return containerPath, "", singleFileMountError(containerPath, *v)
+	}
+	return containerPath, hostPath, err
+}
+
+// AuditLogPathInManifest finds where the manifest's kube-apiserver writes its audit log: the value
+// of --audit-log-path in the container and, through the volume mounts, the host path. The
+// container path is "" when the flag is absent and "-" for standard output, which have no host
+// path; err says so.
+func AuditLogPathInManifest(manifest []byte) (containerPath, hostPath string, err error) {
+	pod, c, err := parseAPIServer(manifest)
+	if err != nil {
+		return "", "", err
+	}
+	switch containerPath = flagArg(c, "--audit-log-path"); containerPath {
+	case "":
+		return "", "", errors.New("kube-apiserver has no --audit-log-path flag: it writes no audit log file")
+	case "-":
+		return "-", "", errors.New("kube-apiserver writes its audit log to standard output (--audit-log-path=-), not to a file")
+	}
+	containerPath = path.Clean(containerPath)
+	hostPath, v, err := hostPathOf(pod, c, "--audit-log-path", containerPath)
+	if err == nil && v != nil {
+		return containerPath, "", fmt.Errorf("--audit-log-path=%s is mounted as a single file (volume %q), so its rotated files are not on the host: mount its directory instead", containerPath, v.Name)
+	}
+	return containerPath, hostPath, err
+}
+
+// parseAPIServer parses the manifest and finds its kube-apiserver container.
+func parseAPIServer(manifest []byte) (*corev1.Pod, *corev1.Container, error) {
+	pod, err := ParsePod(manifest)
+	if err != nil {
+		return nil, nil, err
+	}
+	c := apiserverContainer(pod)
+	if c == nil {
+		return nil, nil, fmt.Errorf("the manifest has no container named %s", APIServerContainer)
+	}
+	return pod, c, nil
+}
+
+// flagArg is the last value of flag in the container's command and args, "--flag=value" or
+// "--flag value"; "" when it is absent.
+func flagArg(c *corev1.Container, flag string) string {
+	value := ""
+	args := append(slices.Clone(c.Command), c.Args...)
+	for i, a := range args {
+		switch {
+		case strings.HasPrefix(a, flag+"="):
+			value = strings.TrimPrefix(a, flag+"=")
+		case a == flag && i+1 < len(args):
+			value = args[i+1]
+		}
+	}
+	return value
+}
+
+// hostPathOf maps containerPath, the value of flag, to a host path through the container's
+// deepest volume mount that holds it. When that mount is the file itself, it returns the volume
+// instead of a host path.
+func hostPathOf(pod *corev1.Pod, c *corev1.Container, flag, containerPath string) (hostPath string, singleFile *corev1.Volume, err error) {
 	best := ""
 	var bestMount corev1.VolumeMount
 	for _, m := range c.VolumeMounts {
@@ -237,25 +289,25 @@ func PolicyFileInManifest(manifest []byte) (containerPath, hostPath string, err 
 		}
 	}
 	if best == "" {
-		return containerPath, "", fmt.Errorf("--audit-policy-file=%s is not under any volume mount of kube-apiserver, so the agent cannot tell its host path", containerPath)
+		return "", nil, fmt.Errorf("%s=%s is not under any volume mount of kube-apiserver, so the agent cannot tell its host path", flag, containerPath)
 	}
-	for _, v := range pod.Spec.Volumes {
+	for i, v := range pod.Spec.Volumes {
 		if v.Name != bestMount.Name {
 			continue
 		}
 		if v.HostPath == nil {
-			return containerPath, "", fmt.Errorf("--audit-policy-file=%s is on volume %q, which is not a hostPath volume", containerPath, v.Name)
+			return "", nil, fmt.Errorf("%s=%s is on volume %q, which is not a hostPath volume", flag, containerPath, v.Name)
 		}
 		if best == containerPath {
-			return containerPath, "", singleFileMountError(containerPath, v)
+			return "", &pod.Spec.Volumes[i], nil
 		}
 		rel := strings.TrimPrefix(strings.TrimPrefix(containerPath, best), "/")
 		if bestMount.SubPath != "" {
 			rel = path.Join(bestMount.SubPath, rel)
 		}
-		return containerPath, path.Join(v.HostPath.Path, rel), nil
+		return path.Join(v.HostPath.Path, rel), nil, nil
 	}
-	return containerPath, "", fmt.Errorf("volume mount %q of --audit-policy-file=%s has no volume", bestMount.Name, containerPath)
+	return "", nil, fmt.Errorf("volume mount %q of %s=%s has no volume", bestMount.Name, flag, containerPath)
 }
 
 // singleFileMountError explains why the agent cannot write a policy file that kube-apiserver

@@ -170,3 +170,21 @@ func TestEnsureFlagsRefusesAShutdownDelayTheGracePeriodCannotHold(t *testing.T) 
 		t.Errorf("a 30s delay under a 60 s grace period: %v", err)
 	}
 }
+
+func TestAuditLogPathInManifestMapsThroughTheVolumeMount(t *testing.T) {
+	c, host, err := AuditLogPathInManifest(readTestdata(t, "hand-edited-audit.yaml"))
+	if err != nil || c == "" || host == "" {
+		t.Fatalf("AuditLogPathInManifest() = %q, %q, %v", c, host, err)
+	}
+	manifest := string(readTestdata(t, "hand-edited-audit.yaml"))
+	for _, tc := range []struct{ name, from, to, want string }{
+		{"absent", "--audit-log-path=" + c, "--v=2", "no --audit-log-path flag"},
+		{"stdout", "--audit-log-path=" + c, "--audit-log-path=-", "standard output"},
+		{"unmounted", "--audit-log-path=" + c, "--audit-log-path=/nowhere/audit.log", "not under any volume mount"},
+	} {
+		_, _, err := AuditLogPathInManifest([]byte(strings.Replace(manifest, tc.from, tc.to, 1)))
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: err = %v, want it to say %q", tc.name, err, tc.want)
+		}
+	}
+}

@@ -422,6 +422,9 @@ spec:
 			fmt.Fprintf(GinkgoWriter, "Degraded: %+v\n", condition(ap, "Degraded"))
 		})
 	})
+
+	// After the rollouts above: the node's log holds several revisions (agent_metrics_test.go).
+	Context("with the agent's metrics", agentMetricsSpecs)
 })
 
 var _ = Describe("kaudit on a fresh kind cluster without audit flags", Ordered, func() {

@@ -13,8 +13,6 @@ import (
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
 	corev1 "k8s.io/api/core/v1"
-	"k8s.io/client-go/tools/clientcmd"
-	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 	"k8s.io/utils/clock"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -86,15 +84,7 @@ var _ = Describe("The kaudit agent binary", func() {
 		cp := newFakeControlPlane(nodeName, 500*time.Millisecond)
 		root, badPrefix := cp.root, &cp.badPrefix
 
-		kubeconfig := filepath.Join(root, "kubeconfig")
-		Expect(clientcmd.WriteToFile(clientcmdapi.Config{
-			Clusters:       map[string]*clientcmdapi.Cluster{"envtest": {Server: cfg.Host, CertificateAuthorityData: cfg.CAData}},
-			AuthInfos:      map[string]*clientcmdapi.AuthInfo{"admin": {ClientCertificateData: cfg.CertData, ClientKeyData: cfg.KeyData}},
-			Contexts:       map[string]*clientcmdapi.Context{"envtest": {Cluster: "envtest", AuthInfo: "admin"}},
-			CurrentContext: "envtest",
-		}, kubeconfig)).To(Succeed())
-
-		cmd := exec.Command(bin, "agent", "--kubeconfig", kubeconfig, "--root", root,
+		cmd := exec.Command(bin, "agent", "--kubeconfig", adminKubeconfig(root), "--root", root,
 			"--readyz-url", cp.readyzURL, "--readyz-ca-file", cp.caFile, "--readyz-server-name", "example.com",
 			"--poll-interval", "100ms", "--retry", "200ms")
 		cmd.Env = append(os.Environ(), "NODE_NAME="+nodeName)
