@@ -176,7 +176,7 @@ func (r *PolicyReconciler) listModules(ctx context.Context) ([]liveModule, error
 		out = append(out, clusterModule(&modules.Items[i]))
 	}
 	for i := range namespaced.Items {
-		out = append(out, namespacedModule(&namespaced.Items[i]))
+		out = append(out, r.verdicts.namespaced(&namespaced.Items[i]))
 	}
 	return out, nil
 }
