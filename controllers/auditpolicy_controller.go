@@ -306,9 +306,7 @@ func (r *PolicyReconciler) encode(n int64, hash string, rendered []byte, decisio
 	// The records name the revision that first held each module, so they depend on n.
 	rev := revision.Revision{Number: n, Hash: hash, Policy: rendered, Modules: decision.Records(n)}
 	enc := &encodedRevision{from: r.decidedFrom}
-	if enc.cm, enc.err = revision.ToConfigMap(r.Namespace, rev); enc.err == nil {
-		enc.digest = revision.Digest(rev)
-	}
+	enc.cm, enc.digest, enc.err = revision.Encode(r.Namespace, rev)
 	rev.Policy = nil
 	enc.rev = rev
 	r.encoded = enc
