@@ -243,9 +243,10 @@ func (r *PolicyReconciler) makeRevision(ctx context.Context, ap *v1alpha1.AuditP
 			r.pendingSince = now
 		}
 	}
-	// The wait is what is left of it now: the time the decision took counts towards it.
-	elapsed := r.Clock.Now()
-	wait := min(ap.Spec.Rollout.DebounceOrDefault()-elapsed.Sub(r.lastChange), ap.Spec.Rollout.MaxWaitOrDefault()-elapsed.Sub(r.pendingSince))
+	// The wait is what is left of it once the revision is ready: the time deciding and encoding
+	// took counts towards it.
+	ready := r.Clock.Now()
+	wait := min(ap.Spec.Rollout.DebounceOrDefault()-ready.Sub(r.lastChange), ap.Spec.Rollout.MaxWaitOrDefault()-ready.Sub(r.pendingSince))
 	if wait > 0 {
 		st.progressing(metav1.ConditionTrue, v1alpha1.ReasonDebouncing, fmt.Sprintf("Modules changed; waiting for %s without changes before making revision %d.", ap.Spec.Rollout.DebounceOrDefault(), next))
 		return ctrl.Result{RequeueAfter: wait}, nil
