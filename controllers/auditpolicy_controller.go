@@ -57,6 +57,8 @@ type PolicyReconciler struct {
 	// decided is the last decision and the fingerprint of its input (see decide).
 	decided     *inforce.Result
 	decidedFrom string
+	// encoded is the next revision, encoded from the last decision while the debounce runs.
+	encoded *encodedRevision
 	// findings holds the guardrail findings last reported in an event.
 	findings map[string]bool
 	// The debounce state: the desired policy hash not yet written to a revision, when it was
@@ -179,7 +181,7 @@ func (r *PolicyReconciler) listModules(ctx context.Context) ([]liveModule, error
 		out = append(out, clusterModule(&modules.Items[i]))
 	}
 	for i := range namespaced.Items {
-		out = append(out, namespacedModule(&namespaced.Items[i]))
+		out = append(out, r.verdicts.namespaced(&namespaced.Items[i]))
 	}
 	return out, nil
 }
@@ -209,7 +211,7 @@ func (r *PolicyReconciler) makeRevision(ctx context.Context, ap *v1alpha1.AuditP
 	}
 	r.decisions.record(outcomesByKey(decision, modules))
 	r.reportFindings(ctx, ap, decision, st)
-	if len(decision.Modules()) == 0 && latest == nil {
+	if !decision.AnyInForce() && latest == nil {
 		st.progressing(metav1.ConditionFalse, v1alpha1.ReasonNoModules, "No accepted AuditPolicyModule yet: no revision is made, and nodes keep the policy they have.")
 		r.resetPending()
 		return ctrl.Result{}, nil
@@ -220,12 +222,19 @@ func (r *PolicyReconciler) makeRevision(ctx context.Context, ap *v1alpha1.AuditP
 		r.resetPending()
 		return ctrl.Result{}, nil
 	}
-	rendered := merged.Render()
-	if msg := r.overCaps(len(merged.Policy.Rules), len(rendered)); msg != "" {
-		st.degraded(v1alpha1.ReasonPolicyTooLarge, msg+". No new revision is made; the current one stays in force.")
-		r.event(ap, corev1.EventTypeWarning, v1alpha1.ReasonPolicyTooLarge, msg)
-		r.resetPending()
-		return ctrl.Result{}, nil
+	// The revision is encoded before the wait, so that the wait overlaps the encoding too; the
+	// reconcile after the wait finds it encoded when nothing changed meanwhile. A decision that
+	// passed the caps once passes them again.
+	enc := r.encoded
+	if enc == nil || enc.from != r.decidedFrom || enc.rev.Number != next {
+		rendered := merged.Render()
+		if msg := r.overCaps(len(merged.Policy.Rules), len(rendered)); msg != "" {
+			st.degraded(v1alpha1.ReasonPolicyTooLarge, msg+". No new revision is made; the current one stays in force.")
+			r.event(ap, corev1.EventTypeWarning, v1alpha1.ReasonPolicyTooLarge, msg)
+			r.resetPending()
+			return ctrl.Result{}, nil
+		}
+		enc = r.encode(next, hash, rendered, decision)
 	}
 
 	// A change counts from when this reconcile read the modules, not from when the decision
@@ -237,22 +246,25 @@ func (r *PolicyReconciler) makeRevision(ctx context.Context, ap *v1alpha1.AuditP
 			r.pendingSince = now
 		}
 	}
-	wait := min(ap.Spec.Rollout.DebounceOrDefault()-now.Sub(r.lastChange), ap.Spec.Rollout.MaxWaitOrDefault()-now.Sub(r.pendingSince))
+	// The wait is what is left of it once the revision is ready: the time deciding and encoding
+	// took counts towards it.
+	ready := r.Clock.Now()
+	wait := min(ap.Spec.Rollout.DebounceOrDefault()-ready.Sub(r.lastChange), ap.Spec.Rollout.MaxWaitOrDefault()-ready.Sub(r.pendingSince))
 	if wait > 0 {
 		st.progressing(metav1.ConditionTrue, v1alpha1.ReasonDebouncing, fmt.Sprintf("Modules changed; waiting for %s without changes before making revision %d.", ap.Spec.Rollout.DebounceOrDefault(), next))
 		return ctrl.Result{RequeueAfter: wait}, nil
 	}
 
 	for n := next; n < next+maxNameTries; n++ {
-		// The records name the revision that first held each module, so they depend on n.
-		rev := revision.Revision{Number: n, Hash: hash, Policy: rendered, Modules: decision.Records(n)}
-		cm, err := revision.ToConfigMap(r.Namespace, rev)
-		if err != nil {
-			st.degraded(v1alpha1.ReasonMergeFailed, err.Error())
-			r.event(ap, corev1.EventTypeWarning, v1alpha1.ReasonMergeFailed, err.Error())
+		if n != next {
+			enc = r.encode(n, hash, merged.Render(), decision)
+		}
+		if enc.err != nil {
+			st.degraded(v1alpha1.ReasonMergeFailed, enc.err.Error())
+			r.event(ap, corev1.EventTypeWarning, v1alpha1.ReasonMergeFailed, enc.err.Error())
 			return ctrl.Result{}, nil
 		}
-		stored, err := r.publish(ctx, ap, cm, rev)
+		stored, err := r.publish(ctx, ap, enc)
 		if err != nil {
 			return ctrl.Result{}, err
 		}
@@ -281,11 +293,38 @@ func (r *PolicyReconciler) nextNumber(ap *v1alpha1.AuditPolicy, set revisionSet)
 	return n + 1
 }
 
-// publish records and creates revision rev as cm. When the name is taken by a ConfigMap that is
-// exactly that revision (this manager's own create, whose status write was lost in a crash),
-// it adopts it. When it is taken by anything else it returns nil and moves numbering past it.
-func (r *PolicyReconciler) publish(ctx context.Context, ap *v1alpha1.AuditPolicy, cm *corev1.ConfigMap, rev revision.Revision) (*storedRevision, error) {
-	digest := revision.Digest(rev)
+// encodedRevision is a revision ready to publish, made from the decision whose input has the
+// fingerprint from: its ConfigMap and digest, or why it cannot be encoded. rev holds no policy
+// (the ConfigMap does), as a storedRevision.
+type encodedRevision struct {
+	from   string
+	rev    revision.Revision
+	cm     *corev1.ConfigMap
+	digest string
+	err    error
+}
+
+// encode makes revision n of the last decision, whose merged policy has the given hash and
+// rendering, and keeps it as r.encoded.
+func (r *PolicyReconciler) encode(n int64, hash string, rendered []byte, decision *inforce.Result) *encodedRevision {
+	r.encoded = nil // let the previous one go first
+	// The records name the revision that first held each module, so they depend on n.
+	rev := revision.Revision{Number: n, Hash: hash, Policy: rendered, Modules: decision.Records(n)}
+	enc := &encodedRevision{from: r.decidedFrom}
+	enc.cm, enc.digest, enc.err = revision.Encode(r.Namespace, rev)
+	rev.Policy = nil
+	enc.rev = rev
+	r.encoded = enc
+	return enc
+}
+
+// publish records and creates the encoded revision. When the name is taken by a ConfigMap that
+// is exactly that revision (this manager's own create, whose status write was lost in a
+// crash), it adopts it. When it is taken by anything else it returns nil and moves numbering
+// past it.
+func (r *PolicyReconciler) publish(ctx context.Context, ap *v1alpha1.AuditPolicy, enc *encodedRevision) (*storedRevision, error) {
+	// The create fills in the object it is given; the encoded one stays as encoded.
+	rev, cm, digest := enc.rev, enc.cm.DeepCopy(), enc.digest
 	r.revisions.record(rev.Number, digest)
 	err := r.Create(ctx, cm)
 	if err == nil {
@@ -353,6 +392,7 @@ func (r *PolicyReconciler) reportUntrusted(ctx context.Context, ap *v1alpha1.Aud
 
 func (r *PolicyReconciler) resetPending() {
 	r.pendingHash, r.pendingSince, r.lastChange = "", time.Time{}, time.Time{}
+	r.encoded = nil
 }
 
 // desiredRevision is the pinned revision if set and present, else the latest. A pinned revision

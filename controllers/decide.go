@@ -31,9 +31,10 @@ func (r *PolicyReconciler) decide(modules []liveModule, latest *storedRevision, 
 	if r.decided != nil && from == r.decidedFrom {
 		return r.decided, nil
 	}
-	// Let the last decision go before the next is made: with 5,000 modules it holds tens of
-	// megabytes, which would otherwise count twice towards the peak.
-	r.decided, r.decidedFrom = nil, ""
+	// Let the last decision, and the revision encoded from it, go before the next is made:
+	// with 5,000 modules they hold tens of megabytes, which would otherwise count twice
+	// towards the peak.
+	r.decided, r.decidedFrom, r.encoded = nil, "", nil
 	in := inforce.Input{Modules: r.verdicts.judge(modules), Settings: settings}
 	if latest != nil {
 		in.InForce = latest.Modules

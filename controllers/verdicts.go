@@ -16,6 +16,9 @@ import (
 type verdictCache struct {
 	mu       sync.Mutex
 	verdicts map[types.UID]cachedVerdict
+	// converted holds each namespaced module generation converted for the merge: converting
+	// 2,500 of them on every reconcile allocated megabytes for the same result.
+	converted map[types.UID]liveModule
 }
 
 type cachedVerdict struct {
@@ -24,7 +27,7 @@ type cachedVerdict struct {
 }
 
 func newVerdictCache() *verdictCache {
-	return &verdictCache{verdicts: map[types.UID]cachedVerdict{}}
+	return &verdictCache{verdicts: map[types.UID]cachedVerdict{}, converted: map[types.UID]liveModule{}}
 }
 
 // liveModule is a module object of either kind, as the manager reads it.
@@ -40,6 +43,18 @@ func clusterModule(m *v1alpha1.AuditPolicyModule) liveModule {
 
 func namespacedModule(m *v1alpha1.NamespacedAuditPolicyModule) liveModule {
 	return liveModule{UID: m.UID, Generation: m.Generation, Module: policy.NamespacedModule(m.Namespace, m.Name, m.Spec)}
+}
+
+// namespaced is namespacedModule(m), converted once per generation.
+func (c *verdictCache) namespaced(m *v1alpha1.NamespacedAuditPolicyModule) liveModule {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if l, ok := c.converted[m.UID]; ok && l.Generation == m.Generation && m.Generation != 0 {
+		return l
+	}
+	l := namespacedModule(m)
+	c.converted[m.UID] = l
+	return l
 }
 
 // validate returns policy.ValidateModule's verdict on the module's current generation.
@@ -69,6 +84,11 @@ func (c *verdictCache) judge(modules []liveModule) []inforce.Module {
 	for uid := range c.verdicts {
 		if !present[uid] {
 			delete(c.verdicts, uid)
+		}
+	}
+	for uid := range c.converted {
+		if !present[uid] {
+			delete(c.converted, uid)
 		}
 	}
 	c.mu.Unlock()

@@ -1,6 +1,8 @@
 package guardrail
 
 import (
+	"slices"
+
 	auditv1 "k8s.io/apiserver/pkg/apis/audit/v1"
 
 	"github.com/kaudit/kaudit/internal/policy"
@@ -142,7 +144,7 @@ func collectPolicy(u *universe, p auditv1.Policy) {
 // requests only; else nonResourceURLs, which make it match non-resource requests only; with
 // none of them, any request.
 func (u *universe) matcher(f matchFields) matcher {
-	m := matcher{groups: u.groupList(f.UserGroups)}
+	m := matcher{groups: u.groupList(f.UserGroups), boxes: u.boxes[:0]}
 	var base box
 	for d := range numDims {
 		base[d] = u.all(d)
@@ -154,7 +156,7 @@ func (u *universe) matcher(f matchFields) matcher {
 		base[dimSpace] = only(spaceResource)
 		base[dimNamespace] = u.literals(dimNamespace, f.Namespaces)
 		if len(f.Resources) == 0 {
-			m.boxes = []box{base}
+			m.boxes = append(m.boxes, base)
 			break
 		}
 		for _, gr := range f.Resources {
@@ -185,11 +187,18 @@ func (u *universe) matcher(f matchFields) matcher {
 	case len(f.NonResourceURLs) > 0:
 		base[dimSpace] = only(spaceURL)
 		base[dimPath] = u.paths(f.NonResourceURLs)
-		m.boxes = []box{base}
+		m.boxes = append(m.boxes, base)
 	default:
-		m.boxes = []box{base}
+		m.boxes = append(m.boxes, base)
 	}
-	m.boxes = mergeBoxes(m.boxes)
+	// The boxes are gathered and merged in the universe's buffer and kept at their final
+	// size: grown one box at a time, they were most of what compiling a policy allocated.
+	merged := mergeBoxes(m.boxes)
+	u.boxes = merged[:0]
+	m.boxes = nil
+	if len(merged) > 0 {
+		m.boxes = slices.Clone(merged)
+	}
 	return m
 }
 

@@ -67,6 +67,8 @@ type universe struct {
 	// urlPatterns are the nonResourceURLs seen while collecting; pathSets their compiled sets.
 	urlPatterns map[string]bool
 	pathSets    map[string]valueSet
+	// boxes is matcher's buffer.
+	boxes []box
 }
 
 func newUniverse() *universe {

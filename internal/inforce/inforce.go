@@ -70,6 +70,11 @@ func (r *Result) Modules() []policy.Module {
 	return out
 }
 
+// AnyInForce tells whether Modules would return any module, without making the list.
+func (r *Result) AnyInForce() bool {
+	return slices.ContainsFunc(r.entries, func(e *entry) bool { return e.use != useNothing })
+}
+
 // Records are the module records of a revision numbered next made from the result: a module
 // whose current spec is in force gets its generation, and next as FirstRevision unless the
 // record in force holds the same content; a module whose last accepted spec stays keeps its

@@ -340,7 +340,7 @@ func firstRejection(r *Result) string {
 }
 
 // checkMerged checks that the result's merged policy is the merge of its modules in force and
-// keeps every guardrail it does not report as standing.
+// keeps every guardrail it does not report as standing, and that AnyInForce agrees with Modules.
 func checkMerged(t *testing.T, r *Result, s Settings) {
 	t.Helper()
 	again, err := policy.Merge(r.Modules(), s.Policy)
@@ -349,6 +349,9 @@ func checkMerged(t *testing.T, r *Result, s Settings) {
 	}
 	if again.Hash() != r.Merged.Hash() {
 		t.Error("Merged is not the merge of Modules")
+	}
+	if r.AnyInForce() != (len(r.Modules()) > 0) {
+		t.Errorf("AnyInForce is %v with %d modules in force", r.AnyInForce(), len(r.Modules()))
 	}
 	violations, err := guardrail.Check(r.Merged.Policy, s.Guardrails)
 	if err != nil {

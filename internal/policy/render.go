@@ -139,18 +139,8 @@ func (m *Merged) Hash() string {
 // earlier merge) or nil to have it encoded.
 func hashOf(p auditv1.Policy, encoded func(i int) []byte) string {
 	doc := toDocument(p)
-	top, err := json.Marshal(struct {
-		APIVersion        string          `json:"apiVersion"`
-		Kind              string          `json:"kind"`
-		OmitStages        []auditv1.Stage `json:"omitStages,omitempty"`
-		OmitManagedFields bool            `json:"omitManagedFields,omitempty"`
-	}{doc.APIVersion, doc.Kind, doc.OmitStages, doc.OmitManagedFields})
-	if err != nil {
-		panic(fmt.Sprintf("encoding an audit policy cannot fail: %v", err))
-	}
 	h := sha256.New()
-	h.Write(top[:len(top)-1]) // without the closing brace
-	h.Write([]byte(`,"rules":`))
+	h.Write(encodeTop(p))
 	if doc.Rules == nil {
 		h.Write([]byte("null"))
 	} else {
@@ -175,6 +165,22 @@ func hashOf(p auditv1.Policy, encoded func(i int) []byte) string {
 }
 
 // encodeRule is a rule's JSON encoding, as encode writes it in a policy.
+// encodeTop is encode(p) up to its rules: the policy-level fields and `,"rules":`, without the
+// closing brace.
+func encodeTop(p auditv1.Policy) []byte {
+	doc := toDocument(p)
+	top, err := json.Marshal(struct {
+		APIVersion        string          `json:"apiVersion"`
+		Kind              string          `json:"kind"`
+		OmitStages        []auditv1.Stage `json:"omitStages,omitempty"`
+		OmitManagedFields bool            `json:"omitManagedFields,omitempty"`
+	}{doc.APIVersion, doc.Kind, doc.OmitStages, doc.OmitManagedFields})
+	if err != nil {
+		panic(fmt.Sprintf("encoding an audit policy cannot fail: %v", err))
+	}
+	return append(top[:len(top)-1], `,"rules":`...) // without the closing brace
+}
+
 func encodeRule(r auditv1.PolicyRule) []byte {
 	b, err := json.Marshal(r)
 	if err != nil {

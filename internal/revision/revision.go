@@ -101,14 +101,17 @@ func Selector() labels.Selector {
 // a digest by moving bytes from one part to another. The manager records it in
 // status.revisions and trusts a revision ConfigMap only while its content still has the digest
 // recorded for its number (see docs/design.md, "Revisions").
-func Digest(r Revision) string {
+func Digest(r Revision) string { return digest(r, mustJSON(r.Modules)) }
+
+// digest is Digest with the module records already encoded.
+func digest(r Revision, records []byte) string {
 	h := sha256.New()
 	for _, part := range [][]byte{
 		[]byte("kaudit.io/revision-digest/v1"),
 		[]byte(strconv.FormatInt(r.Number, 10)),
 		[]byte(r.Hash),
 		r.Policy,
-		mustJSON(r.Modules),
+		records,
 	} {
 		_ = binary.Write(h, binary.BigEndian, uint64(len(part)))
 		h.Write(part)
@@ -140,7 +143,21 @@ func Verify(cm *corev1.ConfigMap, digest string) (*Revision, error) {
 
 // ToConfigMap encodes a revision as an immutable ConfigMap in namespace.
 func ToConfigMap(namespace string, r Revision) (*corev1.ConfigMap, error) {
+	return toConfigMap(namespace, r, mustJSON(r.Modules))
+}
+
+// Encode is ToConfigMap and Digest of r together, which encode the module records once (at
+// 5,000 modules they are megabytes of JSON).
+func Encode(namespace string, r Revision) (*corev1.ConfigMap, string, error) {
 	records := mustJSON(r.Modules)
+	cm, err := toConfigMap(namespace, r, records)
+	if err != nil {
+		return nil, "", err
+	}
+	return cm, digest(r, records), nil
+}
+
+func toConfigMap(namespace string, r Revision, records []byte) (*corev1.ConfigMap, error) {
 	if len(r.Policy) > MaxPolicyBytes || len(records) > MaxModulesBytes {
 		return nil, fmt.Errorf("revision %d: policy of %d bytes and module records of %d bytes, over the caps of %d and %d bytes: split or remove modules", r.Number, len(r.Policy), len(records), MaxPolicyBytes, MaxModulesBytes)
 	}

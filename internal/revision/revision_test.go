@@ -293,3 +293,28 @@ func TestRecordsOfNamespacedModulesKeepTheirNamespace(t *testing.T) {
 		t.Errorf("a cluster-scoped record encodes a namespace: %s", b)
 	}
 }
+
+// Encode is ToConfigMap and Digest together, and refuses what ToConfigMap refuses.
+func TestEncodeIsToConfigMapAndDigest(t *testing.T) {
+	mods, recs := modules(100)
+	merged, err := policy.Merge(mods, policy.Settings{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	in := Revision{Number: 3, Hash: merged.Hash(), Policy: merged.Render(), Modules: recs}
+	cm, digest, err := Encode("kaudit-system", in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, err := ToConfigMap("kaudit-system", in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(cm, want) || digest != Digest(in) {
+		t.Error("Encode differs from ToConfigMap and Digest")
+	}
+	in.Policy = bytes.Repeat([]byte("x"), MaxPolicyBytes+1)
+	if _, _, err := Encode("kaudit-system", in); err == nil {
+		t.Error("Encode accepted a policy over the cap")
+	}
+}
