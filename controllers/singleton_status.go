@@ -110,7 +110,7 @@ func (b *statusBuilder) rollout(desired *revision.Revision, nodes []metav1.Parti
 	// After a failure, which halts the rollout; before the guardrail findings, which last while
 	// drift is repaired in seconds and would hide it.
 	if len(drifted) > 0 {
-		b.degraded(v1alpha1.ReasonNodeDrifted, strings.Join(drifted, "; ")+". The node's agent restores the files.")
+		b.degraded(v1alpha1.ReasonNodeDrifted, strings.Join(drifted, "; ")+".")
 	}
 	b.guardrailFindings()
 	b.set(metav1.Condition{Type: v1alpha1.ConditionDegraded, Status: metav1.ConditionFalse, Reason: v1alpha1.ReasonAsExpected})
