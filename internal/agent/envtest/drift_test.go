@@ -55,11 +55,12 @@ var _ = Describe("An agent whose node's files drift", func() {
 		g.Expect(e.Phase).To(Equal(v1alpha1.NodeApplied), e.Message)
 		g.Expect(e.AppliedRevision).To(HaveValue(Equal(int64(1))))
 	}
-	metrics := func(driftPolicy, driftManifest, repairsPolicy, repairsManifest int) string {
+	// metrics are the drift metrics once the files match again, with the repairs counted.
+	metrics := func(repairsPolicy, repairsManifest int) string {
 		return "# HELP kaudit_node_drift 1 while the node's file (policy, or the kaudit-owned parts of the kube-apiserver manifest) differs from the revision the node applied, else 0.\n" +
 			"# TYPE kaudit_node_drift gauge\n" +
-			"kaudit_node_drift{file=\"manifest\"} " + strconv.Itoa(driftManifest) + "\n" +
-			"kaudit_node_drift{file=\"policy\"} " + strconv.Itoa(driftPolicy) + "\n" +
+			"kaudit_node_drift{file=\"manifest\"} 0\n" +
+			"kaudit_node_drift{file=\"policy\"} 0\n" +
 			"# HELP kaudit_node_drift_repairs_total Times the node's file was found to differ from the applied revision and matched it again, since the agent started.\n" +
 			"# TYPE kaudit_node_drift_repairs_total counter\n" +
 			"kaudit_node_drift_repairs_total{file=\"manifest\"} " + strconv.Itoa(repairsManifest) + "\n" +
@@ -67,7 +68,7 @@ var _ = Describe("An agent whose node's files drift", func() {
 	}
 
 	It("reports a hand edit of the policy file and restores it, without a restart when kube-apiserver started before the edit", func() {
-		Expect(testutil.CollectAndCompare(ta.agent.DriftMetrics(), strings.NewReader(metrics(0, 0, 0, 0)))).To(Succeed())
+		Expect(testutil.CollectAndCompare(ta.agent.DriftMetrics(), strings.NewReader(metrics(0, 0)))).To(Succeed())
 		restarts := ta.state().Restarts
 		// The agent compares in whole seconds, as pod times have them: an edit in the second the
 		// apiserver started counts as loaded. The kernel stamps files from a clock a few
@@ -79,13 +80,13 @@ var _ = Describe("An agent whose node's files drift", func() {
 
 		Eventually(repaired).WithTimeout(20 * time.Second).WithPolling(100 * time.Millisecond).Should(Succeed())
 		Expect(ta.policy()).To(Equal(string(policyOf(1))))
-		Expect(ta.state().Restarts).To(Equal(restarts), "kube-apiserver was restarted: %v", statuses.with(v1alpha1.NodeDrifted))
+		Expect(ta.state().Restarts).To(Equal(restarts), "kube-apiserver was restarted: %v", statuses.drifted())
 		Expect(events()).To(ContainSubstring("Warning " + v1alpha1.EventDriftDetected + " node cp-1: " + managedPolicyFile + ": rules differ from revision 1's"))
-		drifted := statuses.with(v1alpha1.NodeDrifted)
+		drifted := statuses.drifted()
 		Expect(drifted).NotTo(BeEmpty(), "the node never reported Drifted")
 		Expect(drifted[0]).To(ContainSubstring(managedPolicyFile + ": rules differ from revision 1's"))
 		Expect(drifted[0]).To(ContainSubstring("no restart needed"))
-		Expect(testutil.CollectAndCompare(ta.agent.DriftMetrics(), strings.NewReader(metrics(0, 0, 1, 0)))).To(Succeed())
+		Expect(testutil.CollectAndCompare(ta.agent.DriftMetrics(), strings.NewReader(metrics(1, 0)))).To(Succeed())
 	})
 
 	It("restarts kube-apiserver through the rollout when it started after the edit, so may run the edited policy", func() {
@@ -103,7 +104,7 @@ var _ = Describe("An agent whose node's files drift", func() {
 		Expect(staticpod.Annotation(b, staticpod.AnnotationPolicyHash)).To(Equal(policy.ShortHash(hashOf(1))+"-r2"), "a new annotation value makes kubelet restart it")
 		Expect(events()).To(ContainSubstring(v1alpha1.EventDriftDetected))
 		Expect(events()).To(ContainSubstring(v1alpha1.EventNodeUpdated))
-		Expect(statuses.with(v1alpha1.NodeDrifted)).To(ContainElement(ContainSubstring("may run the changed policy")))
+		Expect(statuses.drifted()).To(ContainElement(ContainSubstring("may run the changed policy")))
 	})
 
 	It("reports the manifest's annotation removed by hand and rolls the node out again", func() {
@@ -119,8 +120,8 @@ var _ = Describe("An agent whose node's files drift", func() {
 		Eventually(repaired).WithTimeout(20 * time.Second).WithPolling(100 * time.Millisecond).Should(Succeed())
 		Expect(ta.state().Restarts).To(Equal(restarts + 1))
 		Expect(events()).To(ContainSubstring(ta.paths.Manifest + ": annotation " + staticpod.AnnotationPolicyHash + " is missing"))
-		Expect(statuses.with(v1alpha1.NodeDrifted)).To(ContainElement(ContainSubstring("kubelet restarts kube-apiserver anyway")))
-		Expect(testutil.CollectAndCompare(ta.agent.DriftMetrics(), strings.NewReader(metrics(0, 0, 0, 1)))).To(Succeed())
+		Expect(statuses.drifted()).To(ContainElement(ContainSubstring("kubelet restarts kube-apiserver anyway")))
+		Expect(testutil.CollectAndCompare(ta.agent.DriftMetrics(), strings.NewReader(metrics(0, 1)))).To(Succeed())
 	})
 
 	It("does not take a rollout's own edits of the policy file and manifest for drift", func() {
@@ -129,8 +130,8 @@ var _ = Describe("An agent whose node's files drift", func() {
 		Expect(ta.policy()).To(Equal(string(policyOf(2))))
 		// The file watch saw the rollout's writes; give the passes it kicked time to run.
 		Consistently(func() string { return events() }).WithTimeout(2 * time.Second).WithPolling(200 * time.Millisecond).ShouldNot(ContainSubstring(v1alpha1.EventDriftDetected))
-		Expect(statuses.with(v1alpha1.NodeDrifted)).To(BeEmpty())
-		Expect(testutil.CollectAndCompare(ta.agent.DriftMetrics(), strings.NewReader(metrics(0, 0, 0, 0)))).To(Succeed())
+		Expect(statuses.drifted()).To(BeEmpty())
+		Expect(testutil.CollectAndCompare(ta.agent.DriftMetrics(), strings.NewReader(metrics(0, 0)))).To(Succeed())
 	})
 })
 
@@ -140,13 +141,13 @@ type statusLog struct {
 	entries []string
 }
 
-// with is every recorded entry in phase, as JSON.
-func (l *statusLog) with(phase v1alpha1.NodePhase) []string {
+// drifted is every recorded entry in phase Drifted, as JSON.
+func (l *statusLog) drifted() []string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	var out []string
 	for _, e := range l.entries {
-		if strings.Contains(e, `"phase":"`+string(phase)+`"`) {
+		if strings.Contains(e, `"phase":"`+string(v1alpha1.NodeDrifted)+`"`) {
 			out = append(out, e)
 		}
 	}
