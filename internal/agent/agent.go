@@ -328,7 +328,9 @@ func (a *Agent) rollOut(ctx context.Context, ap *v1alpha1.AuditPolicy, target Ta
 		return a.retry
 	}
 	if !ok {
-		_ = a.report(ctx, v1alpha1.NodePending, fmt.Sprintf("revision %d waits for node %s to finish its rollout and rollout.minReadyTime after it", target.Revision, busy.holder))
+		g := gate{phase: v1alpha1.NodePending, message: fmt.Sprintf("revision %d waits for node %s to finish its rollout and rollout.minReadyTime after it", target.Revision, busy.holder)}
+		a.driftWaits(&g)
+		_ = a.report(ctx, g.phase, g.message)
 		// Try again when the lease expires, which after a successful rollout is minReadyTime
 		// from then (see settle), or after Retry if sooner.
 		if until := busy.expires.Sub(a.clock.Now()); !busy.expires.IsZero() && until < a.retry {

@@ -80,7 +80,12 @@ func (a *Agent) watchFiles(ctx context.Context) {
 		log.Info("cannot watch the node's files; drift is found at each resync only", "err", err)
 		return
 	}
-	defer func() { _ = w.Close() }()
+	defer func() {
+		a.drift.mu.Lock()
+		a.drift.watcher = nil
+		a.drift.mu.Unlock()
+		_ = w.Close()
+	}()
 	a.drift.mu.Lock()
 	a.drift.watcher, a.drift.watched = w, map[string]bool{}
 	a.drift.mu.Unlock()
@@ -212,7 +217,8 @@ func (a *Agent) driftRepaired(ap *v1alpha1.AuditPolicy, target Target) {
 	a.drift.found = nil
 }
 
-// driftWaits keeps a drifted node's phase while the restart that repairs it waits at g.
+// driftWaits keeps a drifted node's phase while the restart that repairs it waits at g (a gate,
+// or the Lease another node holds).
 func (a *Agent) driftWaits(g *gate) {
 	if a.drift.found != nil && g.phase == v1alpha1.NodePending {
 		g.phase = v1alpha1.NodeDrifted
