@@ -159,6 +159,7 @@ func (a *Agent) checkDrift(ctx context.Context, ap *v1alpha1.AuditPolicy, target
 	msg := fmt.Sprintf("revision %d: the node's files differ from it: %s", target.Revision, rep.Message())
 	a.event(ap, corev1.EventTypeWarning, v1alpha1.EventDriftDetected, fmt.Sprintf("node %s: %s", a.nodeName, rep.Message()))
 	restart, why := a.driftNeedsRestart(ctx, rep)
+	logr.FromContextOrDiscard(ctx).Info("the node's files differ from the applied revision", "revision", target.Revision, "findings", rep.Message(), "restart", restart, "why", why)
 	if restart {
 		_ = a.report(ctx, v1alpha1.NodeDrifted, fmt.Sprintf("%s; restoring them and restarting kube-apiserver: %s", msg, why))
 		return 0, false
