@@ -312,9 +312,6 @@ func runAgent(ctx context.Context, o agentOptions) error {
 		Interval:  o.pollInterval,
 	}
 	auditLog := agent.NewAuditLog(agent.AuditLogOptions{Files: files, MirrorPod: mirrorPod, Clock: clk, Retry: o.resync})
-	if err := agent.ServeMetrics(logr.NewContext(ctx, log), agent.MetricsOptions{BindAddress: o.metricsBindAddress, CertDir: o.metricsCertDir}, apiCfg, auditLog); err != nil {
-		return err
-	}
 	a := agent.New(agent.Options{
 		NodeName:  o.nodeName,
 		Namespace: o.namespace,
@@ -328,6 +325,9 @@ func runAgent(ctx context.Context, o agentOptions) error {
 		Resync:    o.resync,
 		Retry:     o.retry,
 	})
+	if err := agent.ServeMetrics(logr.NewContext(ctx, log), agent.MetricsOptions{BindAddress: o.metricsBindAddress, CertDir: o.metricsCertDir}, apiCfg, auditLog, a.DriftMetrics()); err != nil {
+		return err
+	}
 	log.Info("agent starting", "root", o.paths.Root, "manifest", o.paths.Manifest, "stateDir", o.paths.StateDir, "readyz", o.readyz.URL,
 		"apiserver", cfg.Host, "localAPIServer", local, "metrics", o.metricsBindAddress)
 	return a.Run(logr.NewContext(ctx, log))

@@ -139,7 +139,7 @@ type top struct {
 // openTop prepares to follow paths from their start, attributing their events to the rules of
 // the policy file rendered.
 func openTop(paths []string, rendered []byte) (*top, error) {
-	t := &top{attr: attribution.New(attribution.Options{Categories: securityCategories})}
+	t := &top{attr: attribution.New(attribution.Options{Categories: relevance.Categories})}
 	// One revision in force since ever: the label "revision" of the counts means nothing here.
 	if err := t.attr.SetRevisions([]attribution.Revision{{Number: 1, Policy: rendered}}); err != nil {
 		return nil, err
@@ -240,15 +240,6 @@ func (t *top) run(ctx context.Context, interval time.Duration, show func(topSnap
 		case <-tick.C:
 		}
 	}
-}
-
-// securityCategories names the rule of docs/modules.md ("What security-relevant means here")
-// that makes a request security-relevant, R1 to R6, as the agent's metrics do.
-func securityCategories(r policy.Request) []string {
-	if req := relevance.Classify(r); req.Relevant() {
-		return []string{string(req.Rule)}
-	}
-	return nil
 }
 
 // topSnapshot is what top shows: totals since the start, and rates since the snapshot before.

@@ -63,6 +63,18 @@ func rolloutStatusSpecs() {
 			Expect(singleton().Status.Nodes).To(HaveLen(2), "the manager's status write keeps the agents' entries")
 		})
 
+		It("is Degraded, naming the node and what differs, while a node's files drifted", func() {
+			reportNode("cp-2", desired, v1alpha1.NodeDrifted, "revision 1: the node's files differ from it: /etc/kubernetes/audit/policy.yaml: rules differ")
+			Eventually(func() string { return condition(v1alpha1.ConditionDegraded).Reason }, timeout).Should(Equal(v1alpha1.ReasonNodeDrifted))
+			Expect(condition(v1alpha1.ConditionDegraded).Message).To(ContainSubstring(fmt.Sprintf("node cp-2 %s: revision 1: the node's files differ from it: /etc/kubernetes/audit/policy.yaml: rules differ", v1alpha1.NodeDrifted)))
+			Expect(condition(v1alpha1.ConditionAvailable).Status).To(Equal(metav1.ConditionFalse))
+			Expect(condition(v1alpha1.ConditionProgressing).Message).To(ContainSubstring("cp-2"))
+
+			reportNode("cp-2", desired, v1alpha1.NodeApplied, "")
+			Eventually(func() metav1.ConditionStatus { return condition(v1alpha1.ConditionDegraded).Status }, timeout).Should(Equal(metav1.ConditionFalse))
+			Expect(condition(v1alpha1.ConditionAvailable).Status).To(Equal(metav1.ConditionTrue))
+		})
+
 		It("is Degraded, naming the node and reason, when a node rolled back", func() {
 			reportNode("cp-2", desired-1, v1alpha1.NodeRolledBack, "kube-apiserver not ready within 2m0s")
 			Eventually(func() metav1.ConditionStatus { return condition(v1alpha1.ConditionDegraded).Status }, timeout).Should(Equal(metav1.ConditionTrue))

@@ -65,7 +65,7 @@ func (b *statusBuilder) rollout(desired *revision.Revision, nodes []metav1.Parti
 		byName[e.Name] = e
 	}
 	var updated int
-	var failed, waiting []string
+	var failed, drifted, waiting []string
 	for _, n := range nodes {
 		e, ok := byName[n.Name]
 		switch {
@@ -73,11 +73,16 @@ func (b *statusBuilder) rollout(desired *revision.Revision, nodes []metav1.Parti
 			updated++
 		case ok && (e.Phase == v1alpha1.NodeFailed || e.Phase == v1alpha1.NodeRolledBack):
 			failed = append(failed, fmt.Sprintf("node %s %s: %s", n.Name, e.Phase, e.Message))
+		case ok && e.Phase == v1alpha1.NodeDrifted:
+			// Its agent restores the files, restarting kube-apiserver if need be: that is progress.
+			drifted = append(drifted, fmt.Sprintf("node %s %s: %s", n.Name, e.Phase, e.Message))
+			waiting = append(waiting, n.Name)
 		default:
 			waiting = append(waiting, n.Name)
 		}
 	}
 	slices.Sort(failed)
+	slices.Sort(drifted)
 	slices.Sort(waiting)
 	total := len(nodes)
 	b.updated = fmt.Sprintf("%d/%d", updated, total)
@@ -101,6 +106,11 @@ func (b *statusBuilder) rollout(desired *revision.Revision, nodes []metav1.Parti
 		b.progressing(metav1.ConditionTrue, v1alpha1.ReasonRollingOut, fmt.Sprintf("Rolling out revision %d; waiting for %s.", desired.Number, strings.Join(waiting, ", ")))
 	default:
 		b.progressing(metav1.ConditionFalse, v1alpha1.ReasonRolloutComplete, fmt.Sprintf("Revision %d is the desired revision.", desired.Number))
+	}
+	// After a failure, which halts the rollout; before the guardrail findings, which last while
+	// drift is repaired in seconds and would hide it.
+	if len(drifted) > 0 {
+		b.degraded(v1alpha1.ReasonNodeDrifted, strings.Join(drifted, "; ")+".")
 	}
 	b.guardrailFindings()
 	b.set(metav1.Condition{Type: v1alpha1.ConditionDegraded, Status: metav1.ConditionFalse, Reason: v1alpha1.ReasonAsExpected})

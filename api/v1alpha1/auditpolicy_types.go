@@ -305,7 +305,7 @@ type AuditLogSpec struct {
 }
 
 // NodePhase is where one control-plane node stands in a rollout.
-// +kubebuilder:validation:Enum=Pending;RollingOut;Applied;Failed;RolledBack
+// +kubebuilder:validation:Enum=Pending;RollingOut;Applied;Failed;RolledBack;Drifted
 type NodePhase string
 
 // The node phases.
@@ -315,6 +315,9 @@ const (
 	NodeApplied    NodePhase = "Applied"
 	NodeFailed     NodePhase = "Failed"
 	NodeRolledBack NodePhase = "RolledBack"
+	// NodeDrifted: the node's files differ from the revision it applied (edited on the node);
+	// the agent restores them (see docs/design.md, "Drift").
+	NodeDrifted NodePhase = "Drifted"
 )
 
 // NodeStatus is one control-plane node's rollout state, written by that node's agent.

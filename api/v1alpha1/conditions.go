@@ -53,13 +53,16 @@ const (
 	ReasonNodeFailed          = "NodeFailed"
 	ReasonUntrustedRevision   = "UntrustedRevision"
 	ReasonPolicyTooLarge      = "PolicyTooLarge"
+	// ReasonNodeDrifted: a node's files differ from the revision it applied (phase Drifted).
+	ReasonNodeDrifted = "NodeDrifted"
 )
 
 // Event reasons that are not also condition reasons. The manager's events: on the singleton
 // Created, RevisionCreated, RevisionAdopted, RevisionNameTaken, RevisionsPruned, NodeRemoved and
 // DeletedModuleKept (plus UntrustedRevision, InvalidSettings, PolicyTooLarge, MergeFailed and
 // GuardrailViolation); on a module of either kind Accepted and Rejected. The agents' events, on the singleton:
-// RolloutStarted, NodeUpdated, RolledBack, RolloutFailed, RolloutRecovered and RolloutHalted.
+// RolloutStarted, NodeUpdated, RolledBack, RolloutFailed, RolloutRecovered, RolloutHalted,
+// DriftDetected and DriftRepaired.
 const (
 	EventCreated           = "Created"
 	EventRevisionCreated   = "RevisionCreated"
@@ -77,6 +80,11 @@ const (
 	EventRolledBack        = "RolledBack"
 	EventRolloutFailed     = "RolloutFailed"
 	EventRolloutRecovered  = "RolloutRecovered"
+	// EventDriftDetected: a node's files differ from the revision it applied; the message names
+	// each file and what differs.
+	EventDriftDetected = "DriftDetected"
+	// EventDriftRepaired: the node's files match the revision it applied again.
+	EventDriftRepaired = "DriftRepaired"
 )
 
 // ControlPlaneLabel marks the nodes whose kube-apiserver the agents restart; the manager counts

@@ -68,6 +68,7 @@ type Agent struct {
 
 	wake      chan struct{}
 	lastEvent string
+	drift     driftState
 }
 
 // New returns an Agent with o's defaults filled in. It sets o.Rollout.Progress to report each
@@ -86,6 +87,7 @@ func New(o Options) *Agent {
 		resync:    o.Resync,
 		retry:     o.Retry,
 		wake:      make(chan struct{}, 1),
+		drift:     driftState{metrics: newDriftMetrics()},
 	}
 	if a.resync <= 0 {
 		a.resync = time.Minute
@@ -117,6 +119,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	}
 	defer func() { _ = lock.Unlock() }()
 	go a.watch(ctx)
+	go a.watchFiles(ctx)
 	if a.auditLog != nil {
 		done := make(chan struct{})
 		defer func() { <-done }() // its checkpoint is saved under the lock
@@ -173,7 +176,8 @@ func (a *Agent) watch(ctx context.Context) {
 }
 
 // Pass does the next step towards the desired revision and returns when to pass again (0: at
-// once). The steps: finish an unfinished rollout; find the next target (nextTarget); check that
+// once). The steps: finish an unfinished rollout; find the next target (nextTarget), repairing
+// drift of the node's files from the revision it applied on the way (checkDrift); check that
 // the node may restart now (restartGate); roll out under the Lease (rollOut).
 func (a *Agent) Pass(ctx context.Context) time.Duration {
 	ap := &v1alpha1.AuditPolicy{}
@@ -211,6 +215,7 @@ func (a *Agent) Pass(ctx context.Context) time.Duration {
 		return a.retry
 	}
 	if g != nil {
+		a.driftWaits(g)
 		return a.waitAt(ctx, ap, *g)
 	}
 	return a.rollOut(ctx, ap, *target, timeout)
@@ -218,8 +223,9 @@ func (a *Agent) Pass(ctx context.Context) time.Duration {
 
 // nextTarget is the revision this node should roll out, with timeout as its health timeout. It
 // is nil, with when to pass again, while the manager has chosen no revision, when the revision
-// cannot be read or must never be written, and when the node already runs it (then the node
-// adopts it: see NodeFiles.Adopt).
+// cannot be read or must never be written, when the node's files drifted and were restored
+// without a restart (checkDrift), and when the node already runs it (then the node adopts it:
+// see NodeFiles.Adopt).
 func (a *Agent) nextTarget(ctx context.Context, ap *v1alpha1.AuditPolicy, timeout time.Duration) (*Target, time.Duration) {
 	if ap.Status.DesiredRevision == nil {
 		return nil, a.reportThen(ctx, v1alpha1.NodePending, "waiting for the manager to choose a revision", a.resync)
@@ -235,6 +241,9 @@ func (a *Agent) nextTarget(ctx context.Context, ap *v1alpha1.AuditPolicy, timeou
 		return nil, a.retry
 	}
 	target.HealthTimeout = timeout
+	if next, handled := a.checkDrift(ctx, ap, target); handled {
+		return nil, next
+	}
 	files := a.rollout.Files
 	up, err := files.UpToDate(target)
 	if err != nil {
@@ -331,7 +340,9 @@ func (a *Agent) rollOut(ctx context.Context, ap *v1alpha1.AuditPolicy, target Ta
 		return a.retry
 	}
 	if !ok {
-		_ = a.report(ctx, v1alpha1.NodePending, fmt.Sprintf("revision %d waits for node %s to finish its rollout and rollout.minReadyTime after it", target.Revision, busy.holder))
+		g := gate{phase: v1alpha1.NodePending, message: fmt.Sprintf("revision %d waits for node %s to finish its rollout and rollout.minReadyTime after it", target.Revision, busy.holder)}
+		a.driftWaits(&g)
+		_ = a.report(ctx, g.phase, g.message)
 		// Try again when the lease expires, which after a successful rollout is minReadyTime
 		// from then (see settle), or after Retry if sooner.
 		if until := busy.expires.Sub(a.clock.Now()); !busy.expires.IsZero() && until < a.retry {

@@ -17,7 +17,6 @@ import (
 
 	"github.com/kaudit/kaudit/internal/attribution"
 	"github.com/kaudit/kaudit/internal/auditwatch"
-	"github.com/kaudit/kaudit/internal/policy"
 	"github.com/kaudit/kaudit/internal/relevance"
 	"github.com/kaudit/kaudit/internal/staticpod"
 )
@@ -108,30 +107,12 @@ func NewAuditLog(o AuditLogOptions) *AuditLog {
 			PollInterval:   o.PollInterval,
 			CommitInterval: o.CommitInterval,
 			Clock:          o.Clock,
-			Attribution:    attribution.Options{Categories: securityCategories},
+			Attribution:    attribution.Options{Categories: relevance.Categories},
 		},
 		paused:     true,
 		unfollowed: "not started",
 	}
 }
-
-// securityCategories names the rule of docs/modules.md ("What security-relevant means here")
-// that makes a request security-relevant, R1 to R6.
-func securityCategories(r policy.Request) []string {
-	if req := relevance.Classify(r); req.Relevant() {
-		return categoryLabels[req.Rule]
-	}
-	return nil
-}
-
-// categoryLabels are the answers of securityCategories, shared by every request.
-var categoryLabels = func() map[relevance.Rule][]string {
-	m := map[relevance.Rule][]string{}
-	for _, r := range relevance.Rules {
-		m[r] = []string{string(r)}
-	}
-	return m
-}()
 
 // Run follows the log until ctx is done. While the log cannot be followed (no --audit-log-path,
 // "-", a directory not mounted into the agent, a checkpoint that cannot be read) it says why,

@@ -25,6 +25,10 @@
 //     the singleton's status.nodes (server-side apply, field manager kaudit-agent-<node>).
 //   - failover.go: Failover, a client that asks the node's own apiserver first and the
 //     kubernetes Service when it does not answer (the Lease the other way round).
+//   - drift.go: drift of the node's files from the revision it applied (package internal/drift
+//     compares them), found on file-change notification and at each pass, reported (phase
+//     Drifted, events, DriftMetrics) and restored, restarting kube-apiserver through the rollout
+//     only when it may run the drifted policy.
 //   - agent.go: the level-triggered loop of `kaudit agent` (New, Run, Pass): the next target
 //     (only the revision and hash the manager recorded), whether the node may restart now (its
 //     own failure, a failed node halting the rollout, a kubeadm upgrade, minRestartInterval), the

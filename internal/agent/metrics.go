@@ -24,18 +24,20 @@ type MetricsOptions struct {
 	CertDir string
 }
 
-// ServeMetrics serves the agent's metrics (the audit log's, Go's and the process's) over HTTPS
+// ServeMetrics serves the agent's metrics (kaudit's collectors, Go's and the process's) over HTTPS
 // until ctx is done, to callers that cfg's apiserver authenticates (TokenReview) and allows to
 // get the non-resource URL /metrics (SubjectAccessReview): the agent runs on the host network,
 // so the endpoint is on the node's addresses (see docs/metrics.md). It returns once the server
 // is set up; a failure to listen later (a port taken on the node) is logged, never fatal: the
 // agent's rollouts matter more than its metrics.
-func ServeMetrics(ctx context.Context, o MetricsOptions, cfg *rest.Config, auditLog *AuditLog) error {
+func ServeMetrics(ctx context.Context, o MetricsOptions, cfg *rest.Config, kaudit ...prometheus.Collector) error {
 	if o.BindAddress == "0" {
 		return nil
 	}
-	if err := crmetrics.Registry.Register(auditLog); err != nil {
-		return fmt.Errorf("registering the agent's metrics: %w", err)
+	for _, c := range kaudit {
+		if err := crmetrics.Registry.Register(c); err != nil {
+			return fmt.Errorf("registering the agent's metrics: %w", err)
+		}
 	}
 	// controller-runtime registers Go's and the process's collectors when the manager's
 	// packages, in the same binary, are linked in; otherwise the agent does.

@@ -196,7 +196,7 @@ func (f *NodeFiles) UpToDate(t Target) (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	if annotationBase(ann) != policy.ShortHash(t.Hash) {
+	if staticpod.AnnotationBase(ann) != policy.ShortHash(t.Hash) {
 		return false, nil
 	}
 	b, ok, err := readOptional(f.FS, f.Paths.local(file))
@@ -269,12 +269,6 @@ func rollbackAnnotation(base, previous string, n int64) string {
 	}
 }
 
-// annotationBase strips the suffix that makes an annotation value unique.
-func annotationBase(v string) string {
-	base, _, _ := strings.Cut(v, "-")
-	return base
-}
-
 // Begin validates t, resolves the policy file, backs up the policy and the manifest into the
 // state directory and writes the journal. It changes nothing the apiserver reads.
 func (f *NodeFiles) Begin(t Target) (*Journal, error) {
@@ -310,10 +304,10 @@ func (f *NodeFiles) Begin(t Target) (*Journal, error) {
 		return nil, err
 	}
 	ann := policy.ShortHash(t.Hash)
-	for n := st.Restarts + 1; ann == prevAnn || ann == annotationBase(prevAnn); n++ {
+	for n := st.Restarts + 1; ann == prevAnn || ann == staticpod.AnnotationBase(prevAnn); n++ {
 		ann = fmt.Sprintf("%s-r%d", policy.ShortHash(t.Hash), n)
 	}
-	prevBase := annotationBase(prevAnn)
+	prevBase := staticpod.AnnotationBase(prevAnn)
 	if prevBase == "" {
 		prevBase = "none"
 	}

@@ -465,7 +465,7 @@ func assertNodeConsistent(t *testing.T, tn *testNode, where string, recovered bo
 		// written ahead of the manifest (undone by recovery).
 		return
 	}
-	isNew := annotationBase(ann) == policy.ShortHash(newHash)
+	isNew := staticpod.AnnotationBase(ann) == policy.ShortHash(newHash)
 	if isNew != (pol == newPolicy) {
 		t.Fatalf("%s: manifest annotation %q does not match the policy file (new=%v)", where, ann, pol == newPolicy)
 	}

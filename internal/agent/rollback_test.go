@@ -24,7 +24,7 @@ type meanwhile struct {
 }
 
 func (m *meanwhile) Wait(ctx context.Context, annotation string, since time.Time, timeout time.Duration) error {
-	if !m.done && annotationBase(annotation) == policy.ShortHash(newHash) {
+	if !m.done && staticpod.AnnotationBase(annotation) == policy.ShortHash(newHash) {
 		m.done = true
 		b, err := os.ReadFile(m.kubelet.tn.manifest)
 		if err != nil {

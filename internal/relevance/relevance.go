@@ -217,3 +217,21 @@ func ControllerAccounts() []string {
 	}
 	return out
 }
+
+// Categories names the rule that makes r security-relevant, R1 to R6, or nothing: the
+// categories of the security-relevant events the agent's metrics and kaudit top count.
+func Categories(r policy.Request) []string {
+	if req := Classify(r); req.Relevant() {
+		return categoryLabels[req.Rule]
+	}
+	return nil
+}
+
+// categoryLabels are the answers of Categories, shared by every request.
+var categoryLabels = func() map[Rule][]string {
+	m := map[Rule][]string{}
+	for _, r := range Rules {
+		m[r] = []string{string(r)}
+	}
+	return m
+}()

@@ -1,6 +1,7 @@
 package relevance
 
 import (
+	"slices"
 	"testing"
 
 	auditv1 "k8s.io/apiserver/pkg/apis/audit/v1"
@@ -43,6 +44,14 @@ func TestClassifyAppliesR1ToR6(t *testing.T) {
 	} {
 		if got := Classify(tc.req); got != tc.want {
 			t.Errorf("%s: %+v, want %+v", tc.name, got, tc.want)
+		}
+		// The metrics' category is the rule, and none for a request that is not relevant.
+		var category []string
+		if tc.want.Rule != "" {
+			category = []string{string(tc.want.Rule)}
+		}
+		if got := Categories(tc.req); !slices.Equal(got, category) {
+			t.Errorf("%s: categories %q, want %q", tc.name, got, category)
 		}
 	}
 }

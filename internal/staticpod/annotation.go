@@ -23,6 +23,14 @@ func SetAnnotation(manifest []byte, key, value string) ([]byte, error) {
 	})
 }
 
+// AnnotationBase is the policy's short hash in a value of AnnotationPolicyHash: the value without
+// the suffix that makes it unique (-r<n>, -rollback-<n>; see docs/design.md, "Restart and
+// rollback").
+func AnnotationBase(v string) string {
+	base, _, _ := strings.Cut(v, "-")
+	return base
+}
+
 // Annotation reads metadata.annotations[key] from a manifest.
 func Annotation(manifest []byte, key string) (string, error) {
 	pod, err := ParsePod(manifest)

@@ -156,6 +156,34 @@ func TestHealthScriptsSurviveMalformedStatus(t *testing.T) {
 	}
 }
 
+// A node's entry says it failed or drifted even before the manager's Degraded condition does (or
+// while the manager is down), and a failure comes first, as in the manager's condition.
+func TestAuditPolicyHealthReadsFailedAndDriftedNodes(t *testing.T) {
+	script := readScript(t, "AuditPolicy")
+	drifted := map[string]any{"name": "cp-2", "phase": "Drifted", "message": "revision 2: the node's files differ from it: /etc/kubernetes/audit/policy.yaml: rules differ"}
+	failed := map[string]any{"name": "cp-1", "phase": "Failed", "message": "kube-apiserver not ready"}
+	for _, tc := range []struct {
+		name  string
+		nodes []any
+		want  string
+	}{
+		{"drifted", []any{drifted}, "NodeDrifted: node cp-2 Drifted: revision 2: the node's files differ from it: /etc/kubernetes/audit/policy.yaml: rules differ."},
+		{"failed and drifted", []any{drifted, failed}, "NodeFailed: node cp-1 Failed: kube-apiserver not ready."},
+	} {
+		obj := map[string]any{"metadata": map[string]any{"name": "cluster", "generation": int64(1)},
+			"status": map[string]any{"observedGeneration": int64(1), "nodes": tc.nodes, "conditions": []any{
+				map[string]any{"type": "Available", "status": "True", "reason": "RolloutComplete"},
+			}}}
+		got, err := Run(script, obj)
+		if err != nil {
+			t.Fatalf("%s: Lua error: %v", tc.name, err)
+		}
+		if got.Status != Degraded || got.Message != tc.want {
+			t.Errorf("%s: %s %q, want Degraded %q", tc.name, got.Status, got.Message, tc.want)
+		}
+	}
+}
+
 // Random values at every path the scripts read never raise a Lua error.
 func TestHealthScriptsNeverRaiseOnRandomStatus(t *testing.T) {
 	r := rand.New(rand.NewPCG(8, 2026))
@@ -208,7 +236,7 @@ func randomObject(r *rand.Rand, junk func(int) any) map[string]any {
 		}
 		return map[string]any{
 			"name":            pick("cp-1", "cp-2"),
-			"phase":           pick("Pending", "RollingOut", "Applied", "Failed", "RolledBack"),
+			"phase":           pick("Pending", "RollingOut", "Applied", "Failed", "RolledBack", "Drifted"),
 			"message":         pick("health check timed out", ""),
 			"appliedRevision": pick(int64(1), int64(2)),
 		}

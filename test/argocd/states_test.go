@@ -376,6 +376,18 @@ func healthSpecs() {
 			Expect(h.Message).To(ContainSubstring("node " + node + " RolledBack: " + reason))
 		})
 
+		It("singleton is Degraded while a node's files drifted, naming the node, the file and what differs", func() {
+			drift := fmt.Sprintf("revision %d: the node's files differ from it: /etc/kubernetes/audit/policy.yaml: rules differ from revision %d's; restoring the policy file, no restart needed", desired, desired)
+			applyNodeEntry(map[string]any{"phase": "Drifted", "message": drift, "appliedRevision": desired, "policyHash": desiredHash})
+			u := eventually("AuditPolicy", v1alpha1.SingletonName, func(g Gomega, u *unstructured.Unstructured) {
+				g.Expect(condition(asPolicy(u).Status.Conditions, v1alpha1.ConditionDegraded).Reason).To(Equal(v1alpha1.ReasonNodeDrifted))
+			})
+			h := health("node-drifted", u)
+			Expect(h.Status).To(Equal(Degraded))
+			Expect(h.Message).To(HavePrefix("NodeDrifted: "))
+			Expect(h.Message).To(ContainSubstring("node " + node + " Drifted: " + drift))
+		})
+
 		It("singleton is Healthy when every control-plane node runs the desired revision", func() {
 			applyNodeEntry(map[string]any{
 				"phase": "Applied", "appliedRevision": desired, "policyHash": desiredHash,

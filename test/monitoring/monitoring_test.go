@@ -15,9 +15,13 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
+	crmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 	"sigs.k8s.io/yaml"
 
+	_ "github.com/kaudit/kaudit/controllers" // registers the manager's counter and histograms
+	"github.com/kaudit/kaudit/internal/agent"
 	"github.com/kaudit/kaudit/internal/auditwatch"
 	"github.com/kaudit/kaudit/internal/logfollow"
 )
@@ -29,40 +33,17 @@ const (
 	runbookURL    = "https://github.com/kaudit/kaudit/blob/main/docs/monitoring.md#"
 )
 
-// agreedMetrics are the manager's metrics and the agent's drift metrics, by the names agreed
-// while they are being added on other branches. Replace them with the names their collectors'
-// Describe gives, as auditMetrics does for the audit log's, once those are merged.
-var agreedMetrics = map[string]metricType{
-	"kaudit_node_drift":                    gauge,
-	"kaudit_node_drift_repairs_total":      counter,
-	"kaudit_revisions_total":               counter,
-	"kaudit_change_to_revision_seconds":    histogram,
-	"kaudit_modules":                       gauge,
-	"kaudit_nodes":                         gauge,
-	"kaudit_nodes_behind":                  gauge,
-	"kaudit_revision_latest":               gauge,
-	"kaudit_node_rollout_duration_seconds": histogram,
-}
+// managerGauges are the manager's gauges, read from its cache at each scrape by a collector
+// that needs a running manager: test/managermetrics scrapes each of them from one. The manager's
+// other metrics, and the agent's, are read from their real collectors below.
+var managerGauges = []string{"kaudit_modules", "kaudit_nodes", "kaudit_nodes_behind", "kaudit_revision_latest"}
 
-type metricType int
-
-const (
-	counter metricType = iota
-	gauge
-	histogram
-)
-
-// auditMetrics are the names of the metrics of a real audit log watcher, from its Describe.
-func auditMetrics(t *testing.T) []string {
+// describedMetrics are the names of the metrics a collector describes.
+func describedMetrics(t *testing.T, c prometheus.Collector) []string {
 	t.Helper()
-	dir := t.TempDir()
-	w, err := auditwatch.New(auditwatch.Options{Follow: logfollow.Options{Path: filepath.Join(dir, "audit.log"), CheckpointDir: dir}}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
 	ch := make(chan *prometheus.Desc)
 	go func() {
-		w.Describe(ch)
+		c.Describe(ch)
 		close(ch)
 	}()
 	// A Desc shows its name only in its String form.
@@ -76,21 +57,42 @@ func auditMetrics(t *testing.T) []string {
 		names = append(names, m[1])
 	}
 	if len(names) == 0 {
-		t.Fatal("the watcher describes no metric")
+		t.Fatalf("%T describes no metric", c)
 	}
 	return names
+}
+
+// agentMetrics are the names of the agent's metrics: a real audit log watcher's and drift's.
+func agentMetrics(t *testing.T) []string {
+	t.Helper()
+	dir := t.TempDir()
+	w, err := auditwatch.New(auditwatch.Options{Follow: logfollow.Options{Path: filepath.Join(dir, "audit.log"), CheckpointDir: dir}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return append(describedMetrics(t, w), describedMetrics(t, agent.New(agent.Options{Rollout: &agent.Rollout{}}).DriftMetrics())...)
 }
 
 // exportedSeries are the series names a query may use: the metrics, and the _bucket, _sum and
 // _count series of the histograms.
 func exportedSeries(t *testing.T) map[string]bool {
 	out := map[string]bool{}
-	for _, n := range auditMetrics(t) {
+	for _, n := range append(agentMetrics(t), managerGauges...) {
 		out[n] = true
 	}
-	for n, typ := range agreedMetrics {
+	// The manager's counter and histograms, registered in controller-runtime's registry by the
+	// controllers package.
+	families, err := crmetrics.Registry.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range families {
+		n := f.GetName()
+		if !strings.HasPrefix(n, "kaudit_") {
+			continue
+		}
 		out[n] = true
-		if typ == histogram {
+		if f.GetType() == dto.MetricType_HISTOGRAM {
 			out[n+"_bucket"], out[n+"_sum"], out[n+"_count"] = true, true, true
 		}
 	}

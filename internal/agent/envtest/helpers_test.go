@@ -188,6 +188,16 @@ type simKubelet struct {
 	bad         func(annotation string) bool
 	all         *restarts
 	down        *atomic.Bool
+	// started is when the simulated apiserver last became ready, in Unix nanoseconds.
+	started atomic.Int64
+}
+
+// Started is when the simulated apiserver last became ready (see agent's drift repair).
+func (k *simKubelet) Started(context.Context) (time.Time, error) {
+	if n := k.started.Load(); n != 0 {
+		return time.Unix(0, n), nil
+	}
+	return time.Time{}, errors.New("the simulated apiserver never restarted")
 }
 
 func (k *simKubelet) Wait(ctx context.Context, annotation string, since time.Time, timeout time.Duration) error {
@@ -220,6 +230,7 @@ func (k *simKubelet) Wait(ctx context.Context, annotation string, since time.Tim
 	if k.bad != nil && k.bad(annotation) {
 		return fmt.Errorf("/readyz: [-]poststarthook/start-apiserver-admission-initializer failed")
 	}
+	k.started.Store(time.Now().UnixNano())
 	return nil
 }
 
@@ -227,6 +238,8 @@ func (k *simKubelet) Wait(ctx context.Context, annotation string, since time.Tim
 type testAgent struct {
 	name     string
 	paths    agent.Paths
+	agent    *agent.Agent
+	kubelet  *simKubelet
 	recorder *record.FakeRecorder
 	stop     context.CancelFunc
 	done     chan struct{}
@@ -283,13 +296,14 @@ func startAgent(o agentOptions) *testAgent {
 	if o.resync == 0 {
 		o.resync = 2 * time.Second
 	}
-	ta := &testAgent{name: o.name, paths: o.paths, recorder: record.NewFakeRecorder(1000), done: make(chan struct{})}
+	ta := &testAgent{name: o.name, paths: o.paths, recorder: record.NewFakeRecorder(1000), done: make(chan struct{}),
+		kubelet: &simKubelet{node: o.name, manifest: filepath.Join(o.paths.Root, o.paths.Manifest), restartTime: o.restartTime, bad: o.bad, all: o.restarts, down: o.down}}
 	a := agent.New(agent.Options{
 		NodeName:  o.name,
 		Namespace: namespace,
 		Client:    o.client,
 		Rollout: &agent.Rollout{Files: agent.NewNodeFiles(o.paths), Clock: clock.RealClock{},
-			Health: &simKubelet{node: o.name, manifest: filepath.Join(o.paths.Root, o.paths.Manifest), restartTime: o.restartTime, bad: o.bad, all: o.restarts, down: o.down}},
+			Health: ta.kubelet},
 		Lease:    &agent.Lease{Client: o.leaseClient, Namespace: namespace, Name: agent.LeaseName, Identity: o.name, Clock: clock.RealClock{}},
 		Status:   &agent.StatusWriter{Client: o.statusClient, NodeName: o.name},
 		Recorder: ta.recorder,
@@ -297,6 +311,7 @@ func startAgent(o agentOptions) *testAgent {
 		Resync:   o.resync,
 		Retry:    o.retry,
 	})
+	ta.agent = a
 	actx, stop := context.WithCancel(ctx)
 	ta.stop = stop
 	go func() {

@@ -5,8 +5,10 @@
 -- Progressing a revision is being made (debounce after module changes) or rolled out node by
 --             node, or the manager has not yet observed the current generation.
 -- Degraded    a node failed or rolled back (the message names the node and the agent's reason),
---             the singleton's settings or the merge are invalid, the pinned revision does not
---             exist, or no node carries the control-plane label, so no apiserver runs the policy.
+--             a node's files drifted from the revision it applied (the message names each file
+--             and what differs; the agent restores them), the singleton's settings or the merge
+--             are invalid, the pinned revision does not exist, or no node carries the
+--             control-plane label, so no apiserver runs the policy.
 --
 -- Argo CD runs custom health checks without the string and math libraries, so this script uses
 -- only base functions. It never raises an error on a malformed or partial status.
@@ -55,20 +57,25 @@ if generation ~= nil and (observed == nil or observed < generation) then
   return result("Progressing", "Waiting for the kaudit manager to observe generation " .. text(generation) .. ".")
 end
 
--- A failed or rolled-back node, as its agent reports it. The manager says the same in the
--- Degraded condition; reading the entries too keeps the node visible if the manager is down.
-local failed = ""
-if type(status.nodes) == "table" then
+-- Failed, rolled-back and drifted nodes, as their agents report them. The manager says the
+-- same in the Degraded condition; reading the entries too keeps the nodes visible if the manager
+-- is down.
+local function nodesIn(phases)
+  local found = ""
+  if type(status.nodes) ~= "table" then return found end
   for _, n in ipairs(status.nodes) do
-    if type(n) == "table" and (n.phase == "Failed" or n.phase == "RolledBack") then
-      if failed ~= "" then failed = failed .. "; " end
+    if type(n) == "table" and phases[n.phase] then
+      if found ~= "" then found = found .. "; " end
       local name = text(n.name)
       if name == "" then name = "(unnamed)" end
-      failed = failed .. "node " .. name .. " " .. n.phase
-      if text(n.message) ~= "" then failed = failed .. ": " .. text(n.message) end
+      found = found .. "node " .. name .. " " .. n.phase
+      if text(n.message) ~= "" then found = found .. ": " .. text(n.message) end
     end
   end
+  return found
 end
+local failed = nodesIn({Failed = true, RolledBack = true})
+local drifted = nodesIn({Drifted = true})
 
 local degraded = condition(status, "Degraded")
 if degraded ~= nil and degraded.status == "True" then
@@ -76,6 +83,9 @@ if degraded ~= nil and degraded.status == "True" then
 end
 if failed ~= "" then
   return result("Degraded", "NodeFailed: " .. failed .. ".")
+end
+if drifted ~= "" then
+  return result("Degraded", "NodeDrifted: " .. drifted .. ".")
 end
 
 local updated = text(status.updatedNodes)

@@ -1,0 +1,181 @@
+package envtest_test
+
+import (
+	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"k8s.io/apimachinery/pkg/runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/kaudit/kaudit/api/v1alpha1"
+	"github.com/kaudit/kaudit/internal/policy"
+	"github.com/kaudit/kaudit/internal/staticpod"
+)
+
+// Drift: the node's files edited by hand after the agent applied a revision (see
+// docs/design.md, "Drift").
+var _ = Describe("An agent whose node's files drift", func() {
+	var (
+		ta       *testAgent
+		statuses *statusLog
+	)
+
+	BeforeEach(func() {
+		resetCluster()
+		createSingleton("5s", "0s", true)
+		statuses = &statusLog{}
+		// A long resync: drift must be found through the file watch, not the periodic pass.
+		ta = startAgent(agentOptions{name: "cp-1", restartTime: 100 * time.Millisecond, resync: time.Minute,
+			statusClient: recordingStatus{WithWatch: k8s, log: statuses}})
+		DeferCleanup(ta.shutdown)
+		publish(1)
+		Eventually(nodePhase("cp-1", v1alpha1.NodeApplied, 1)).WithTimeout(30 * time.Second).WithPolling(100 * time.Millisecond).Should(Succeed())
+		Expect(ta.policy()).To(Equal(string(policyOf(1))))
+		// Let the passes that the rollout's own writes kicked (through the file watch) run: an
+		// edit in the middle of one can fall between its drift check and its rollout, which then
+		// repairs the edit as a rollout, without reporting drift.
+		<-time.After(2 * time.Second)
+	})
+
+	policyFile := func() string { return filepath.Join(ta.paths.Root, managedPolicyFile) }
+	manifestFile := func() string { return filepath.Join(ta.paths.Root, ta.paths.Manifest) }
+	events := func() string { return strings.Join(ta.eventList(), "\n") }
+	repaired := func(g Gomega) {
+		g.Expect(events()).To(ContainSubstring(v1alpha1.EventDriftRepaired))
+		e := singleton().Status.Node("cp-1")
+		g.Expect(e.Phase).To(Equal(v1alpha1.NodeApplied), e.Message)
+		g.Expect(e.AppliedRevision).To(HaveValue(Equal(int64(1))))
+	}
+	// metrics are the drift metrics once the files match again, with the repairs counted.
+	metrics := func(repairsPolicy, repairsManifest int) string {
+		return "# HELP kaudit_node_drift 1 while the node's file (policy, or the kaudit-owned parts of the kube-apiserver manifest) differs from the revision the node applied, else 0.\n" +
+			"# TYPE kaudit_node_drift gauge\n" +
+			"kaudit_node_drift{file=\"manifest\"} 0\n" +
+			"kaudit_node_drift{file=\"policy\"} 0\n" +
+			"# HELP kaudit_node_drift_repairs_total Times the node's file was found to differ from the applied revision and matched it again, since the agent started.\n" +
+			"# TYPE kaudit_node_drift_repairs_total counter\n" +
+			"kaudit_node_drift_repairs_total{file=\"manifest\"} " + strconv.Itoa(repairsManifest) + "\n" +
+			"kaudit_node_drift_repairs_total{file=\"policy\"} " + strconv.Itoa(repairsPolicy) + "\n"
+	}
+
+	It("reports a hand edit of the policy file and restores it, without a restart when kube-apiserver started before the edit", func() {
+		Expect(testutil.CollectAndCompare(ta.agent.DriftMetrics(), strings.NewReader(metrics(0, 0)))).To(Succeed())
+		restarts := ta.state().Restarts
+		// The agent compares in whole seconds, as pod times have them: an edit in the second the
+		// apiserver started counts as loaded. The kernel stamps files from a clock a few
+		// milliseconds behind, hence the margin.
+		started := time.Unix(0, ta.kubelet.started.Load())
+		<-time.After(time.Until(started.Truncate(time.Second).Add(time.Second + 100*time.Millisecond)))
+		edited := strings.Replace(string(policyOf(1)), "level: RequestResponse", "level: None", 1)
+		Expect(os.WriteFile(policyFile(), []byte(edited), 0o644)).To(Succeed())
+
+		Eventually(repaired).WithTimeout(20 * time.Second).WithPolling(100 * time.Millisecond).Should(Succeed())
+		Expect(ta.policy()).To(Equal(string(policyOf(1))))
+		Expect(ta.state().Restarts).To(Equal(restarts), "kube-apiserver was restarted: %v", statuses.drifted())
+		Expect(events()).To(ContainSubstring("Warning " + v1alpha1.EventDriftDetected + " node cp-1: " + managedPolicyFile + ": rules differ from revision 1's"))
+		drifted := statuses.drifted()
+		Expect(drifted).NotTo(BeEmpty(), "the node never reported Drifted")
+		Expect(drifted[0]).To(ContainSubstring(managedPolicyFile + ": rules differ from revision 1's"))
+		Expect(drifted[0]).To(ContainSubstring("no restart needed"))
+		Expect(testutil.CollectAndCompare(ta.agent.DriftMetrics(), strings.NewReader(metrics(1, 0)))).To(Succeed())
+	})
+
+	It("restarts kube-apiserver through the rollout when it started after the edit, so may run the edited policy", func() {
+		restarts := ta.state().Restarts
+		// The edit comes first, then kube-apiserver restarts (kubelet, a crash) and loads it.
+		ta.kubelet.started.Store(time.Now().Add(2 * time.Second).UnixNano())
+		edited := strings.Replace(string(policyOf(1)), "level: RequestResponse", "level: None", 1)
+		Expect(os.WriteFile(policyFile(), []byte(edited), 0o644)).To(Succeed())
+
+		Eventually(repaired).WithTimeout(20 * time.Second).WithPolling(100 * time.Millisecond).Should(Succeed())
+		Expect(ta.policy()).To(Equal(string(policyOf(1))))
+		Expect(ta.state().Restarts).To(Equal(restarts+1), "kube-apiserver was not restarted")
+		b, err := os.ReadFile(manifestFile())
+		Expect(err).NotTo(HaveOccurred())
+		Expect(staticpod.Annotation(b, staticpod.AnnotationPolicyHash)).To(Equal(policy.ShortHash(hashOf(1))+"-r2"), "a new annotation value makes kubelet restart it")
+		Expect(events()).To(ContainSubstring(v1alpha1.EventDriftDetected))
+		Expect(events()).To(ContainSubstring(v1alpha1.EventNodeUpdated))
+		Expect(statuses.drifted()).To(ContainElement(ContainSubstring("may run the changed policy")))
+	})
+
+	It("reports the manifest's annotation removed by hand and rolls the node out again", func() {
+		restarts := ta.state().Restarts
+		b, err := os.ReadFile(manifestFile())
+		Expect(err).NotTo(HaveOccurred())
+		ann, err := staticpod.Annotation(b, staticpod.AnnotationPolicyHash)
+		Expect(err).NotTo(HaveOccurred())
+		line := "    " + staticpod.AnnotationPolicyHash + ": " + ann + "\n"
+		Expect(string(b)).To(ContainSubstring(line))
+		Expect(os.WriteFile(manifestFile(), []byte(strings.Replace(string(b), line, "", 1)), 0o600)).To(Succeed())
+
+		Eventually(repaired).WithTimeout(20 * time.Second).WithPolling(100 * time.Millisecond).Should(Succeed())
+		Expect(ta.state().Restarts).To(Equal(restarts + 1))
+		Expect(events()).To(ContainSubstring(ta.paths.Manifest + ": annotation " + staticpod.AnnotationPolicyHash + " is missing"))
+		Expect(statuses.drifted()).To(ContainElement(ContainSubstring("kubelet restarts kube-apiserver anyway")))
+		Expect(testutil.CollectAndCompare(ta.agent.DriftMetrics(), strings.NewReader(metrics(0, 1)))).To(Succeed())
+	})
+
+	It("does not take a rollout's own edits of the policy file and manifest for drift", func() {
+		publish(2)
+		Eventually(nodePhase("cp-1", v1alpha1.NodeApplied, 2)).WithTimeout(30 * time.Second).WithPolling(100 * time.Millisecond).Should(Succeed())
+		Expect(ta.policy()).To(Equal(string(policyOf(2))))
+		// The file watch saw the rollout's writes; give the passes it kicked time to run.
+		Consistently(func() string { return events() }).WithTimeout(2 * time.Second).WithPolling(200 * time.Millisecond).ShouldNot(ContainSubstring(v1alpha1.EventDriftDetected))
+		Expect(statuses.drifted()).To(BeEmpty())
+		Expect(testutil.CollectAndCompare(ta.agent.DriftMetrics(), strings.NewReader(metrics(0, 0)))).To(Succeed())
+	})
+})
+
+// statusLog records the node entries an agent applies.
+type statusLog struct {
+	mu      sync.Mutex
+	entries []string
+}
+
+// drifted is every recorded entry in phase Drifted, as JSON.
+func (l *statusLog) drifted() []string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var out []string
+	for _, e := range l.entries {
+		if strings.Contains(e, `"phase":"`+string(v1alpha1.NodeDrifted)+`"`) {
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+// recordingStatus records every status apply in log.
+type recordingStatus struct {
+	client.WithWatch
+	log *statusLog
+}
+
+func (r recordingStatus) Status() client.SubResourceWriter {
+	return recordingStatusWriter{r.WithWatch.Status(), r.log}
+}
+
+type recordingStatusWriter struct {
+	client.SubResourceWriter
+	log *statusLog
+}
+
+func (w recordingStatusWriter) Apply(ctx context.Context, obj runtime.ApplyConfiguration, opts ...client.SubResourceApplyOption) error {
+	b, err := json.Marshal(obj)
+	if err != nil {
+		return err
+	}
+	w.log.mu.Lock()
+	w.log.entries = append(w.log.entries, string(b))
+	w.log.mu.Unlock()
+	return w.SubResourceWriter.Apply(ctx, obj, opts...)
+}

@@ -1,0 +1,134 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"os/exec"
+	"strings"
+	"sync"
+	"time"
+
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/kaudit/kaudit/api/v1alpha1"
+)
+
+// Drift: a hand edit of the node's policy file after the agent applied a revision (see
+// docs/design.md, "Drift"). The specs run on the single-node cluster in any order with the
+// others, so they install kaudit and roll a revision of their own out first.
+var _ = Describe("kaudit on kind, when the node's policy file is edited by hand", Ordered, func() {
+	BeforeAll(func() {
+		kc.install()
+		Eventually(func() error { _, err := kc.singleton(); return err }).WithTimeout(time.Minute).WithPolling(2 * time.Second).Should(Succeed())
+		// As the main suite does: it restarts kube-apiserver back to back.
+		Expect(kc.kubectl("patch", "auditpolicy", "cluster", "--type", "merge", "-p", `{"spec":{"rollout":{"minRestartInterval":"0s"}}}`)).Error().NotTo(HaveOccurred())
+		// A rule for a namespace of this run makes a new revision however the suite left the
+		// cluster (a rolled-back revision halts drift checks until the next one applies).
+		before := kc.latestRevision()
+		Expect(kc.apply(testModule("e2e-drift", 950, "Metadata", fmt.Sprintf("kaudit-e2e-drift-%d", time.Now().Unix()), "configmaps"))).Error().NotTo(HaveOccurred())
+		kc.waitRolledOut(before + 1)
+	})
+
+	It("reports the edit (status Drifted, a DriftDetected event) and restores the file without restarting kube-apiserver", func() {
+		start, err := kc.apiserverStart()
+		Expect(err).NotTo(HaveOccurred())
+		want, err := kc.nodeFile(policyOnNode)
+		Expect(err).NotTo(HaveOccurred())
+		phases := kc.watchNodeEntries()
+		since := time.Now().Truncate(time.Second)
+
+		By("appending a rule to " + policyOnNode + " on the node, in place")
+		_, err = kc.nodeExec("sh", "-c", `printf '%s' "$1" >> "$2"`, "sh", "- level: None\n  users: [kaudit-e2e-drift]\n", policyOnNode)
+		Expect(err).NotTo(HaveOccurred())
+
+		Eventually(func(g Gomega) {
+			g.Expect(kc.nodeFile(policyOnNode)).To(Equal(want), "the file is back")
+			g.Expect(kc.eventMessages(v1alpha1.EventDriftDetected, since)).To(ContainElement(
+				ContainSubstring("node " + kc.node() + ": " + policyOnNode + ": rules differ from revision")))
+			g.Expect(kc.eventMessages(v1alpha1.EventDriftRepaired, since)).NotTo(BeEmpty())
+			ap, err := kc.singleton()
+			g.Expect(err).NotTo(HaveOccurred())
+			n := ap.Status.Node(kc.node())
+			g.Expect(n).NotTo(BeNil())
+			g.Expect(n.Phase).To(Equal(v1alpha1.NodeApplied), n.Message)
+			g.Expect(condition(ap, v1alpha1.ConditionDegraded)).To(HaveField("Status", metav1.ConditionFalse))
+		}).WithTimeout(2*time.Minute).WithPolling(time.Second).Should(Succeed(), func() string {
+			out, _ := kc.kubectl("get", "auditpolicy", "cluster", "-o", "yaml")
+			return out
+		})
+		Expect(phases.stop()).To(ContainElement(And(
+			HavePrefix(kc.node()+" "+string(v1alpha1.NodeDrifted)+": "),
+			ContainSubstring(policyOnNode+": rules differ from revision"),
+			ContainSubstring("no restart needed"))))
+		now, err := kc.apiserverStart()
+		Expect(err).NotTo(HaveOccurred())
+		Expect(now.Started).To(BeTemporally("==", start.Started), "kube-apiserver was restarted")
+		Expect(kc.readyz()).To(Succeed())
+	})
+})
+
+// eventMessages are the messages of the events with reason last seen at or after since.
+func (k *cluster) eventMessages(reason string, since time.Time) []string {
+	out, err := k.kubectl("get", "events", "-A", "--field-selector", "reason="+reason, "-o", "json")
+	Expect(err).NotTo(HaveOccurred(), out)
+	var list corev1.EventList
+	Expect(json.Unmarshal([]byte(out), &list)).To(Succeed())
+	var msgs []string
+	for _, e := range list.Items {
+		last := e.LastTimestamp.Time
+		if last.IsZero() {
+			last = e.EventTime.Time
+		}
+		if !last.Before(since) {
+			msgs = append(msgs, e.Message)
+		}
+	}
+	return msgs
+}
+
+// nodeEntries records every node entry of the singleton's status through a watch, each as
+// "<node> <phase>: <message>", so that a phase that lasts less than a poll is seen too.
+type nodeEntries struct {
+	cancel context.CancelFunc
+	cmd    *exec.Cmd
+	mu     sync.Mutex
+	out    bytes.Buffer
+}
+
+func (k *cluster) watchNodeEntries() *nodeEntries {
+	ctx, cancel := context.WithCancel(context.Background())
+	w := &nodeEntries{cancel: cancel}
+	w.cmd = exec.CommandContext(ctx, k.kubectlBin, "get", "auditpolicy", "cluster", "--watch", "-o",
+		`jsonpath={range .status.nodes[*]}{.name} {.phase}: {.message}{"\n"}{end}`)
+	w.cmd.Env = append(w.cmd.Environ(), "KUBECONFIG="+k.kubeconfig())
+	w.cmd.Stdout = lockedWriter{&w.mu, &w.out}
+	Expect(w.cmd.Start()).To(Succeed())
+	return w
+}
+
+// stop ends the watch and returns the entries it saw.
+func (w *nodeEntries) stop() []string {
+	w.cancel()
+	_ = w.cmd.Wait()
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return strings.Split(strings.TrimSpace(w.out.String()), "\n")
+}
+
+type lockedWriter struct {
+	mu *sync.Mutex
+	b  *bytes.Buffer
+}
+
+func (l lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
