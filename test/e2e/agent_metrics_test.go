@@ -36,7 +36,8 @@ func agentMetricsSpecs() {
 	It("serves per-module counts equal to kaudit simulate of the node's log, to allowed callers only", func() {
 		_, _ = kc.kubectl("create", "namespace", metricsNamespace)
 		before := kc.latestRevision()
-		Expect(kc.apply(testModule(metricsModule, 950, "Request", metricsNamespace, "configmaps"))).Error().NotTo(HaveOccurred())
+		// Metadata: the guardrails keep ConfigMaps at Metadata at most.
+		Expect(kc.apply(testModule(metricsModule, 950, "Metadata", metricsNamespace, "configmaps"))).Error().NotTo(HaveOccurred())
 		in := kc.waitRolledOut(before + 1)
 		fmt.Fprintf(GinkgoWriter, "revision %d in force since %s\n", in.Revision, in.Start.Started)
 

@@ -20,23 +20,16 @@ import (
 	"github.com/kaudit/kaudit/api/v1alpha1"
 )
 
-// Drift: a hand edit of the node's policy file after the agent applied a revision (see
-// docs/design.md, "Drift"). The specs run on the single-node cluster in any order with the
-// others, so they install kaudit and roll a revision of their own out first.
-var _ = Describe("kaudit on kind, when the node's policy file is edited by hand", Ordered, func() {
-	BeforeAll(func() {
-		kc.install()
-		Eventually(func() error { _, err := kc.singleton(); return err }).WithTimeout(time.Minute).WithPolling(2 * time.Second).Should(Succeed())
-		// As the main suite does: it restarts kube-apiserver back to back.
-		Expect(kc.kubectl("patch", "auditpolicy", "cluster", "--type", "merge", "-p", `{"spec":{"rollout":{"minRestartInterval":"0s"}}}`)).Error().NotTo(HaveOccurred())
-		// A rule for a namespace of this run makes a new revision however the suite left the
-		// cluster (a rolled-back revision halts drift checks until the next one applies).
+// driftSpecs run in the main cluster's ordered container, after the rollouts: a hand edit of the
+// node's policy file after the agent applied a revision (see docs/design.md, "Drift").
+func driftSpecs() {
+	It("reports the edit (status Drifted, a DriftDetected event) and restores the file without restarting kube-apiserver", func() {
+		// A rule for a namespace of this run makes a new revision however the specs before left
+		// the cluster (a rolled-back revision halts drift checks until the next one applies).
 		before := kc.latestRevision()
 		Expect(kc.apply(testModule("e2e-drift", 950, "Metadata", fmt.Sprintf("kaudit-e2e-drift-%d", time.Now().Unix()), "configmaps"))).Error().NotTo(HaveOccurred())
 		kc.waitRolledOut(before + 1)
-	})
 
-	It("reports the edit (status Drifted, a DriftDetected event) and restores the file without restarting kube-apiserver", func() {
 		start, err := kc.apiserverStart()
 		Expect(err).NotTo(HaveOccurred())
 		want, err := kc.nodeFile(policyOnNode)
@@ -72,7 +65,7 @@ var _ = Describe("kaudit on kind, when the node's policy file is edited by hand"
 		Expect(now.Started).To(BeTemporally("==", start.Started), "kube-apiserver was restarted")
 		Expect(kc.readyz()).To(Succeed())
 	})
-})
+}
 
 // eventMessages are the messages of the events with reason last seen at or after since.
 func (k *cluster) eventMessages(reason string, since time.Time) []string {

@@ -425,6 +425,8 @@ spec:
 
 	// After the rollouts above: the node's log holds several revisions (agent_metrics_test.go).
 	Context("with the agent's metrics", agentMetricsSpecs)
+
+	Context("when the node's policy file is edited by hand", driftSpecs)
 })
 
 var _ = Describe("kaudit on a fresh kind cluster without audit flags", Ordered, func() {
