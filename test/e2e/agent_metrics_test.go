@@ -36,8 +36,9 @@ func agentMetricsSpecs() {
 	It("serves per-module counts equal to kaudit simulate of the node's log, to allowed callers only", func() {
 		_, _ = kc.kubectl("create", "namespace", metricsNamespace)
 		before := kc.latestRevision()
-		// Metadata: the guardrails keep ConfigMaps at Metadata at most.
-		Expect(kc.apply(testModule(metricsModule, 950, "Metadata", metricsNamespace, "configmaps"))).Error().NotTo(HaveOccurred())
+		// ResourceQuotas: no module of the baseline decides them (it keeps ConfigMaps at Metadata
+		// at order 100), and the quota controller's writes are the baseline's noise.
+		Expect(kc.apply(testModule(metricsModule, 950, "Request", metricsNamespace, "resourcequotas"))).Error().NotTo(HaveOccurred())
 		in := kc.waitRolledOut(before + 1)
 		fmt.Fprintf(GinkgoWriter, "revision %d in force since %s\n", in.Revision, in.Start.Started)
 
@@ -57,11 +58,11 @@ func agentMetricsSpecs() {
 
 		By("running a workload that only the spec's module matches")
 		for i := range 10 {
-			name := fmt.Sprintf("cm-%d", i)
-			Expect(kc.kubectl("-n", metricsNamespace, "create", "configmap", name, "--from-literal=k=v")).Error().NotTo(HaveOccurred())
-			Expect(kc.kubectl("-n", metricsNamespace, "get", "configmap", name)).Error().NotTo(HaveOccurred())
-			Expect(kc.kubectl("-n", metricsNamespace, "label", "configmap", name, "e2e=x")).Error().NotTo(HaveOccurred())
-			Expect(kc.kubectl("-n", metricsNamespace, "delete", "configmap", name)).Error().NotTo(HaveOccurred())
+			name := fmt.Sprintf("quota-%d", i)
+			Expect(kc.kubectl("-n", metricsNamespace, "create", "quota", name, "--hard=pods=100")).Error().NotTo(HaveOccurred())
+			Expect(kc.kubectl("-n", metricsNamespace, "get", "resourcequota", name)).Error().NotTo(HaveOccurred())
+			Expect(kc.kubectl("-n", metricsNamespace, "label", "resourcequota", name, "e2e=x")).Error().NotTo(HaveOccurred())
+			Expect(kc.kubectl("-n", metricsNamespace, "delete", "resourcequota", name)).Error().NotTo(HaveOccurred())
 		}
 
 		// The apiserver keeps writing (heartbeats, controllers, these scrapes): the agent's count
