@@ -253,7 +253,7 @@ func (c *stateCollector) collectRollout(ctx context.Context, ch chan<- prometheu
 	for _, e := range ap.Status.Nodes {
 		phases[e.Phase]++
 	}
-	for _, phase := range []v1alpha1.NodePhase{v1alpha1.NodePending, v1alpha1.NodeRollingOut, v1alpha1.NodeApplied, v1alpha1.NodeFailed, v1alpha1.NodeRolledBack} {
+	for _, phase := range []v1alpha1.NodePhase{v1alpha1.NodePending, v1alpha1.NodeRollingOut, v1alpha1.NodeApplied, v1alpha1.NodeFailed, v1alpha1.NodeRolledBack, v1alpha1.NodeDrifted} {
 		ch <- prometheus.MustNewConstMetric(nodesDesc, prometheus.GaugeValue, float64(phases[phase]), string(phase))
 	}
 	behind := 0

@@ -155,7 +155,9 @@ func (l *AuditLog) Run(ctx context.Context) {
 	}
 }
 
-// cancelOnNewPath cancels when the manifest names another audit log path than file.
+// cancelOnNewPath cancels when the manifest names another audit log path than file. A manifest
+// it cannot read or work with (mid-replace, a kubeadm upgrade) changes nothing: the log being
+// followed stays followed.
 func (l *AuditLog) cancelOnNewPath(ctx context.Context, cancel context.CancelFunc, file string, log logr.Logger) {
 	for {
 		select {
@@ -163,8 +165,8 @@ func (l *AuditLog) cancelOnNewPath(ctx context.Context, cancel context.CancelFun
 			return
 		case <-l.clock.After(l.retry):
 		}
-		if now, err := l.logPath(); now != file {
-			log.Info("the manifest's audit log changed; following it anew", "was", file, "now", now, "err", err)
+		if now, err := l.logPath(); err == nil && now != file {
+			log.Info("the manifest's audit log changed; following it anew", "was", file, "now", now)
 			cancel()
 			return
 		}

@@ -97,11 +97,15 @@ func (a *Agent) watchFiles(ctx context.Context) {
 		select {
 		case <-ctx.Done():
 			return
-		case _, ok := <-w.Events:
+		case ev, ok := <-w.Events:
 			if !ok {
 				return
 			}
-			settle = a.clock.After(driftSettle)
+			// Only the two files matter (the policy directory may hold the audit log), and
+			// the first change arms the settle time: a busy directory cannot postpone it.
+			if name := path.Base(ev.Name); settle == nil && (name == path.Base(paths.Manifest) || name == path.Base(paths.PolicyFile)) {
+				settle = a.clock.After(driftSettle)
+			}
 		case err, ok := <-w.Errors:
 			if !ok {
 				return
@@ -140,6 +144,9 @@ func (a *Agent) checkDrift(ctx context.Context, ap *v1alpha1.AuditPolicy, target
 	// A node that does not run target yet gets every file written by its rollout; one whose
 	// rollout of target failed reports that failure.
 	if err != nil || st.Revision != target.Revision || st.Hash != target.Hash || st.Failed != nil && st.Failed.Key == target.Key() {
+		if err == nil && (st.Revision != target.Revision || st.Hash != target.Hash) {
+			a.driftForget() // the rollout of target writes every file anew
+		}
 		return 0, false
 	}
 	rep, err := drift.Check(drift.Node{FS: files.FS, Root: files.Paths.Root, Manifest: files.Paths.Manifest},
@@ -215,6 +222,18 @@ func (a *Agent) driftRepaired(ap *v1alpha1.AuditPolicy, target Target) {
 		}
 	}
 	a.event(ap, corev1.EventTypeNormal, v1alpha1.EventDriftRepaired, fmt.Sprintf("node %s: the files match revision %d again (%s)", a.nodeName, target.Revision, a.drift.found.Message()))
+	a.drift.found = nil
+}
+
+// driftForget drops what the last check found against a revision the node no longer targets,
+// so that neither the status nor kaudit_node_drift reports it while the new one rolls out.
+func (a *Agent) driftForget() {
+	if a.drift.found == nil {
+		return
+	}
+	for _, f := range drift.Files {
+		a.drift.metrics.drifted.WithLabelValues(string(f)).Set(0)
+	}
 	a.drift.found = nil
 }
 

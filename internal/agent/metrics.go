@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"slices"
 
@@ -59,7 +60,10 @@ func ServeMetrics(ctx context.Context, o MetricsOptions, cfg *rest.Config, kaudi
 		BindAddress:    o.BindAddress,
 		SecureServing:  true,
 		FilterProvider: filters.WithAuthenticationAndAuthorization,
-		CertDir:        o.CertDir,
+		// HTTP/1.1 only, as the manager's endpoint: HTTP/2's stream reset and rapid reset
+		// (CVE-2023-44487, CVE-2023-39325) on an endpoint every node address exposes.
+		TLSOpts: []func(*tls.Config){func(c *tls.Config) { c.NextProtos = []string{"http/1.1"} }},
+		CertDir: o.CertDir,
 	}, cfg, httpClient)
 	if err != nil {
 		return fmt.Errorf("metrics endpoint %s: %w", o.BindAddress, err)
