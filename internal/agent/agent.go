@@ -321,7 +321,7 @@ func (a *Agent) rollOut(ctx context.Context, ap *v1alpha1.AuditPolicy, target Ta
 	if !ok {
 		_ = a.report(ctx, v1alpha1.NodePending, fmt.Sprintf("revision %d waits for node %s to finish its rollout and rollout.minReadyTime after it", target.Revision, busy.holder))
 		// Try again when the lease expires, which after a successful rollout is minReadyTime
-		// from then (see settle), or after Retry if sooner.
+		// from when this agent read it (see settle and Lease.expiresAt), or after Retry if sooner.
 		if until := busy.expires.Sub(a.clock.Now()); !busy.expires.IsZero() && until < a.retry {
 			return max(until, 0)
 		}
