@@ -367,8 +367,17 @@ var _ = Describe("kaudit on three control planes", Label("ha"), Ordered, Continu
 		Eventually(func() []string { return w.order(hc.nodes, rev) }).WithTimeout(2*time.Minute).WithPolling(200*time.Millisecond).ShouldNot(BeEmpty(), w.timeline)
 		return w.order(hc.nodes, rev)[0]
 	}
-	// waitDown waits until node's apiserver, restarted by its rollout, stops answering /readyz.
-	waitDown := func(node string, since time.Time) {
+	// waitRestarting waits until node's agent has changed the manifest for rev and kubelet has
+	// stopped the apiserver (its /readyz fails): the middle of the node's restart.
+	waitRestarting := func(w *rolloutWatch, node string, rev int64) {
+		waiting := fmt.Sprintf("revision %d: waiting for kube-apiserver to restart", rev)
+		var since time.Time
+		Eventually(func() time.Time {
+			since = w.first(func(e statusEvent) bool {
+				return e.node == node && e.phase == v1alpha1.NodeRollingOut && strings.HasPrefix(e.message, waiting)
+			})
+			return since
+		}).WithTimeout(2*time.Minute).WithPolling(100*time.Millisecond).ShouldNot(BeZero(), w.timeline)
 		Eventually(func() bool { return readyz.down(node, since) }).WithTimeout(2*time.Minute).WithPolling(100*time.Millisecond).Should(BeTrue(), "%s's apiserver never went down", node)
 	}
 
@@ -378,11 +387,11 @@ var _ = Describe("kaudit on three control planes", Label("ha"), Ordered, Continu
 		w := hc.watchRollout()
 		defer w.stop()
 		start := time.Now()
-		hc.applyRetrying(testModule("e2e-agent-killed", 2, "Request", dataNamespace, "configmaps"))
+		hc.applyRetrying(testModule("e2e-agent-killed", 2, "Request", dataNamespace, "resourcequotas"))
 		first := firstRollingOut(w, before+1)
 
 		By("killing the agent on " + first + " while its apiserver restarts")
-		waitDown(first, start)
+		waitRestarting(w, first, before+1)
 		restartsBefore := hc.agentRestartsOn(first)
 		Expect(hc.execOn(first, "sh", "-c", "crictl stop --timeout 0 $(crictl ps -q --name '^agent$')")).Error().NotTo(HaveOccurred())
 
@@ -422,7 +431,7 @@ var _ = Describe("kaudit on three control planes", Label("ha"), Ordered, Continu
 		Expect(err).NotTo(HaveOccurred())
 
 		By("restarting the container of " + first + " while its apiserver restarts")
-		waitDown(first, start)
+		waitRestarting(w, first, before+1)
 		Expect(run(nil, "", "docker", "restart", "--time", "0", first)).Error().NotTo(HaveOccurred())
 		out, err := run(nil, "", "docker", "inspect", "-f", "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}", first)
 		Expect(err).NotTo(HaveOccurred())
