@@ -389,10 +389,11 @@ func (p *readyzPoller) restarts(node string, since time.Time) int {
 	return n
 }
 
-// down says whether node's apiserver is not ready now, in a downtime that began at or after since.
-func (p *readyzPoller) down(node string, since time.Time) bool {
+// down says whether node's apiserver is not ready now, in a downtime that began at or after
+// since and has lasted at least lasting.
+func (p *readyzPoller) down(node string, since time.Time, lasting time.Duration) bool {
 	for _, d := range p.downtimes(since, time.Now()) {
-		if d.node == node && !d.from.Before(since) && d.to.IsZero() {
+		if d.node == node && !d.from.Before(since) && d.to.IsZero() && time.Since(d.from) >= lasting {
 			return true
 		}
 	}

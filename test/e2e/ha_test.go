@@ -367,18 +367,13 @@ var _ = Describe("kaudit on three control planes", Label("ha"), Ordered, Continu
 		Eventually(func() []string { return w.order(hc.nodes, rev) }).WithTimeout(2*time.Minute).WithPolling(200*time.Millisecond).ShouldNot(BeEmpty(), w.timeline)
 		return w.order(hc.nodes, rev)[0]
 	}
-	// waitRestarting waits until node's agent has changed the manifest for rev and kubelet has
-	// stopped the apiserver (its /readyz fails): the middle of the node's restart.
+	// waitRestarting waits until node, rolling rev out, is in the middle of its restart: its
+	// /readyz has failed for a second since the rollout began (kubelet stopped the apiserver
+	// after the manifest change; it may do so before the status entry says it waits for it).
 	waitRestarting := func(w *rolloutWatch, node string, rev int64) {
-		waiting := fmt.Sprintf("revision %d: waiting for kube-apiserver to restart", rev)
-		var since time.Time
-		Eventually(func() time.Time {
-			since = w.first(func(e statusEvent) bool {
-				return e.node == node && e.phase == v1alpha1.NodeRollingOut && strings.HasPrefix(e.message, waiting)
-			})
-			return since
-		}).WithTimeout(2*time.Minute).WithPolling(100*time.Millisecond).ShouldNot(BeZero(), w.timeline)
-		Eventually(func() bool { return readyz.down(node, since) }).WithTimeout(2*time.Minute).WithPolling(100*time.Millisecond).Should(BeTrue(), "%s's apiserver never went down", node)
+		began := w.rollingOut(node, rev)
+		Expect(began).NotTo(BeZero())
+		Eventually(func() bool { return readyz.down(node, began, time.Second) }).WithTimeout(2*time.Minute).WithPolling(100*time.Millisecond).Should(BeTrue(), "%s's apiserver never went down", node)
 	}
 
 	It("holds the other nodes while the agent holding the Lease is killed in the middle of its node's restart, and converges", func() {
