@@ -344,7 +344,7 @@ func (a *Agent) rollOut(ctx context.Context, ap *v1alpha1.AuditPolicy, target Ta
 		a.driftWaits(&g)
 		_ = a.report(ctx, g.phase, g.message)
 		// Try again when the lease expires, which after a successful rollout is minReadyTime
-		// from then (see settle), or after Retry if sooner.
+		// from when this agent read it (see settle and Lease.expiresAt), or after Retry if sooner.
 		if until := busy.expires.Sub(a.clock.Now()); !busy.expires.IsZero() && until < a.retry {
 			return max(until, 0)
 		}

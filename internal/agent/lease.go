@@ -3,6 +3,7 @@ package agent
 import (
 	"context"
 	"fmt"
+	"sync"
 	"time"
 
 	coordinationv1 "k8s.io/api/coordination/v1"
@@ -35,6 +36,17 @@ type Lease struct {
 	// Identity is the holder: the node name.
 	Identity string
 	Clock    clock.PassiveClock
+
+	mu sync.Mutex
+	// sighting is another holder's lease as this agent last read it, and when it first read it
+	// so: its expiry is counted on this agent's clock (see expiresAt).
+	sighting leaseSighting
+}
+
+// leaseSighting is a version of the Lease object and when this agent first read it.
+type leaseSighting struct {
+	resourceVersion string
+	at              time.Time
 }
 
 // TryAcquire takes the lease if nobody holds it, its holder let it expire, or it is already
@@ -71,8 +83,10 @@ func (l *Lease) tryAcquire(ctx context.Context, duration time.Duration) (bool, b
 		return false, busyLease{}, fmt.Errorf("getting lease %s/%s: %w", l.Namespace, l.Name, err)
 	}
 	holder := ptr.Deref(lease.Spec.HolderIdentity, "")
-	if holder != "" && holder != l.Identity && !l.expired(&lease) {
-		return false, busyLease{holder: holder, expires: expiry(&lease)}, nil
+	if holder != "" && holder != l.Identity {
+		if expires := l.expiresAt(&lease); !expires.IsZero() && now.Time.Before(expires) {
+			return false, busyLease{holder: holder, expires: expires}, nil
+		}
 	}
 	acquired := now
 	transitions := ptr.Deref(lease.Spec.LeaseTransitions, 0)
@@ -101,12 +115,27 @@ func (l *Lease) spec(acquired, renewed metav1.MicroTime, duration time.Duration,
 	}
 }
 
-func (l *Lease) expired(lease *coordinationv1.Lease) bool {
+// expiresAt is when another holder's lease expires unless it is renewed, on this agent's clock;
+// zero when the lease says nothing. The holder wrote its renewal time with its own clock, which
+// may run behind ours: the lease lasts its duration from when this agent first read the
+// holder's last write, as client-go's leader election counts it, so no clock skew can end it
+// early. The price: an agent that starts while a dead holder's lease is stale waits one more
+// duration before it takes it over.
+func (l *Lease) expiresAt(lease *coordinationv1.Lease) time.Time {
 	end := expiry(lease)
-	return end.IsZero() || !l.Clock.Now().Before(end)
+	if end.IsZero() {
+		return end
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.sighting.resourceVersion != lease.ResourceVersion || lease.ResourceVersion == "" {
+		l.sighting = leaseSighting{resourceVersion: lease.ResourceVersion, at: l.Clock.Now()}
+	}
+	return l.sighting.at.Add(end.Sub(lease.Spec.RenewTime.Time))
 }
 
-// expiry is when lease expires unless renewed; zero when it says nothing.
+// expiry is when lease expires unless renewed, on the clock of the holder that wrote it; zero
+// when it says nothing.
 func expiry(lease *coordinationv1.Lease) time.Time {
 	if lease.Spec.RenewTime == nil || lease.Spec.LeaseDurationSeconds == nil {
 		return time.Time{}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -14,6 +15,7 @@ import (
 	auditv1 "k8s.io/apiserver/pkg/apis/audit/v1"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/kaudit/kaudit/api/v1alpha1"
 )
@@ -48,6 +50,25 @@ func newHACluster(name string) *haCluster {
 
 // url is node's own apiserver; its serving certificate covers the node's address.
 func (h *haCluster) url(node string) string { return "https://" + h.ip[node] + ":6443" }
+
+// clientOn is a client of node's own apiserver, not the load balancer.
+func (h *haCluster) clientOn(node string) client.Client {
+	cfg := rest.CopyConfig(h.cfg)
+	cfg.Host = h.url(node)
+	c, err := client.New(cfg, client.Options{Scheme: h.c.Scheme()})
+	Expect(err).NotTo(HaveOccurred())
+	return c
+}
+
+// agentRestartsOn is the restart count of the agent's container on node.
+func (h *haCluster) agentRestartsOn(node string) int {
+	out, err := h.kubectl("-n", kauditNamespace, "get", "pods", "-l", "app.kubernetes.io/component=agent",
+		"--field-selector", "spec.nodeName="+node, "-o", "jsonpath={.items[0].status.containerStatuses[0].restartCount}")
+	Expect(err).NotTo(HaveOccurred())
+	n, err := strconv.Atoi(strings.TrimSpace(out))
+	Expect(err).NotTo(HaveOccurred(), "restart count %q", out)
+	return n
+}
 
 // kubectlOn runs kubectl against node's own apiserver, not the load balancer.
 func (h *haCluster) kubectlOn(node string, args ...string) (string, error) {

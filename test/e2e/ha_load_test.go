@@ -389,6 +389,17 @@ func (p *readyzPoller) restarts(node string, since time.Time) int {
 	return n
 }
 
+// down says whether node's apiserver is not ready now, in a downtime that began at or after
+// since and has lasted at least lasting.
+func (p *readyzPoller) down(node string, since time.Time, lasting time.Duration) bool {
+	for _, d := range p.downtimes(since, time.Now()) {
+		if d.node == node && !d.from.Before(since) && d.to.IsZero() && time.Since(d.from) >= lasting {
+			return true
+		}
+	}
+	return false
+}
+
 // readyAfter is when node's apiserver was ready again after its first restart since since, or
 // zero.
 func (p *readyzPoller) readyAfter(node string, since time.Time) time.Time {

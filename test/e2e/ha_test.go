@@ -343,4 +343,108 @@ var _ = Describe("kaudit on three control planes", Label("ha"), Ordered, Continu
 		oneAtATime(fixed)
 		logsAt(dataNamespace, "e2e-sa", auditv1.LevelRequestResponse)
 	})
+
+	// noStrayFiles checks that node has no temporary file of the agent's under /etc/kubernetes,
+	// no journal left, and the manifests directory holds what it held before (kubelet runs any
+	// file there as a static pod).
+	noStrayFiles := func(node, manifestsBefore string) {
+		out, err := hc.execOn(node, "find", "/etc/kubernetes", "-name", ".kaudit-tmp-*", "-o", "-name", "journal.json")
+		Expect(err).NotTo(HaveOccurred())
+		Expect(strings.TrimSpace(out)).To(BeEmpty(), "%s: files left by the rollout", node)
+		Expect(hc.execOn(node, "ls", "-A", "/etc/kubernetes/manifests")).To(Equal(manifestsBefore), "%s's manifests directory", node)
+	}
+	manifestListings := func() map[string]string {
+		out := map[string]string{}
+		for _, n := range hc.nodes {
+			l, err := hc.execOn(n, "ls", "-A", "/etc/kubernetes/manifests")
+			Expect(err).NotTo(HaveOccurred())
+			out[n] = l
+		}
+		return out
+	}
+	// firstRollingOut waits until a node begins rolling rev out and returns it.
+	firstRollingOut := func(w *rolloutWatch, rev int64) string {
+		Eventually(func() []string { return w.order(hc.nodes, rev) }).WithTimeout(2*time.Minute).WithPolling(200*time.Millisecond).ShouldNot(BeEmpty(), w.timeline)
+		return w.order(hc.nodes, rev)[0]
+	}
+	// waitRestarting waits until node, rolling rev out, is in the middle of its restart: its
+	// /readyz has failed for a second since the rollout began. kubelet stops the apiserver
+	// tens of milliseconds after the agent reports RollingOut, and the status watch may see
+	// that report later: a downtime that began up to 5 s earlier counts (one that ended is an
+	// earlier restart).
+	waitRestarting := func(w *rolloutWatch, node string, rev int64) {
+		began := w.rollingOut(node, rev)
+		Expect(began).NotTo(BeZero())
+		Eventually(func() bool { return readyz.down(node, began.Add(-5*time.Second), time.Second) }).WithTimeout(2*time.Minute).WithPolling(100*time.Millisecond).Should(BeTrue(), "%s's apiserver never went down", node)
+	}
+
+	It("holds the other nodes while the agent holding the Lease is killed in the middle of its node's restart, and converges", func() {
+		before := hc.latestRevision()
+		manifests := manifestListings()
+		w := hc.watchRollout()
+		defer w.stop()
+		start := time.Now()
+		hc.applyRetrying(testModule("e2e-agent-killed", 2, "Request", dataNamespace, "resourcequotas"))
+		first := firstRollingOut(w, before+1)
+
+		By("killing the agent on " + first + " while its apiserver restarts")
+		waitRestarting(w, first, before+1)
+		restartsBefore := hc.agentRestartsOn(first)
+		Expect(hc.execOn(first, "sh", "-c", "crictl stop --timeout 0 $(crictl ps -q --name '^agent$')")).Error().NotTo(HaveOccurred())
+
+		rev := rolledOutAll(w, before+1)
+		Expect(rev).To(Equal(before + 1))
+		Expect(hc.agentRestartsOn(first)).To(BeNumerically(">", restartsBefore), "the agent on %s was not restarted", first)
+		fmt.Fprintln(GinkgoWriter, w.timeline())
+
+		By("no other node began before the killed agent's node was Applied, from its journal")
+		order := w.order(hc.nodes, rev)
+		Expect(order).To(HaveLen(3))
+		Expect(order[0]).To(Equal(first))
+		for _, n := range order[1:] {
+			Expect(w.rollingOut(n, rev)).To(BeTemporally(">", w.applied(first, rev)), "%s began before %s was Applied", n, first)
+		}
+		restartedOnce(start, hc.nodes...)
+		oneAtATime(start)
+		for _, n := range hc.nodes {
+			noStrayFiles(n, manifests[n])
+		}
+		logsAt(dataNamespace, "e2e-sa", auditv1.LevelRequestResponse)
+	})
+
+	It("converges when a control-plane node's container is restarted in the middle of its rollout", func() {
+		before := hc.latestRevision()
+		manifests := manifestListings()
+		old := map[string]string{}
+		for _, n := range hc.nodes {
+			old[n] = hc.policyOn(n)
+		}
+		w := hc.watchRollout()
+		defer w.stop()
+		start := time.Now()
+		hc.applyRetrying(testModule("e2e-node-restarted", 3, "Request", dataNamespace, "limitranges"))
+		first := firstRollingOut(w, before+1)
+		next, err := hc.revision(before + 1)
+		Expect(err).NotTo(HaveOccurred())
+
+		By("restarting the container of " + first + " while its apiserver restarts")
+		waitRestarting(w, first, before+1)
+		Expect(run(nil, "", "docker", "restart", "--time", "0", first)).Error().NotTo(HaveOccurred())
+		out, err := run(nil, "", "docker", "inspect", "-f", "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}", first)
+		Expect(err).NotTo(HaveOccurred())
+		Expect(strings.TrimSpace(out)).To(Equal(hc.ip[first]), "docker gave %s another address: its etcd member and the load balancer's backend would be gone, not kaudit's doing", first)
+
+		By("it comes back with exactly the old or the new policy")
+		Eventually(func() (string, error) { return hc.execOn(first, "cat", policyOnNode) }).WithTimeout(time.Minute).WithPolling(time.Second).
+			Should(Or(Equal(old[first]), Equal(string(next.Policy))))
+
+		rev := rolledOutAll(w, before+1)
+		Expect(rev).To(Equal(before + 1))
+		fmt.Fprintln(GinkgoWriter, w.timeline())
+		oneAtATime(start)
+		for _, n := range hc.nodes {
+			noStrayFiles(n, manifests[n])
+		}
+		logsAt(dataNamespace, "e2e-sa", auditv1.LevelRequestResponse)
+	})
 })

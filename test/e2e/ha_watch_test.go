@@ -5,11 +5,13 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/kaudit/kaudit/api/v1alpha1"
 )
@@ -23,13 +25,18 @@ type statusEvent struct {
 	message string
 }
 
-// rolloutWatch polls the singleton every 250 ms (through the load balancer) and records every
-// change of the nodes' entries and when it turned Available for each desired revision.
+// rolloutWatch polls the singleton every 250 ms on each node's own apiserver and records every
+// change of the nodes' entries and when it turned Available for each desired revision. Not
+// through the load balancer: a request that it sends to the apiserver being restarted hangs or
+// fails for seconds, and the changes written meanwhile would be seen late. One node restarts at a
+// time, so the other two answer; the object's resourceVersion (etcd's revision, shared by the
+// three apiservers) puts their answers in order.
 type rolloutWatch struct {
 	cancel context.CancelFunc
 	done   chan struct{}
 
 	mu        sync.Mutex
+	seen      int64 // resourceVersion of the newest object recorded
 	events    []statusEvent
 	last      map[string]statusEvent
 	available map[int64]time.Time
@@ -38,15 +45,24 @@ type rolloutWatch struct {
 func (h *haCluster) watchRollout() *rolloutWatch {
 	ctx, cancel := context.WithCancel(context.Background())
 	w := &rolloutWatch{cancel: cancel, done: make(chan struct{}), last: map[string]statusEvent{}, available: map[int64]time.Time{}}
-	go func() {
-		defer close(w.done)
-		for ctx.Err() == nil {
-			if ap, err := h.singleton(); err == nil {
-				w.record(ap, time.Now())
+	var wg sync.WaitGroup
+	for _, n := range h.nodes {
+		c := h.clientOn(n)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for ctx.Err() == nil {
+				reqCtx, cancelReq := context.WithTimeout(ctx, 2*time.Second)
+				ap := &v1alpha1.AuditPolicy{}
+				if err := c.Get(reqCtx, client.ObjectKey{Name: "cluster"}, ap); err == nil {
+					w.record(ap, time.Now())
+				}
+				cancelReq()
+				sleepCtx(ctx, 250*time.Millisecond)
 			}
-			sleepCtx(ctx, 250*time.Millisecond)
-		}
-	}()
+		}()
+	}
+	go func() { wg.Wait(); close(w.done) }()
 	return w
 }
 
@@ -60,6 +76,11 @@ func sleepCtx(ctx context.Context, d time.Duration) {
 func (w *rolloutWatch) record(ap *v1alpha1.AuditPolicy, now time.Time) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	rv, err := strconv.ParseInt(ap.ResourceVersion, 10, 64)
+	if err != nil || rv <= w.seen {
+		return // what another node's apiserver already answered, or older
+	}
+	w.seen = rv
 	for _, e := range ap.Status.Nodes {
 		ev := statusEvent{at: now, node: e.Name, phase: e.Phase, message: e.Message}
 		if e.AppliedRevision != nil {

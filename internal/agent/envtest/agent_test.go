@@ -65,7 +65,7 @@ var _ = Describe("The rollout Lease", func() {
 		}
 	})
 
-	It("is taken over once its dead holder let it expire, and not before", func() {
+	It("is taken over once its dead holder let it expire on the reader's clock, and not before", func() {
 		now := time.Now()
 		dead := &coordinationv1.Lease{
 			ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: agent.LeaseName},
@@ -84,7 +84,15 @@ var _ = Describe("The rollout Lease", func() {
 		Expect(ok).To(BeFalse())
 		Expect(holder).To(Equal("cp-dead"))
 
+		// Expired on the holder's clock, but this agent first read it 30 s ago: a lease lasts its
+		// duration on the reader's clock, so a holder's clock running behind cannot end it early.
 		fake.SetTime(now.Add(270*time.Second + time.Millisecond))
+		ok, holder, err = l.TryAcquire(ctx, agent.LeaseDuration(2*time.Minute))
+		Expect(err).NotTo(HaveOccurred())
+		Expect(ok).To(BeFalse())
+		Expect(holder).To(Equal("cp-dead"))
+
+		fake.SetTime(now.Add(4*time.Minute + 270*time.Second))
 		ok, _, err = l.TryAcquire(ctx, agent.LeaseDuration(2*time.Minute))
 		Expect(err).NotTo(HaveOccurred())
 		Expect(ok).To(BeTrue())
