@@ -5,10 +5,14 @@ package testenv
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
+	"net/http"
 	"os"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
@@ -143,4 +147,26 @@ func RelaxHealthTimeoutMinimum(crds []*apiextensionsv1.CustomResourceDefinition)
 		return fmt.Errorf("the AuditPolicy CRD has no rule %q on spec.rollout.healthTimeout", minHealthTimeoutRule)
 	}
 	return nil
+}
+
+// metricsClient skips the verification of the metrics endpoints' self-signed certificates: the
+// tests check authentication and authorization, not the server's identity.
+var metricsClient = &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}
+
+// GetMetrics gets url with the bearer token when not "": the status code and the body.
+func GetMetrics(ctx context.Context, url, token string) (code int, body string, err error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return 0, "", err
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := metricsClient.Do(req)
+	if err != nil {
+		return 0, "", err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b), err
 }

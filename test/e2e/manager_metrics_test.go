@@ -4,7 +4,7 @@ package e2e
 
 import (
 	"bufio"
-	"crypto/tls"
+	"context"
 	"fmt"
 	"io"
 	"net/http"
@@ -14,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/kaudit/kaudit/internal/testenv"
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
 )
@@ -61,26 +62,6 @@ func (k *cluster) serviceAccountToken(name string) string {
 	return strings.TrimSpace(out)
 }
 
-// scrapeWith gets url with the bearer token: the status code and the body.
-func scrapeWith(url, token string) (int, string, error) {
-	// The manager's certificate is self-signed; the spec is about who may read.
-	c := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}
-	req, err := http.NewRequest(http.MethodGet, url, nil)
-	if err != nil {
-		return 0, "", err
-	}
-	if token != "" {
-		req.Header.Set("Authorization", "Bearer "+token)
-	}
-	resp, err := c.Do(req)
-	if err != nil {
-		return 0, "", err
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	return resp.StatusCode, string(body), err
-}
-
 // checkManagerMetrics scrapes the installed manager's metrics through its Service: refused
 // without a token and for a ServiceAccount without kaudit-metrics-reader, served to one with
 // it, and saying that revision latest is in force on the node.
@@ -93,16 +74,16 @@ func (k *cluster) checkManagerMetrics(latest int64) {
 	DeferCleanup(func() { _, _ = k.kubectl("delete", "clusterrolebinding", "e2e-metrics-reader") })
 
 	Eventually(func(g Gomega) {
-		code, body, err := scrapeWith(url, "")
+		code, body, err := testenv.GetMetrics(context.Background(), url, "")
 		g.Expect(err).NotTo(HaveOccurred())
 		g.Expect(code).To(Equal(http.StatusUnauthorized), body)
 	}).WithTimeout(30 * time.Second).Should(Succeed())
-	code, body, err := scrapeWith(url, stranger)
+	code, body, err := testenv.GetMetrics(context.Background(), url, stranger)
 	Expect(err).NotTo(HaveOccurred())
 	Expect(code).To(Equal(http.StatusForbidden), body)
 
 	Eventually(func(g Gomega) {
-		code, body, err := scrapeWith(url, reader)
+		code, body, err := testenv.GetMetrics(context.Background(), url, reader)
 		g.Expect(err).NotTo(HaveOccurred())
 		g.Expect(code).To(Equal(http.StatusOK), body)
 		lines := strings.Split(body, "\n")

@@ -1,8 +1,6 @@
 package managermetrics
 
 import (
-	"crypto/tls"
-	"io"
 	"net/http"
 	"strings"
 	"time"
@@ -22,6 +20,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/metrics"
 
 	"github.com/kaudit/kaudit/api/v1alpha1"
+	"github.com/kaudit/kaudit/internal/testenv"
 )
 
 const timeout = 30 * time.Second
@@ -111,29 +110,9 @@ func token(serviceAccount string) string {
 // scrape gets url with the bearer token, if any, and returns the status code and the body.
 func scrape(url, bearer string) (int, string) {
 	GinkgoHelper()
-	code, body, err := get(url, bearer)
+	code, body, err := testenv.GetMetrics(ctx, url, bearer)
 	Expect(err).NotTo(HaveOccurred())
 	return code, body
-}
-
-func get(url, bearer string) (int, string, error) {
-	// The manager's certificate is self-signed: this is about who may read, not about the
-	// server's identity, which Prometheus checks against the certificate it is given.
-	c := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-	if err != nil {
-		return 0, "", err
-	}
-	if bearer != "" {
-		req.Header.Set("Authorization", "Bearer "+bearer)
-	}
-	resp, err := c.Do(req)
-	if err != nil {
-		return 0, "", err
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	return resp.StatusCode, string(body), err
 }
 
 var _ = Describe("the manager's metrics", Ordered, func() {
@@ -230,7 +209,7 @@ var _ = Describe("the manager's metrics", Ordered, func() {
 			`kaudit_modules{kind="AuditPolicyModule",state="accepted"} 1`, `kaudit_nodes{phase="Applied"} 1`))
 
 		// Plain HTTP to the HTTPS port: the connection is reset, or answered 400.
-		if code, body, err := get("http://"+metricsAddress+"/metrics", token("prometheus")); err == nil {
+		if code, body, err := testenv.GetMetrics(ctx, "http://"+metricsAddress+"/metrics", token("prometheus")); err == nil {
 			Expect(code).To(Equal(http.StatusBadRequest), body)
 			Expect(body).NotTo(ContainSubstring("kaudit_"))
 		}

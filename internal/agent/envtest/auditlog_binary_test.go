@@ -4,9 +4,7 @@ import (
 	"bufio"
 	"compress/gzip"
 	"context"
-	"crypto/tls"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"os"
@@ -30,6 +28,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/kaudit/kaudit/api/v1alpha1"
+	"github.com/kaudit/kaudit/internal/testenv"
 )
 
 // The agent binary on a node whose apiserver has written a large audit log: what following it
@@ -198,26 +197,9 @@ func metricsToken(name string, allowed bool) string {
 	return tr.Status.Token
 }
 
-// metricsClient skips the verification of the endpoint's self-signed certificate: the tests
-// check authentication and authorization, not the server's identity.
-var metricsClient = &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}
-
 // get gets https://address/metrics with token when not "".
 func get(address, token string) (code int, body string, err error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "https://"+address+"/metrics", nil)
-	if err != nil {
-		return 0, "", err
-	}
-	if token != "" {
-		req.Header.Set("Authorization", "Bearer "+token)
-	}
-	resp, err := metricsClient.Do(req)
-	if err != nil {
-		return 0, "", err
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	return resp.StatusCode, string(b), err
+	return testenv.GetMetrics(ctx, "https://"+address+"/metrics", token)
 }
 
 // scrape gets the metrics with an allowed token.
