@@ -11,6 +11,8 @@ import (
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
 
+	"github.com/kaudit/kaudit/internal/manifest"
+	"github.com/kaudit/kaudit/internal/policy"
 	"github.com/kaudit/kaudit/internal/simulate"
 )
 
@@ -29,6 +31,8 @@ func newSimulateCommand() *cobra.Command {
 		Long: `Simulate streams recorded kube-apiserver audit logs (JSON lines, plain or gzip; files, directories
 of rotated logs, or - for stdin) and decides every event with the apiserver's own policy evaluator, as the policy given with
 --policy (modules, directories, an AuditPolicy manifest, or a plain audit.k8s.io/v1 Policy) would.
+A node's policy file that kaudit rendered is read as kube-apiserver reads it, its rules named
+after the modules it was rendered from, as the agent's metrics name them.
 
 It reports events and estimated bytes per level and per rule, rules never hit, the top users, verbs
 and resources by bytes kept, the security-relevant requests (R1-R6 of docs/modules.md: privilege
@@ -61,21 +65,15 @@ apiVersion are counted and the first few shown with their line numbers.`,
 			if len(policyPaths) == 0 {
 				return fmt.Errorf("--policy is required")
 			}
-			cand, err := readPolicy(cmd, policyPaths)
+			cand, err := simulationTarget(cmd, policyPaths)
 			if err != nil {
 				return fmt.Errorf("--policy: %w", err)
 			}
-			opts := simulate.Options{
-				Policy:   simulate.Target{Name: cand.Name, Policy: cand.Merged.Policy, Sources: cand.Merged.Sources},
-				Engine:   simulate.Engine(engine),
-				Examples: examples,
-			}
+			opts := simulate.Options{Policy: *cand, Engine: simulate.Engine(engine), Examples: examples}
 			if len(againstPaths) > 0 {
-				base, err := readPolicy(cmd, againstPaths)
-				if err != nil {
+				if opts.Against, err = simulationTarget(cmd, againstPaths); err != nil {
 					return fmt.Errorf("--against: %w", err)
 				}
-				opts.Against = &simulate.Target{Name: base.Name, Policy: base.Merged.Policy, Sources: base.Merged.Sources}
 			}
 			switch opts.Engine {
 			case simulate.EngineFast, simulate.EngineNaive:
@@ -220,4 +218,27 @@ func readFailure(r *simulate.Report) error {
 func isTerminal(f any) bool {
 	file, ok := f.(*os.File)
 	return ok && term.IsTerminal(int(file.Fd()))
+}
+
+// simulationTarget is the policy that paths hold. A single policy file that kaudit rendered (a
+// node's policy.yaml) is taken as kube-apiserver reads it, its rules named after the modules its
+// comments name, so that simulate counts per module as the agent's metrics do
+// (kaudit_audit_events_total); anything else is merged as modules (readPolicy).
+func simulationTarget(cmd *cobra.Command, paths []string) (*simulate.Target, error) {
+	if len(paths) == 1 {
+		if file, err := os.ReadFile(paths[0]); err == nil && policy.IsRendered(file) {
+			set, err := manifest.Read(nil, paths[0])
+			if err == nil && len(set.Upstream) == 1 && len(set.Modules) == 0 {
+				p := set.Upstream[0].Policy
+				if sources := policy.RenderedSources(file, len(p.Rules)); sources != nil {
+					return &simulate.Target{Name: paths[0], Policy: p, Sources: sources}, nil
+				}
+			}
+		}
+	}
+	in, err := readPolicy(cmd, paths)
+	if err != nil {
+		return nil, err
+	}
+	return &simulate.Target{Name: in.Name, Policy: in.Merged.Policy, Sources: in.Merged.Sources}, nil
 }

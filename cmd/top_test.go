@@ -2,7 +2,6 @@ package cmd
 
 import (
 	"bytes"
-	"cmp"
 	"compress/gzip"
 	"context"
 	"encoding/json"
@@ -103,16 +102,14 @@ func TestTopOnceCountsWhatSimulateCounts(t *testing.T) {
 	for _, tc := range []struct {
 		name, policy string
 		logs         []string
-		// simulated is the policy given to simulate, when not the same.
-		simulated string
 	}{
 		{name: "a plain policy", policy: simPolicy, logs: []string{simSample}},
 		{name: "the baseline modules, a recorded log", policy: "../config/modules/baseline", logs: []string{shop}},
-		{name: "the policy file rendered from them", policy: renderedFile, logs: []string{shop}, simulated: "../config/modules/baseline"},
+		{name: "the policy file rendered from them", policy: renderedFile, logs: []string{shop}},
 		{name: "two logs", policy: simPolicy, logs: []string{simSample, simSample}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			wantModules, wantRules := simulated(t, cmp.Or(tc.simulated, tc.policy), tc.logs...)
+			wantModules, wantRules := simulated(t, tc.policy, tc.logs...)
 			s := topOnce(t, append([]string{"--policy", tc.policy}, tc.logs...)...)
 			modules, rules := map[string]int64{}, map[string]int64{}
 			var total int64
@@ -137,6 +134,25 @@ func TestTopOnceCountsWhatSimulateCounts(t *testing.T) {
 				t.Errorf("files %+v: want each log, read to its end", s.Files)
 			}
 		})
+	}
+}
+
+// simulate of a node's policy file names its rules after the modules its comments name, as the
+// agent's metrics do, and counts as simulate of the modules it was rendered from.
+func TestSimulateNamesTheModulesOfARenderedPolicy(t *testing.T) {
+	shop := gunzip(t, "../test/presets/testdata/auditlogs/shop.jsonl.gz")
+	rendered, errOut, code := kaudit(t, "", "render", "../config/modules/baseline")
+	if code != 0 {
+		t.Fatalf("render: exit %d, %s", code, errOut)
+	}
+	renderedFile := filepath.Join(t.TempDir(), "policy.yaml")
+	if err := os.WriteFile(renderedFile, []byte(rendered), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	modules, rules := simulated(t, renderedFile, shop)
+	wantModules, wantRules := simulated(t, "../config/modules/baseline", shop)
+	if !equalCounts(modules, wantModules) || !equalCounts(rules, wantRules) || modules["secrets-metadata-only"] == 0 {
+		t.Errorf("simulate of the rendered file: per module %v and per rule %v; of the modules %v and %v", modules, rules, wantModules, wantRules)
 	}
 }
 

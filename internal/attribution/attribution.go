@@ -203,7 +203,7 @@ func compile(h Revision) (*revision, error) {
 		return nil, fmt.Errorf("revision %d: policy: %w", h.Number, err)
 	}
 	r := &revision{number: h.Number, policy: h.Policy, eval: eval, cache: map[string]decision{}}
-	r.modules, r.rules = ruleLabels(ruleSources(h.Policy, len(p.Rules)), len(p.Rules))
+	r.modules, r.rules = ruleLabels(policy.RenderedSources(h.Policy, len(p.Rules)), len(p.Rules))
 	r.counts = make([][numStages]tally, len(p.Rules))
 	for _, rule := range p.Rules {
 		r.levels = append(r.levels, rule.Level)

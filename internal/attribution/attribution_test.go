@@ -261,7 +261,7 @@ func TestRulesAreLabelledFromTheRenderedComments(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	mods, rules := ruleLabels(ruleSources(rendered, len(p.Rules)), len(p.Rules))
+	mods, rules := ruleLabels(policy.RenderedSources(rendered, len(p.Rules)), len(p.Rules))
 	if want := []string{"secrets", "reads", "reads", "default"}; !reflect.DeepEqual(mods, want) {
 		t.Fatalf("modules %q, want %q", mods, want)
 	}
@@ -277,7 +277,7 @@ func TestRulesAreLabelledFromTheRenderedComments(t *testing.T) {
 		t.Fatal(err)
 	}
 	withTeams := teams.Render()
-	mods, rules = ruleLabels(ruleSources(withTeams, len(teams.Policy.Rules)), len(teams.Policy.Rules))
+	mods, rules = ruleLabels(policy.RenderedSources(withTeams, len(teams.Policy.Rules)), len(teams.Policy.Rules))
 	if want := []string{"team-a/deployments", "reads", "default"}; !reflect.DeepEqual(mods, want) {
 		t.Fatalf("modules %q, want %q in\n%s", mods, want, withTeams)
 	}
@@ -290,7 +290,7 @@ func TestRulesAreLabelledFromTheRenderedComments(t *testing.T) {
 		[]byte("apiVersion: audit.k8s.io/v1\nkind: Policy\nrules:\n- level: None\n  verbs: [watch]\n- level: Metadata\n"),
 	} {
 		n := strings.Count(string(edited), "\n- ")
-		mods, rules := ruleLabels(ruleSources(edited, n), n)
+		mods, rules := ruleLabels(policy.RenderedSources(edited, n), n)
 		if mods[0] != UnnamedModule || rules[n-1] != fmt.Sprint(n-1) {
 			t.Fatalf("labels of an edited policy: %q %q", mods, rules)
 		}

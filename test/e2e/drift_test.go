@@ -103,6 +103,12 @@ func (k *cluster) watchNodeEntries() *nodeEntries {
 	w.cmd.Env = append(w.cmd.Environ(), "KUBECONFIG="+k.kubeconfig())
 	w.cmd.Stdout = lockedWriter{&w.mu, &w.out}
 	Expect(w.cmd.Start()).To(Succeed())
+	// kubectl prints the current entries once its watch has begun: changes from then on are seen.
+	Eventually(func() int {
+		w.mu.Lock()
+		defer w.mu.Unlock()
+		return w.out.Len()
+	}).WithTimeout(30*time.Second).WithPolling(100*time.Millisecond).ShouldNot(BeZero(), "kubectl get --watch printed nothing")
 	return w
 }
 
