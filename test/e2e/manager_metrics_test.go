@@ -14,9 +14,10 @@ import (
 	"strings"
 	"time"
 
-	"github.com/kaudit/kaudit/internal/testenv"
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
+
+	"github.com/kaudit/kaudit/internal/testenv"
 )
 
 // forwardedPort matches kubectl port-forward's line naming the local port.
