@@ -258,7 +258,10 @@ func apply(objs []*unstructured.Unstructured) {
 // "spec.guardrails: Invalid value: null".
 func replaceSingleton(o *unstructured.Unstructured) {
 	GinkgoHelper()
-	Expect(retry.RetryOnConflict(retry.DefaultRetry, func() error {
+	// The manager creates the singleton when it starts: a create may race it, as an update may
+	// race its writes.
+	racing := func(err error) bool { return apierrors.IsConflict(err) || apierrors.IsAlreadyExists(err) }
+	Expect(retry.OnError(retry.DefaultRetry, racing, func() error {
 		cur := &unstructured.Unstructured{}
 		cur.SetGroupVersionKind(o.GroupVersionKind())
 		err := k8s.Get(ctx, client.ObjectKeyFromObject(o), cur)
