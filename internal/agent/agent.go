@@ -47,6 +47,9 @@ type Options struct {
 	// an error or while another node holds the lease (0: 10 s).
 	Resync time.Duration
 	Retry  time.Duration
+	// KubeletStatusDelay is how long kubelet may take to show a restart of kube-apiserver in
+	// its mirror pod; 0 means DefaultKubeletStatusDelay.
+	KubeletStatusDelay time.Duration
 }
 
 // Agent brings its node to the singleton's desired revision, one node of the cluster at a time.
@@ -87,7 +90,10 @@ func New(o Options) *Agent {
 		resync:    o.Resync,
 		retry:     o.Retry,
 		wake:      make(chan struct{}, 1),
-		drift:     driftState{metrics: newDriftMetrics()},
+		drift:     driftState{metrics: newDriftMetrics(), statusDelay: o.KubeletStatusDelay},
+	}
+	if a.drift.statusDelay <= 0 {
+		a.drift.statusDelay = DefaultKubeletStatusDelay
 	}
 	if a.resync <= 0 {
 		a.resync = time.Minute
@@ -225,7 +231,8 @@ func (a *Agent) Pass(ctx context.Context) time.Duration {
 // is nil, with when to pass again, while the manager has chosen no revision, when the revision
 // cannot be read or must never be written, when the node's files drifted and were restored
 // without a restart (checkDrift), and when the node already runs it (then the node adopts it:
-// see NodeFiles.Adopt).
+// see NodeFiles.Adopt), unless kube-apiserver may run a drifted policy file that has been
+// restored since (checkDrift's restart): then the rollout restarts it on the restored one.
 func (a *Agent) nextTarget(ctx context.Context, ap *v1alpha1.AuditPolicy, timeout time.Duration) (*Target, time.Duration) {
 	if ap.Status.DesiredRevision == nil {
 		return nil, a.reportThen(ctx, v1alpha1.NodePending, "waiting for the manager to choose a revision", a.resync)
@@ -241,8 +248,12 @@ func (a *Agent) nextTarget(ctx context.Context, ap *v1alpha1.AuditPolicy, timeou
 		return nil, a.retry
 	}
 	target.HealthTimeout = timeout
-	if next, handled := a.checkDrift(ctx, ap, target); handled {
+	next, handled, restart := a.checkDrift(ctx, ap, target)
+	if handled {
 		return nil, next
+	}
+	if restart {
+		return &target, 0
 	}
 	files := a.rollout.Files
 	up, err := files.UpToDate(target)

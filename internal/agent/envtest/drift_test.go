@@ -89,6 +89,29 @@ var _ = Describe("An agent whose node's files drift", func() {
 		Expect(testutil.CollectAndCompare(ta.agent.DriftMetrics(), strings.NewReader(metrics(1, 0)))).To(Succeed())
 	})
 
+	It("restarts kube-apiserver when kubelet shows, only after the restore, that it started between the edit and the restore", func() {
+		restarts := ta.state().Restarts
+		started := time.Unix(0, ta.kubelet.started.Load())
+		<-time.After(time.Until(started.Truncate(time.Second).Add(time.Second + 100*time.Millisecond)))
+		edited := strings.Replace(string(policyOf(1)), "level: RequestResponse", "level: None", 1)
+		Expect(os.WriteFile(policyFile(), []byte(edited), 0o644)).To(Succeed())
+		editedAt := time.Now()
+
+		// kube-apiserver restarts right after the edit and loads it, but kubelet shows the new
+		// start seconds late: only once the agent has restored the file.
+		Eventually(ta.policy).WithTimeout(10 * time.Second).WithPolling(10 * time.Millisecond).Should(Equal(string(policyOf(1))))
+		ta.kubelet.started.Store(editedAt.UnixNano())
+
+		Eventually(repaired).WithTimeout(20 * time.Second).WithPolling(100 * time.Millisecond).Should(Succeed())
+		Expect(ta.state().Restarts).To(Equal(restarts+1), "kube-apiserver was not restarted: %v", statuses.drifted())
+		Expect(ta.policy()).To(Equal(string(policyOf(1))))
+		drifted := statuses.drifted()
+		Expect(drifted).NotTo(BeEmpty(), "the node never reported Drifted")
+		Expect(drifted[0]).To(ContainSubstring("no restart needed unless kube-apiserver restarted before the restore"))
+		Expect(drifted).To(ContainElement(ContainSubstring("before it was restored at")))
+		Expect(testutil.CollectAndCompare(ta.agent.DriftMetrics(), strings.NewReader(metrics(1, 0)))).To(Succeed())
+	})
+
 	It("restarts kube-apiserver through the rollout when it started after the edit, so may run the edited policy", func() {
 		restarts := ta.state().Restarts
 		// The edit comes first, then kube-apiserver restarts (kubelet, a crash) and loads it.
