@@ -71,26 +71,29 @@ type Agent struct {
 
 	wake      chan struct{}
 	lastEvent string
-	drift     driftState
+	// lastRepeating is the last message of each of repeatingEvents.
+	lastRepeating map[string]string
+	drift         driftState
 }
 
 // New returns an Agent with o's defaults filled in. It sets o.Rollout.Progress to report each
 // phase of a rollout in the node's status entry as it happens.
 func New(o Options) *Agent {
 	a := &Agent{
-		nodeName:  o.NodeName,
-		namespace: o.Namespace,
-		client:    o.Client,
-		rollout:   o.Rollout,
-		lease:     o.Lease,
-		status:    o.Status,
-		recorder:  o.Recorder,
-		auditLog:  o.AuditLog,
-		clock:     o.Clock,
-		resync:    o.Resync,
-		retry:     o.Retry,
-		wake:      make(chan struct{}, 1),
-		drift:     driftState{metrics: newDriftMetrics(), statusDelay: o.KubeletStatusDelay},
+		nodeName:      o.NodeName,
+		namespace:     o.Namespace,
+		client:        o.Client,
+		rollout:       o.Rollout,
+		lease:         o.Lease,
+		status:        o.Status,
+		recorder:      o.Recorder,
+		auditLog:      o.AuditLog,
+		clock:         o.Clock,
+		resync:        o.Resync,
+		retry:         o.Retry,
+		wake:          make(chan struct{}, 1),
+		lastRepeating: map[string]string{},
+		drift:         driftState{metrics: newDriftMetrics(), statusDelay: o.KubeletStatusDelay},
 	}
 	if a.drift.statusDelay <= 0 {
 		a.drift.statusDelay = DefaultKubeletStatusDelay
@@ -220,10 +223,14 @@ func (a *Agent) Pass(ctx context.Context) time.Duration {
 		a.fail(ctx, ap, err.Error())
 		return a.retry
 	}
+	if g == nil || !g.halted {
+		a.forgetEvent(v1alpha1.ReasonRolloutHalted)
+	}
 	if g != nil {
 		a.driftWaits(g)
 		return a.waitAt(ctx, ap, *g)
 	}
+	a.driftRestarts(ctx)
 	return a.rollOut(ctx, ap, *target, timeout)
 }
 
@@ -662,13 +669,29 @@ func (a *Agent) report(ctx context.Context, phase v1alpha1.NodePhase, msg string
 	return nil
 }
 
+// repeatingEvents are the events that every pass would record again while their cause lasts,
+// and that may alternate within one pass (drift whose restart waits behind a halted rollout),
+// which the recorder's de-duplication of consecutive events cannot merge: each is recorded
+// only when its own message changes, until its cause ends (forgetEvent).
+var repeatingEvents = map[string]bool{v1alpha1.EventDriftDetected: true, v1alpha1.ReasonRolloutHalted: true}
+
 func (a *Agent) event(ap *v1alpha1.AuditPolicy, eventType, reason, msg string) {
 	if a.recorder == nil || ap == nil || ap.UID == "" || msg == a.lastEvent {
 		return
 	}
+	if repeatingEvents[reason] {
+		if a.lastRepeating[reason] == msg {
+			return
+		}
+		a.lastRepeating[reason] = msg
+	}
 	a.lastEvent = msg
 	a.recorder.Event(ap, eventType, reason, msg)
 }
+
+// forgetEvent ends the cause of one of repeatingEvents: the next one is recorded whatever its
+// message.
+func (a *Agent) forgetEvent(reason string) { delete(a.lastRepeating, reason) }
 
 func (a *Agent) release(ctx context.Context) {
 	// Release even when ctx is done: a stopping agent should not make the others wait.

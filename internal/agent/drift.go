@@ -64,6 +64,10 @@ type driftState struct {
 	statusDelay time.Duration
 	// found is the last check's report while the files differ from the applied revision.
 	found *drift.Report
+	// restart is what the node reports while the pass restarts kube-apiserver to repair drift,
+	// "" otherwise. The pass reports it, once it knows whether a gate holds the restart: two
+	// reports in one pass would flap the status, and each change of it kicks another pass.
+	restart string
 
 	mu      sync.Mutex
 	watcher *fsnotify.Watcher
@@ -175,6 +179,7 @@ func (a *Agent) checkDrift(ctx context.Context, ap *v1alpha1.AuditPolicy, target
 		}
 		return 0, false, false
 	}
+	a.drift.restart = ""
 	restore, restoreErr := a.loadDriftRestore(st)
 	rep, err := drift.Check(drift.Node{FS: files.FS, Root: files.Paths.Root, Manifest: files.Paths.Manifest},
 		drift.Applied{Revision: target.Revision, Hash: target.Hash, Policy: target.Policy, Flags: target.Flags})
@@ -187,7 +192,7 @@ func (a *Agent) checkDrift(ctx context.Context, ap *v1alpha1.AuditPolicy, target
 		switch {
 		case restoreErr != nil:
 			// Safety first: a restore whose verdict is lost counts as one that needs the restart.
-			_ = a.report(ctx, v1alpha1.NodeDrifted, fmt.Sprintf("revision %d: the policy file was restored, but the record of the restore cannot be read (%v); restarting kube-apiserver", target.Revision, restoreErr))
+			a.drift.restart = fmt.Sprintf("revision %d: the policy file was restored, but the record of the restore cannot be read (%v); restarting kube-apiserver", target.Revision, restoreErr)
 			return 0, false, true
 		case restore != nil:
 			return a.confirmRestore(ctx, ap, target, *restore)
@@ -204,7 +209,7 @@ func (a *Agent) checkDrift(ctx context.Context, ap *v1alpha1.AuditPolicy, target
 	restartNow, why := a.driftNeedsRestart(ctx, rep)
 	log.Info("the node's files differ from the applied revision", "revision", target.Revision, "findings", rep.Message(), "restart", restartNow, "why", why)
 	if restartNow {
-		_ = a.report(ctx, v1alpha1.NodeDrifted, fmt.Sprintf("%s; restoring them and restarting kube-apiserver: %s", msg, why))
+		a.drift.restart = fmt.Sprintf("%s; restoring them and restarting kube-apiserver: %s", msg, why)
 		return 0, false, false
 	}
 	if !rep.PolicyAuditsOtherwise {
@@ -273,7 +278,7 @@ func (a *Agent) confirmRestore(ctx context.Context, ap *v1alpha1.AuditPolicy, ta
 	restart, why := a.loadedDrifted(ctx, r)
 	logr.FromContextOrDiscard(ctx).Info("checked the start of kube-apiserver after restoring the policy file", "revision", target.Revision, "restart", restart, "why", why)
 	if restart {
-		_ = a.report(ctx, v1alpha1.NodeDrifted, fmt.Sprintf("revision %d: the policy file was restored, and kube-apiserver is restarted: %s", target.Revision, why))
+		a.drift.restart = fmt.Sprintf("revision %d: the policy file was restored; restarting kube-apiserver: %s", target.Revision, why)
 		return 0, false, true
 	}
 	if err := a.removeDriftRestore(); err != nil {
@@ -358,6 +363,7 @@ func (a *Agent) driftRepaired(ap *v1alpha1.AuditPolicy, target Target) {
 		}
 	}
 	a.event(ap, corev1.EventTypeNormal, v1alpha1.EventDriftRepaired, fmt.Sprintf("node %s: the files match revision %d again (%s)", a.nodeName, target.Revision, a.drift.found.Message()))
+	a.forgetEvent(v1alpha1.EventDriftDetected)
 	a.drift.found = nil
 }
 
@@ -370,15 +376,30 @@ func (a *Agent) driftForget() {
 	for _, f := range drift.Files {
 		a.drift.metrics.drifted.WithLabelValues(string(f)).Set(0)
 	}
+	a.forgetEvent(v1alpha1.EventDriftDetected)
 	a.drift.found = nil
 }
 
 // driftWaits keeps a drifted node's phase while the restart that repairs it waits at g (a gate,
 // or the Lease another node holds).
 func (a *Agent) driftWaits(g *gate) {
-	if a.drift.found != nil && g.phase == v1alpha1.NodePending {
+	if g.phase != v1alpha1.NodePending {
+		return
+	}
+	switch {
+	case a.drift.restart != "":
+		g.phase = v1alpha1.NodeDrifted
+		g.message = fmt.Sprintf("%s; the restart waits: %s", a.drift.restart, g.message)
+	case a.drift.found != nil:
 		g.phase = v1alpha1.NodeDrifted
 		g.message = fmt.Sprintf("the node's files differ from the revision it applied: %s; the restart that restores them waits: %s", a.drift.found.Message(), g.message)
+	}
+}
+
+// driftRestarts reports the drift that the restart about to begin repairs.
+func (a *Agent) driftRestarts(ctx context.Context) {
+	if a.drift.restart != "" {
+		_ = a.report(ctx, v1alpha1.NodeDrifted, a.drift.restart)
 	}
 }
 

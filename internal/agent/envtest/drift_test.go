@@ -17,6 +17,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/kaudit/kaudit/api/v1alpha1"
+	"github.com/kaudit/kaudit/internal/agent"
 	"github.com/kaudit/kaudit/internal/policy"
 	"github.com/kaudit/kaudit/internal/staticpod"
 )
@@ -145,6 +146,46 @@ var _ = Describe("An agent whose node's files drift", func() {
 		Expect(events()).To(ContainSubstring(ta.paths.Manifest + ": annotation " + staticpod.AnnotationPolicyHash + " is missing"))
 		Expect(statuses.drifted()).To(ContainElement(ContainSubstring("kubelet restarts kube-apiserver anyway")))
 		Expect(testutil.CollectAndCompare(ta.agent.DriftMetrics(), strings.NewReader(metrics(0, 1)))).To(Succeed())
+	})
+
+	It("records DriftDetected and RolloutHalted once each while the restart that repairs drift waits behind a halted rollout", func() {
+		// Another node failed: the rollout is halted, and with it the restart that repairs drift.
+		Expect((&agent.StatusWriter{Client: k8s, NodeName: "cp-2"}).Apply(ctx,
+			v1alpha1.NodeStatus{Phase: v1alpha1.NodeFailed, Message: "revision 1: kube-apiserver never got ready"})).To(Succeed())
+		b, err := os.ReadFile(manifestFile())
+		Expect(err).NotTo(HaveOccurred())
+		ann, err := staticpod.Annotation(b, staticpod.AnnotationPolicyHash)
+		Expect(err).NotTo(HaveOccurred())
+		drifted := []byte(strings.Replace(string(b), "    "+staticpod.AnnotationPolicyHash+": "+ann+"\n", "", 1))
+		Expect(os.WriteFile(manifestFile(), drifted, 0o600)).To(Succeed())
+		Eventually(func(g Gomega) {
+			e := singleton().Status.Node("cp-1")
+			g.Expect(e.Phase).To(Equal(v1alpha1.NodeDrifted), e.Message)
+			g.Expect(e.Message).To(ContainSubstring("the rollout is halted because node cp-2 failed"))
+		}).WithTimeout(20 * time.Second).WithPolling(100 * time.Millisecond).Should(Succeed())
+
+		// Each write kicks a pass through the file watch, which finds the same drift behind the
+		// same halt.
+		for range 3 {
+			<-time.After(time.Second)
+			Expect(os.WriteFile(manifestFile(), drifted, 0o600)).To(Succeed())
+		}
+		<-time.After(2 * time.Second)
+		count := func(reason string) int {
+			n := 0
+			for _, e := range ta.eventList() {
+				if strings.HasPrefix(e, "Warning "+reason+" ") {
+					n++
+				}
+			}
+			return n
+		}
+		Expect(count(v1alpha1.EventDriftDetected)).To(Equal(1), events())
+		Expect(count(v1alpha1.ReasonRolloutHalted)).To(Equal(1), events())
+		// One report a pass, which says why the restart is needed and what it waits for: two
+		// would flap the status, and each change kicks another pass.
+		e := singleton().Status.Node("cp-1")
+		Expect(e.Message).To(ContainSubstring("kubelet restarts kube-apiserver anyway; the restart waits: revision 1 waits: the rollout is halted because node cp-2 failed"))
 	})
 
 	It("does not take a rollout's own edits of the policy file and manifest for drift", func() {
