@@ -187,7 +187,9 @@ func (a *Agent) watch(ctx context.Context) {
 // Pass does the next step towards the desired revision and returns when to pass again (0: at
 // once). The steps: finish an unfinished rollout; find the next target (nextTarget), repairing
 // drift of the node's files from the revision it applied on the way (checkDrift); check that
-// the node may restart now (restartGate); roll out under the Lease (rollOut).
+// the node may restart now (restartGate), and while a newer target waits there, check the
+// files against the revision the node runs (checkAppliedDrift); roll out under the Lease
+// (rollOut).
 func (a *Agent) Pass(ctx context.Context) time.Duration {
 	ap := &v1alpha1.AuditPolicy{}
 	getErr := a.client.Get(ctx, client.ObjectKey{Name: v1alpha1.SingletonName}, ap)
@@ -225,6 +227,14 @@ func (a *Agent) Pass(ctx context.Context) time.Duration {
 	}
 	if g == nil || !g.halted {
 		a.forgetEvent(v1alpha1.ReasonRolloutHalted)
+	}
+	if g != nil && g.phase == v1alpha1.NodePending {
+		if next, handled := a.checkAppliedDrift(ctx, ap, *target); handled {
+			return min(max(next, a.retry), g.wait)
+		}
+	} else if st, err := a.rollout.Files.LoadState(); err == nil && (st.Revision != target.Revision || st.Hash != target.Hash) {
+		// The rollout of target writes every file anew, or its failure is what the node reports.
+		a.driftForget()
 	}
 	if g != nil {
 		a.driftWaits(g)

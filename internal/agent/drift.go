@@ -170,16 +170,14 @@ const DefaultKubeletStatusDelay = 20 * time.Second
 // file restored meanwhile: the pass then rolls target out although the files are up to date.
 func (a *Agent) checkDrift(ctx context.Context, ap *v1alpha1.AuditPolicy, target Target) (next time.Duration, handled, restart bool) {
 	files := a.rollout.Files
+	a.drift.restart = ""
 	st, err := files.LoadState()
-	// A node that does not run target yet gets every file written by its rollout; one whose
-	// rollout of target failed reports that failure.
+	// A node that does not run target yet gets every file written by its rollout, and is
+	// checked against the revision it runs while that rollout waits (checkAppliedDrift); one
+	// whose rollout of target failed reports that failure.
 	if err != nil || st.Revision != target.Revision || st.Hash != target.Hash || st.Failed != nil && st.Failed.Key == target.Key() {
-		if err == nil && (st.Revision != target.Revision || st.Hash != target.Hash) {
-			a.driftForget() // the rollout of target writes every file anew
-		}
 		return 0, false, false
 	}
-	a.drift.restart = ""
 	restore, restoreErr := a.loadDriftRestore(st)
 	rep, err := drift.Check(drift.Node{FS: files.FS, Root: files.Paths.Root, Manifest: files.Paths.Manifest},
 		drift.Applied{Revision: target.Revision, Hash: target.Hash, Policy: target.Policy, Flags: target.Flags})
@@ -349,6 +347,27 @@ func (a *Agent) driftNeedsRestart(ctx context.Context, rep drift.Report) (bool, 
 		return false, fmt.Sprintf("kube-apiserver started at %s, before the policy file changed at %s", started.UTC().Format(time.RFC3339), changed.UTC().Format(time.RFC3339))
 	}
 	return true, fmt.Sprintf("kube-apiserver started at %s, after the policy file changed at %s, so it may run the changed policy", started.UTC().Format(time.RFC3339), changed.UTC().Format(time.RFC3339))
+}
+
+// checkAppliedDrift checks the node's files against the revision the node runs while the
+// rollout of target, a newer one, waits at a gate: it restores a policy file that needs no
+// restart, and otherwise leaves the repair to that rollout, which writes every file. handled
+// says that it reported the node's state, so the gate's report must not follow in this pass.
+func (a *Agent) checkAppliedDrift(ctx context.Context, ap *v1alpha1.AuditPolicy, target Target) (next time.Duration, handled bool) {
+	files := a.rollout.Files
+	st, err := files.LoadState()
+	if err != nil || st.Revision == 0 || st.Revision == target.Revision && st.Hash == target.Hash {
+		return 0, false
+	}
+	applied, err := files.loadApplied(st)
+	if err != nil || applied == nil {
+		// Without a record of what the node runs there is nothing to compare with: the rollout
+		// of target writes every file.
+		a.driftForget()
+		return 0, false
+	}
+	next, handled, _ = a.checkDrift(ctx, ap, applied.target())
+	return next, handled
 }
 
 // driftRepaired records that the node's files match target again after drift.

@@ -188,6 +188,35 @@ var _ = Describe("An agent whose node's files drift", func() {
 		Expect(e.Message).To(ContainSubstring("kubelet restarts kube-apiserver anyway; the restart waits: revision 1 waits: the rollout is halted because node cp-2 failed"))
 	})
 
+	It("checks the files against the revision the node runs while a newer one waits behind a halted rollout", func() {
+		restarts := ta.state().Restarts
+		Expect((&agent.StatusWriter{Client: k8s, NodeName: "cp-2"}).Apply(ctx,
+			v1alpha1.NodeStatus{Phase: v1alpha1.NodeFailed, Message: "revision 1: kube-apiserver never got ready"})).To(Succeed())
+		publish(2)
+		Eventually(func(g Gomega) {
+			e := singleton().Status.Node("cp-1")
+			g.Expect(e.Phase).To(Equal(v1alpha1.NodePending), e.Message)
+			g.Expect(e.Message).To(ContainSubstring("revision 2 waits: the rollout is halted because node cp-2 failed"))
+		}).WithTimeout(20 * time.Second).WithPolling(100 * time.Millisecond).Should(Succeed())
+
+		started := time.Unix(0, ta.kubelet.started.Load())
+		<-time.After(time.Until(started.Truncate(time.Second).Add(time.Second + 100*time.Millisecond)))
+		edited := strings.Replace(string(policyOf(1)), "level: RequestResponse", "level: None", 1)
+		Expect(os.WriteFile(policyFile(), []byte(edited), 0o644)).To(Succeed())
+
+		Eventually(func(g Gomega) {
+			g.Expect(events()).To(ContainSubstring(v1alpha1.EventDriftRepaired))
+			e := singleton().Status.Node("cp-1")
+			g.Expect(e.Phase).To(Equal(v1alpha1.NodePending), e.Message)
+			g.Expect(e.AppliedRevision).To(HaveValue(Equal(int64(1))))
+		}).WithTimeout(20 * time.Second).WithPolling(100 * time.Millisecond).Should(Succeed())
+		Expect(ta.policy()).To(Equal(string(policyOf(1))), "the revision the node runs, not the one that waits")
+		Expect(ta.state().Restarts).To(Equal(restarts))
+		Expect(events()).To(ContainSubstring("Warning " + v1alpha1.EventDriftDetected + " node cp-1: " + managedPolicyFile + ": rules differ from revision 1's"))
+		Expect(statuses.drifted()).NotTo(BeEmpty(), "the node never reported Drifted")
+		Expect(testutil.CollectAndCompare(ta.agent.DriftMetrics(), strings.NewReader(metrics(1, 0)))).To(Succeed())
+	})
+
 	It("does not take a rollout's own edits of the policy file and manifest for drift", func() {
 		publish(2)
 		Eventually(nodePhase("cp-1", v1alpha1.NodeApplied, 2)).WithTimeout(30 * time.Second).WithPolling(100 * time.Millisecond).Should(Succeed())
