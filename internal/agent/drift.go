@@ -415,7 +415,8 @@ func (a *Agent) driftWaits(g *gate) {
 	}
 }
 
-// driftRestarts reports the drift that the restart about to begin repairs.
+// driftRestarts reports the drift that the rollout about to begin repairs, once it holds the
+// Lease (while another node holds it, driftWaits says so instead).
 func (a *Agent) driftRestarts(ctx context.Context) {
 	if a.drift.restart != "" {
 		_ = a.report(ctx, v1alpha1.NodeDrifted, a.drift.restart)

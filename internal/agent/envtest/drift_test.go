@@ -14,6 +14,7 @@ import (
 	. "github.com/onsi/gomega"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/utils/clock"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/kaudit/kaudit/api/v1alpha1"
@@ -186,6 +187,29 @@ var _ = Describe("An agent whose node's files drift", func() {
 		// would flap the status, and each change kicks another pass.
 		e := singleton().Status.Node("cp-1")
 		Expect(e.Message).To(ContainSubstring("kubelet restarts kube-apiserver anyway; the restart waits: revision 1 waits: the rollout is halted because node cp-2 failed"))
+	})
+
+	It("reports drift once while the restart that repairs it waits for the Lease another node holds", func() {
+		other := &agent.Lease{Client: k8s, Namespace: namespace, Name: agent.LeaseName, Identity: "cp-2", Clock: clock.RealClock{}}
+		ok, _, err := other.TryAcquire(ctx, time.Minute)
+		Expect(err).NotTo(HaveOccurred())
+		Expect(ok).To(BeTrue())
+		b, err := os.ReadFile(manifestFile())
+		Expect(err).NotTo(HaveOccurred())
+		ann, err := staticpod.Annotation(b, staticpod.AnnotationPolicyHash)
+		Expect(err).NotTo(HaveOccurred())
+		Expect(os.WriteFile(manifestFile(), []byte(strings.Replace(string(b), "    "+staticpod.AnnotationPolicyHash+": "+ann+"\n", "", 1)), 0o600)).To(Succeed())
+		Eventually(func(g Gomega) {
+			e := singleton().Status.Node("cp-1")
+			g.Expect(e.Phase).To(Equal(v1alpha1.NodeDrifted), e.Message)
+			g.Expect(e.Message).To(ContainSubstring("kubelet restarts kube-apiserver anyway; the restart waits: revision 1 waits for node cp-2"))
+		}).WithTimeout(20 * time.Second).WithPolling(100 * time.Millisecond).Should(Succeed())
+
+		// The agent passes again every Retry (100 ms) while the Lease is held: one status write
+		// a pass would flap the entry between two messages, and each change kicks a pass.
+		n := len(statuses.drifted())
+		<-time.After(3 * time.Second)
+		Expect(len(statuses.drifted())-n).To(BeNumerically("<=", 1), "status writes: %v", statuses.drifted()[n:])
 	})
 
 	It("checks the files against the revision the node runs while a newer one waits behind a halted rollout", func() {
