@@ -1,6 +1,7 @@
 package cmd
 
 import (
+	"bytes"
 	"fmt"
 	"io"
 	"os"
@@ -227,7 +228,8 @@ func isTerminal(f any) bool {
 func simulationTarget(cmd *cobra.Command, paths []string) (*simulate.Target, error) {
 	if len(paths) == 1 {
 		if file, err := os.ReadFile(paths[0]); err == nil && policy.IsRendered(file) {
-			set, err := manifest.Read(nil, paths[0])
+			// The bytes already read, not the file again: one read, and one content for both.
+			set, err := manifest.Read(bytes.NewReader(file), manifest.Stdin)
 			if err == nil && len(set.Upstream) == 1 && len(set.Modules) == 0 {
 				p := set.Upstream[0].Policy
 				if sources := policy.RenderedSources(file, len(p.Rules)); sources != nil {

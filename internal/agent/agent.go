@@ -47,6 +47,9 @@ type Options struct {
 	// an error or while another node holds the lease (0: 10 s).
 	Resync time.Duration
 	Retry  time.Duration
+	// KubeletStatusDelay is how long kubelet may take to show a restart of kube-apiserver in
+	// its mirror pod; 0 means DefaultKubeletStatusDelay.
+	KubeletStatusDelay time.Duration
 }
 
 // Agent brings its node to the singleton's desired revision, one node of the cluster at a time.
@@ -68,26 +71,32 @@ type Agent struct {
 
 	wake      chan struct{}
 	lastEvent string
-	drift     driftState
+	// lastRepeating is the last message of each of repeatingEvents.
+	lastRepeating map[string]string
+	drift         driftState
 }
 
 // New returns an Agent with o's defaults filled in. It sets o.Rollout.Progress to report each
 // phase of a rollout in the node's status entry as it happens.
 func New(o Options) *Agent {
 	a := &Agent{
-		nodeName:  o.NodeName,
-		namespace: o.Namespace,
-		client:    o.Client,
-		rollout:   o.Rollout,
-		lease:     o.Lease,
-		status:    o.Status,
-		recorder:  o.Recorder,
-		auditLog:  o.AuditLog,
-		clock:     o.Clock,
-		resync:    o.Resync,
-		retry:     o.Retry,
-		wake:      make(chan struct{}, 1),
-		drift:     driftState{metrics: newDriftMetrics()},
+		nodeName:      o.NodeName,
+		namespace:     o.Namespace,
+		client:        o.Client,
+		rollout:       o.Rollout,
+		lease:         o.Lease,
+		status:        o.Status,
+		recorder:      o.Recorder,
+		auditLog:      o.AuditLog,
+		clock:         o.Clock,
+		resync:        o.Resync,
+		retry:         o.Retry,
+		wake:          make(chan struct{}, 1),
+		lastRepeating: map[string]string{},
+		drift:         driftState{metrics: newDriftMetrics(), statusDelay: o.KubeletStatusDelay},
+	}
+	if a.drift.statusDelay <= 0 {
+		a.drift.statusDelay = DefaultKubeletStatusDelay
 	}
 	if a.resync <= 0 {
 		a.resync = time.Minute
@@ -178,7 +187,9 @@ func (a *Agent) watch(ctx context.Context) {
 // Pass does the next step towards the desired revision and returns when to pass again (0: at
 // once). The steps: finish an unfinished rollout; find the next target (nextTarget), repairing
 // drift of the node's files from the revision it applied on the way (checkDrift); check that
-// the node may restart now (restartGate); roll out under the Lease (rollOut).
+// the node may restart now (restartGate), and while a newer target waits there, check the
+// files against the revision the node runs (checkAppliedDrift); roll out under the Lease
+// (rollOut).
 func (a *Agent) Pass(ctx context.Context) time.Duration {
 	ap := &v1alpha1.AuditPolicy{}
 	getErr := a.client.Get(ctx, client.ObjectKey{Name: v1alpha1.SingletonName}, ap)
@@ -214,6 +225,17 @@ func (a *Agent) Pass(ctx context.Context) time.Duration {
 		a.fail(ctx, ap, err.Error())
 		return a.retry
 	}
+	if g == nil || !g.halted {
+		a.forgetEvent(v1alpha1.ReasonRolloutHalted)
+	}
+	if g != nil && g.phase == v1alpha1.NodePending {
+		if next, handled := a.checkAppliedDrift(ctx, ap, *target); handled {
+			return min(max(next, a.retry), g.wait)
+		}
+	} else if st, err := a.rollout.Files.LoadState(); err == nil && (st.Revision != target.Revision || st.Hash != target.Hash) {
+		// The rollout of target writes every file anew, or its failure is what the node reports.
+		a.driftForget()
+	}
 	if g != nil {
 		a.driftWaits(g)
 		return a.waitAt(ctx, ap, *g)
@@ -225,7 +247,8 @@ func (a *Agent) Pass(ctx context.Context) time.Duration {
 // is nil, with when to pass again, while the manager has chosen no revision, when the revision
 // cannot be read or must never be written, when the node's files drifted and were restored
 // without a restart (checkDrift), and when the node already runs it (then the node adopts it:
-// see NodeFiles.Adopt).
+// see NodeFiles.Adopt), unless kube-apiserver may run a drifted policy file that has been
+// restored since (checkDrift's restart): then the rollout restarts it on the restored one.
 func (a *Agent) nextTarget(ctx context.Context, ap *v1alpha1.AuditPolicy, timeout time.Duration) (*Target, time.Duration) {
 	if ap.Status.DesiredRevision == nil {
 		return nil, a.reportThen(ctx, v1alpha1.NodePending, "waiting for the manager to choose a revision", a.resync)
@@ -241,8 +264,12 @@ func (a *Agent) nextTarget(ctx context.Context, ap *v1alpha1.AuditPolicy, timeou
 		return nil, a.retry
 	}
 	target.HealthTimeout = timeout
-	if next, handled := a.checkDrift(ctx, ap, target); handled {
+	next, handled, restart := a.checkDrift(ctx, ap, target)
+	if handled {
 		return nil, next
+	}
+	if restart {
+		return &target, 0
 	}
 	files := a.rollout.Files
 	up, err := files.UpToDate(target)
@@ -381,6 +408,7 @@ func (a *Agent) applyHoldingLease(ctx context.Context, ap *v1alpha1.AuditPolicy,
 		return 0, false
 	}
 	stopRenew := a.renew(ctx, duration)
+	a.driftRestarts(ctx)
 	a.event(ap, corev1.EventTypeNormal, v1alpha1.EventRolloutStarted, fmt.Sprintf("node %s: rolling out revision %d", a.nodeName, target.Revision))
 	// Until the new apiserver's start is known (Run's sync), its events would be credited to the
 	// old revision.
@@ -651,13 +679,29 @@ func (a *Agent) report(ctx context.Context, phase v1alpha1.NodePhase, msg string
 	return nil
 }
 
+// repeatingEvents are the events that every pass would record again while their cause lasts,
+// and that may alternate within one pass (drift whose restart waits behind a halted rollout),
+// which the recorder's de-duplication of consecutive events cannot merge: each is recorded
+// only when its own message changes, until its cause ends (forgetEvent).
+var repeatingEvents = map[string]bool{v1alpha1.EventDriftDetected: true, v1alpha1.ReasonRolloutHalted: true}
+
 func (a *Agent) event(ap *v1alpha1.AuditPolicy, eventType, reason, msg string) {
 	if a.recorder == nil || ap == nil || ap.UID == "" || msg == a.lastEvent {
 		return
 	}
+	if repeatingEvents[reason] {
+		if a.lastRepeating[reason] == msg {
+			return
+		}
+		a.lastRepeating[reason] = msg
+	}
 	a.lastEvent = msg
 	a.recorder.Event(ap, eventType, reason, msg)
 }
+
+// forgetEvent ends the cause of one of repeatingEvents: the next one is recorded whatever its
+// message.
+func (a *Agent) forgetEvent(reason string) { delete(a.lastRepeating, reason) }
 
 func (a *Agent) release(ctx context.Context) {
 	// Release even when ctx is done: a stopping agent should not make the others wait.

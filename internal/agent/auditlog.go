@@ -17,6 +17,7 @@ import (
 
 	"github.com/kaudit/kaudit/internal/attribution"
 	"github.com/kaudit/kaudit/internal/auditwatch"
+	"github.com/kaudit/kaudit/internal/policy"
 	"github.com/kaudit/kaudit/internal/relevance"
 	"github.com/kaudit/kaudit/internal/staticpod"
 )
@@ -284,14 +285,14 @@ func (l *AuditLog) record(ctx context.Context, log logr.Logger) bool {
 		started = st.LastRestartTime
 	}
 	l.waitingSince = time.Time{}
-	policyFile, err := l.policy()
+	inForcePolicy, err := l.policy(st)
 	if err != nil {
 		log.Info("cannot read the policy in force; its events are counted with the revision before it", "revision", st.Revision, "err", err)
 		return true
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	l.history = appendInForce(l.history, inForce{Revision: st.Revision, Annotation: st.Annotation, Started: started.UTC(), Policy: string(policyFile)})
+	l.history = appendInForce(l.history, inForce{Revision: st.Revision, Annotation: st.Annotation, Started: started.UTC(), Policy: string(inForcePolicy)})
 	if err := l.files.writeJSON(revisionsFile, l.history); err != nil {
 		log.Info("cannot save the history of revisions in force; the next agent counts from the revision it finds", "err", err)
 	}
@@ -337,8 +338,16 @@ func (l *AuditLog) apiserverStarted(ctx context.Context, annotation string) (tim
 	return time.Time{}, fmt.Errorf("mirror pod %s/%s: container %s is not running", pod.Namespace, pod.Name, staticpod.APIServerContainer)
 }
 
-// policy reads the policy file the manifest's kube-apiserver loads.
-func (l *AuditLog) policy() ([]byte, error) {
+// policy is the policy of the revision the node runs (st's), as the agent applied it: the
+// node's file may have drifted from it (see docs/design.md, "Drift"). A node whose revision an
+// older agent applied has no record of it: then the file the manifest's kube-apiserver loads,
+// provided its rules are the revision's.
+func (l *AuditLog) policy(st State) ([]byte, error) {
+	if r, err := l.files.loadApplied(st); err != nil {
+		return nil, err
+	} else if r != nil {
+		return []byte(r.Policy), nil
+	}
 	manifest, err := l.files.ReadManifest()
 	if err != nil {
 		return nil, err
@@ -347,7 +356,14 @@ func (l *AuditLog) policy() ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	return l.files.FS.ReadFile(l.files.Paths.local(host))
+	b, err := l.files.FS.ReadFile(l.files.Paths.local(host))
+	if err != nil {
+		return nil, err
+	}
+	if h, err := policy.HashOf(b); err != nil || h != st.Hash {
+		return nil, fmt.Errorf("%s is not revision %d's policy (drifted), and no record of that policy was kept", host, st.Revision)
+	}
+	return b, nil
 }
 
 // revisions is the history as the watcher takes it; called with l.mu held.

@@ -323,3 +323,38 @@ func TestAuditLogCreditsEventsAfterARollbackToThePreviousRevision(t *testing.T) 
 		}
 	}
 }
+
+func TestAuditLogRecordsTheAppliedRevisionsPolicyNotADriftedFile(t *testing.T) {
+	n := newLogNode(t)
+	l := n.auditLog()
+	ctx, _ := runAuditLog(t, l)
+	applied := secretsPolicy("Metadata")
+	tg := Target{Revision: 2, Policy: []byte(applied), Flags: n.flags}
+	h, err := policy.HashOf(tg.Policy)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tg.Hash = h
+	l.pause()
+	r := &Rollout{Files: n.files(OSFS{}), Health: &fakeKubelet{tn: n.testNode}, Clock: clock.RealClock{}}
+	if res, err := r.Apply(ctx, tg, time.Second); err != nil || res.Phase != v1alpha1.NodeApplied {
+		t.Fatalf("Apply(revision 2) = %+v, %v", res, err)
+	}
+	// The file is edited by hand before the agent records the revision in force.
+	if err := os.WriteFile(n.local(DefaultPolicyFile), []byte(secretsPolicy("None")), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	n.restarted(t, time.Now().Add(-time.Minute).Truncate(time.Second))
+	if !l.sync(ctx) {
+		t.Fatal("sync did not record the revision in force")
+	}
+	var history []inForce
+	if b, err := os.ReadFile(n.local(filepath.Join(DefaultStateDir, revisionsFile))); err != nil {
+		t.Fatal(err)
+	} else if err := json.Unmarshal(b, &history); err != nil {
+		t.Fatal(err)
+	}
+	if len(history) != 1 || history[0].Revision != 2 || history[0].Policy != applied {
+		t.Errorf("history = %+v, want revision 2 with the policy the agent applied, not the drifted file", history)
+	}
+}

@@ -2,8 +2,10 @@ package agent
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
 	"path"
 	"sync"
 	"time"
@@ -58,8 +60,14 @@ func (a *Agent) DriftMetrics() *DriftMetrics { return a.drift.metrics }
 // driftState is what the agent remembers about the drift of its node's files between passes.
 type driftState struct {
 	metrics *DriftMetrics
+	// statusDelay is Options.KubeletStatusDelay.
+	statusDelay time.Duration
 	// found is the last check's report while the files differ from the applied revision.
 	found *drift.Report
+	// restart is what the node reports while the pass restarts kube-apiserver to repair drift,
+	// "" otherwise. The pass reports it, once it knows whether a gate holds the restart: two
+	// reports in one pass would flap the status, and each change of it kicks another pass.
+	restart string
 
 	mu      sync.Mutex
 	watcher *fsnotify.Watcher
@@ -132,32 +140,63 @@ func (a *Agent) watchDir(ctx context.Context, dir string) {
 	a.drift.watched[dir] = true
 }
 
+// driftRestoreFile in the state directory records a policy file restored without a restart
+// until kubelet has had the time to show any restart of kube-apiserver before the restore.
+const driftRestoreFile = "drift-restore.json"
+
+// driftRestore is a drifted policy file that the agent restored without a restart, as far as
+// the mirror pod showed then (see Agent.confirmRestore).
+type driftRestore struct {
+	// Annotation is the manifest's policy-hash annotation at the restore: once it changes, a
+	// rollout has restarted kube-apiserver on the restored file, which settles the question.
+	Annotation string `json:"annotation"`
+	// Changed is the drifted file's modification time (the earliest, when edited again before
+	// the verdict); Restored when the agent last wrote the revision's policy back.
+	Changed  time.Time `json:"changed"`
+	Restored time.Time `json:"restored"`
+}
+
+// DefaultKubeletStatusDelay is how long the agent gives kubelet to show a restart of
+// kube-apiserver in its mirror pod's status: kubelet reports a container's start 10 to 15
+// seconds late.
+const DefaultKubeletStatusDelay = 20 * time.Second
+
 // checkDrift compares the node's files with target when the node has applied it, reports what
 // differs and repairs it (see docs/design.md, "Drift"). It runs in the pass, after any
 // unfinished rollout is finished, so a rollout's own edits are never taken for drift. It
 // returns handled = false to let the pass go on: a node that has not applied target yet, whose
 // files match it, or whose repair needs kube-apiserver restarted, which the rollout does as for
-// any revision (the files differ, so NodeFiles.UpToDate is false).
-func (a *Agent) checkDrift(ctx context.Context, ap *v1alpha1.AuditPolicy, target Target) (next time.Duration, handled bool) {
+// any revision. restart says that the files match but kube-apiserver may run a drifted policy
+// file restored meanwhile: the pass then rolls target out although the files are up to date.
+func (a *Agent) checkDrift(ctx context.Context, ap *v1alpha1.AuditPolicy, target Target) (next time.Duration, handled, restart bool) {
 	files := a.rollout.Files
+	a.drift.restart = ""
 	st, err := files.LoadState()
-	// A node that does not run target yet gets every file written by its rollout; one whose
-	// rollout of target failed reports that failure.
+	// A node that does not run target yet gets every file written by its rollout, and is
+	// checked against the revision it runs while that rollout waits (checkAppliedDrift); one
+	// whose rollout of target failed reports that failure.
 	if err != nil || st.Revision != target.Revision || st.Hash != target.Hash || st.Failed != nil && st.Failed.Key == target.Key() {
-		if err == nil && (st.Revision != target.Revision || st.Hash != target.Hash) {
-			a.driftForget() // the rollout of target writes every file anew
-		}
-		return 0, false
+		return 0, false, false
 	}
+	restore, restoreErr := a.loadDriftRestore(st)
 	rep, err := drift.Check(drift.Node{FS: files.FS, Root: files.Paths.Root, Manifest: files.Paths.Manifest},
 		drift.Applied{Revision: target.Revision, Hash: target.Hash, Policy: target.Policy, Flags: target.Flags})
 	if err != nil {
-		return 0, false // the pass reports a manifest it cannot work with
+		return 0, false, false // the pass reports a manifest it cannot work with
 	}
 	a.watchDir(ctx, path.Dir(rep.PolicyFile))
+	log := logr.FromContextOrDiscard(ctx)
 	if len(rep.Findings) == 0 {
+		switch {
+		case restoreErr != nil:
+			// Safety first: a restore whose verdict is lost counts as one that needs the restart.
+			a.drift.restart = fmt.Sprintf("revision %d: the policy file was restored, but the record of the restore cannot be read (%v); restarting kube-apiserver", target.Revision, restoreErr)
+			return 0, false, true
+		case restore != nil:
+			return a.confirmRestore(ctx, ap, target, *restore)
+		}
 		a.driftRepaired(ap, target)
-		return 0, false
+		return 0, false, false
 	}
 	a.drift.found = &rep
 	for _, f := range drift.Files {
@@ -165,26 +204,130 @@ func (a *Agent) checkDrift(ctx context.Context, ap *v1alpha1.AuditPolicy, target
 	}
 	msg := fmt.Sprintf("revision %d: the node's files differ from it: %s", target.Revision, rep.Message())
 	a.event(ap, corev1.EventTypeWarning, v1alpha1.EventDriftDetected, fmt.Sprintf("node %s: %s", a.nodeName, rep.Message()))
-	restart, why := a.driftNeedsRestart(ctx, rep)
-	logr.FromContextOrDiscard(ctx).Info("the node's files differ from the applied revision", "revision", target.Revision, "findings", rep.Message(), "restart", restart, "why", why)
-	if restart {
-		_ = a.report(ctx, v1alpha1.NodeDrifted, fmt.Sprintf("%s; restoring them and restarting kube-apiserver: %s", msg, why))
-		return 0, false
+	restartNow, why := a.driftNeedsRestart(ctx, rep)
+	log.Info("the node's files differ from the applied revision", "revision", target.Revision, "findings", rep.Message(), "restart", restartNow, "why", why)
+	if restartNow {
+		a.drift.restart = fmt.Sprintf("%s; restoring them and restarting kube-apiserver: %s", msg, why)
+		return 0, false, false
 	}
-	_ = a.report(ctx, v1alpha1.NodeDrifted, msg+"; restoring the policy file, no restart needed: "+why)
+	if !rep.PolicyAuditsOtherwise {
+		_ = a.report(ctx, v1alpha1.NodeDrifted, msg+"; restoring the policy file, no restart needed: "+why)
+	} else {
+		// The mirror pod may not show yet a restart since the edit: restore now, so that any
+		// later start loads the revision's policy, and decide once kubelet has reported it.
+		now := a.clock.Now()
+		r := driftRestore{Annotation: st.Annotation, Changed: rep.PolicyModTime, Restored: now}
+		if restore != nil && restore.Changed.Before(r.Changed) {
+			r.Changed = restore.Changed
+		}
+		// Recorded before the write: an agent stopped in between finds the record and decides.
+		if err := files.writeJSON(driftRestoreFile, r); err != nil {
+			_ = a.report(ctx, v1alpha1.NodeDrifted, fmt.Sprintf("%s; recording the restore of %s failed: %v", msg, rep.PolicyFile, explain(err)))
+			return a.retry, true, false
+		}
+		_ = a.report(ctx, v1alpha1.NodeDrifted, fmt.Sprintf("%s; restoring the policy file, no restart needed unless kube-apiserver restarted before the restore: %s; checked again at %s, once kubelet shows any such restart",
+			msg, why, now.Add(a.drift.statusDelay).UTC().Format(time.RFC3339)))
+	}
 	if err := WriteAtomic(files.FS, files.Paths.local(rep.PolicyFile), "", target.Policy, 0o644); err != nil {
 		_ = a.report(ctx, v1alpha1.NodeDrifted, fmt.Sprintf("%s; restoring %s failed: %v", msg, rep.PolicyFile, explain(err)))
-		return a.retry, true
+		return a.retry, true, false
 	}
-	logr.FromContextOrDiscard(ctx).Info("restored the policy file", "file", rep.PolicyFile, "revision", target.Revision)
-	return 0, true // the next pass sees the files match again
+	log.Info("restored the policy file", "file", rep.PolicyFile, "revision", target.Revision)
+	if rep.PolicyAuditsOtherwise {
+		return a.drift.statusDelay, true, false
+	}
+	return 0, true, false // the next pass sees the files match again
+}
+
+// loadDriftRestore reads the record of a policy file restored without a restart on the
+// apiserver that runs now (st's annotation), nil when there is none. A record of an earlier
+// apiserver is removed: a rollout has restarted it since.
+func (a *Agent) loadDriftRestore(st State) (*driftRestore, error) {
+	files := a.rollout.Files
+	b, ok, err := readOptional(files.FS, files.inStateDir(driftRestoreFile))
+	if err != nil || !ok {
+		return nil, err
+	}
+	var r driftRestore
+	if err := json.Unmarshal(b, &r); err != nil {
+		return nil, fmt.Errorf("%s: %w", files.inStateDir(driftRestoreFile), err)
+	}
+	if r.Annotation != st.Annotation {
+		return nil, a.removeDriftRestore()
+	}
+	return &r, nil
+}
+
+func (a *Agent) removeDriftRestore() error {
+	files := a.rollout.Files
+	if err := files.FS.Remove(files.inStateDir(driftRestoreFile)); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("removing %s: %w", files.inStateDir(driftRestoreFile), err)
+	}
+	return nil
+}
+
+// confirmRestore decides, once kubelet has had the time to show it, whether kube-apiserver
+// restarted between the edit of the policy file and its restore, and so may run the edited
+// file: then it returns restart = true, and the rollout restarts kube-apiserver.
+func (a *Agent) confirmRestore(ctx context.Context, ap *v1alpha1.AuditPolicy, target Target, r driftRestore) (next time.Duration, handled, restart bool) {
+	if wait := r.Restored.Add(a.drift.statusDelay).Sub(a.clock.Now()); wait > 0 {
+		return wait, true, false
+	}
+	restart, why := a.loadedDrifted(ctx, r)
+	logr.FromContextOrDiscard(ctx).Info("checked the start of kube-apiserver after restoring the policy file", "revision", target.Revision, "restart", restart, "why", why)
+	if restart {
+		a.drift.restart = fmt.Sprintf("revision %d: the policy file was restored; restarting kube-apiserver: %s", target.Revision, why)
+		return 0, false, true
+	}
+	if err := a.removeDriftRestore(); err != nil {
+		_ = a.report(ctx, v1alpha1.NodeDrifted, fmt.Sprintf("revision %d: the policy file was restored and needs no restart (%s), but %v", target.Revision, why, explain(err)))
+		return a.retry, true, false
+	}
+	a.driftRepaired(ap, target)
+	return 0, false, false
+}
+
+// loadedDrifted says whether kube-apiserver may have loaded the policy file between its change
+// and its restore (r), from its start as the mirror pod shows it (in whole seconds, so a start
+// in the second of the edit counts as after it, and one in the second of the restore as
+// before it), and why. When the start is unknown it says so.
+func (a *Agent) loadedDrifted(ctx context.Context, r driftRestore) (bool, string) {
+	started, err := a.apiserverStarted(ctx)
+	if err != nil {
+		return true, err.Error()
+	}
+	changed := r.Changed.Truncate(time.Second)
+	format := func(t time.Time) string { return t.UTC().Format(time.RFC3339) }
+	switch {
+	case started.Before(changed):
+		return false, fmt.Sprintf("kube-apiserver started at %s, before the policy file changed at %s", format(started), format(changed))
+	case !started.Before(r.Restored):
+		return false, fmt.Sprintf("kube-apiserver started at %s, after the policy file was restored at %s", format(started), format(r.Restored))
+	}
+	return true, fmt.Sprintf("kube-apiserver started at %s, after the policy file changed at %s and before it was restored at %s, so it may run the changed policy",
+		format(started), format(changed), format(r.Restored))
+}
+
+// apiserverStarted is when the running kube-apiserver started, or an error saying that it is
+// unknown.
+func (a *Agent) apiserverStarted(ctx context.Context) (time.Time, error) {
+	s, ok := a.rollout.Health.(apiserverStart)
+	if !ok {
+		return time.Time{}, errors.New("the start of kube-apiserver is unknown")
+	}
+	started, err := s.Started(ctx)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("the start of kube-apiserver is unknown: %w", err)
+	}
+	return started, nil
 }
 
 // driftNeedsRestart says whether repairing rep needs kube-apiserver restarted, and why or why
 // not: a drifted manifest makes kubelet restart it anyway, and a policy file that audits
 // otherwise matters only if the running apiserver may have loaded it, having started at or
 // after the file's last change (pod times have one-second resolution). When the start is
-// unknown it restarts.
+// unknown it restarts. A start before the change is not the last word: kubelet shows a restart
+// seconds late, so checkDrift asks again after the restore (confirmRestore).
 func (a *Agent) driftNeedsRestart(ctx context.Context, rep drift.Report) (bool, string) {
 	if rep.Drifted(drift.Manifest) {
 		return true, "the manifest changed, so kubelet restarts kube-apiserver anyway"
@@ -195,19 +338,36 @@ func (a *Agent) driftNeedsRestart(ctx context.Context, rep drift.Report) (bool, 
 	if rep.PolicyModTime.IsZero() {
 		return true, "the policy file is missing"
 	}
-	s, ok := a.rollout.Health.(apiserverStart)
-	if !ok {
-		return true, "the start of kube-apiserver is unknown"
-	}
-	started, err := s.Started(ctx)
+	started, err := a.apiserverStarted(ctx)
 	if err != nil {
-		return true, fmt.Sprintf("the start of kube-apiserver is unknown: %v", err)
+		return true, err.Error()
 	}
 	changed := rep.PolicyModTime.Truncate(time.Second)
 	if started.Before(changed) {
 		return false, fmt.Sprintf("kube-apiserver started at %s, before the policy file changed at %s", started.UTC().Format(time.RFC3339), changed.UTC().Format(time.RFC3339))
 	}
 	return true, fmt.Sprintf("kube-apiserver started at %s, after the policy file changed at %s, so it may run the changed policy", started.UTC().Format(time.RFC3339), changed.UTC().Format(time.RFC3339))
+}
+
+// checkAppliedDrift checks the node's files against the revision the node runs while the
+// rollout of target, a newer one, waits at a gate: it restores a policy file that needs no
+// restart, and otherwise leaves the repair to that rollout, which writes every file. handled
+// says that it reported the node's state, so the gate's report must not follow in this pass.
+func (a *Agent) checkAppliedDrift(ctx context.Context, ap *v1alpha1.AuditPolicy, target Target) (next time.Duration, handled bool) {
+	files := a.rollout.Files
+	st, err := files.LoadState()
+	if err != nil || st.Revision == 0 || st.Revision == target.Revision && st.Hash == target.Hash {
+		return 0, false
+	}
+	applied, err := files.loadApplied(st)
+	if err != nil || applied == nil {
+		// Without a record of what the node runs there is nothing to compare with: the rollout
+		// of target writes every file.
+		a.driftForget()
+		return 0, false
+	}
+	next, handled, _ = a.checkDrift(ctx, ap, applied.target())
+	return next, handled
 }
 
 // driftRepaired records that the node's files match target again after drift.
@@ -222,6 +382,7 @@ func (a *Agent) driftRepaired(ap *v1alpha1.AuditPolicy, target Target) {
 		}
 	}
 	a.event(ap, corev1.EventTypeNormal, v1alpha1.EventDriftRepaired, fmt.Sprintf("node %s: the files match revision %d again (%s)", a.nodeName, target.Revision, a.drift.found.Message()))
+	a.forgetEvent(v1alpha1.EventDriftDetected)
 	a.drift.found = nil
 }
 
@@ -234,15 +395,31 @@ func (a *Agent) driftForget() {
 	for _, f := range drift.Files {
 		a.drift.metrics.drifted.WithLabelValues(string(f)).Set(0)
 	}
+	a.forgetEvent(v1alpha1.EventDriftDetected)
 	a.drift.found = nil
 }
 
 // driftWaits keeps a drifted node's phase while the restart that repairs it waits at g (a gate,
 // or the Lease another node holds).
 func (a *Agent) driftWaits(g *gate) {
-	if a.drift.found != nil && g.phase == v1alpha1.NodePending {
+	if g.phase != v1alpha1.NodePending {
+		return
+	}
+	switch {
+	case a.drift.restart != "":
+		g.phase = v1alpha1.NodeDrifted
+		g.message = fmt.Sprintf("%s; the restart waits: %s", a.drift.restart, g.message)
+	case a.drift.found != nil:
 		g.phase = v1alpha1.NodeDrifted
 		g.message = fmt.Sprintf("the node's files differ from the revision it applied: %s; the restart that restores them waits: %s", a.drift.found.Message(), g.message)
+	}
+}
+
+// driftRestarts reports the drift that the rollout about to begin repairs, once it holds the
+// Lease (while another node holds it, driftWaits says so instead).
+func (a *Agent) driftRestarts(ctx context.Context) {
+	if a.drift.restart != "" {
+		_ = a.report(ctx, v1alpha1.NodeDrifted, a.drift.restart)
 	}
 }
 

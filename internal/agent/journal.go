@@ -37,6 +37,9 @@ type Journal struct {
 	HadPolicy bool `json:"hadPolicy"`
 	// Flags are the managed apiserver flags the rollout sets, if any; a rollback undoes them.
 	Flags *staticpod.FlagSettings `json:"flags,omitempty"`
+	// Policy is the revision's policy, which Commit records as applied (see appliedRevision);
+	// "" in the journal of an older agent.
+	Policy string `json:"policy,omitempty"`
 	// PreviousManifestSHA256 is the sha256 of the manifest backed up at Begin: the manifest is
 	// changed only while it still is that one.
 	PreviousManifestSHA256 string `json:"previousManifestSHA256"`

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"k8s.io/utils/clock"
+	"k8s.io/utils/ptr"
 
 	"github.com/kaudit/kaudit/internal/policy"
 	"github.com/kaudit/kaudit/internal/staticpod"
@@ -215,8 +216,8 @@ func (f *NodeFiles) UpToDate(t Target) (bool, error) {
 	return err == nil && h == t.Hash, nil
 }
 
-// Adopt records an up-to-date node as running t's revision, and rewrites the policy file when
-// only its comments differ (a renamed module), which needs no restart.
+// Adopt records an up-to-date node as running t's revision (see appliedRevision), and rewrites
+// the policy file when only its comments differ (a renamed module), which needs no restart.
 func (f *NodeFiles) Adopt(t Target) error {
 	_, file, err := f.desiredManifest(t)
 	if err != nil {
@@ -241,6 +242,11 @@ func (f *NodeFiles) Adopt(t Target) error {
 	st, err := f.LoadState()
 	if err != nil {
 		return err
+	}
+	if r, err := f.loadApplied(State{Revision: t.Revision, Hash: t.Hash}); err != nil || r == nil || r.Policy != string(t.Policy) || !ptr.Equal(r.Flags, t.Flags) {
+		if err := f.saveApplied(t); err != nil {
+			return err
+		}
 	}
 	if st.Revision == t.Revision && st.Hash == t.Hash {
 		return nil
@@ -321,6 +327,7 @@ func (f *NodeFiles) Begin(t Target) (*Journal, error) {
 		Annotation:             ann,
 		PolicyFile:             file,
 		Flags:                  t.Flags,
+		Policy:                 string(t.Policy),
 		PreviousManifestSHA256: sha256Hex(cur),
 		PreviousRevision:       st.Revision,
 		PreviousHash:           st.Hash,
@@ -435,6 +442,12 @@ func (f *NodeFiles) Commit(j *Journal) error {
 	st.LastRolloutSeconds = int64(now.Sub(j.StartedAt).Round(time.Second) / time.Second)
 	st.Restarts++
 	st.Failed = nil
+	// Before the state: a record of another revision than the state's is ignored.
+	if j.Policy != "" {
+		if err := f.saveApplied(Target{Revision: j.Revision, Hash: j.Hash, Policy: []byte(j.Policy), Flags: j.Flags}); err != nil {
+			return err
+		}
+	}
 	if err := f.saveState(st); err != nil {
 		return err
 	}

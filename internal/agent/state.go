@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"path/filepath"
 	"time"
+
+	"github.com/kaudit/kaudit/internal/staticpod"
 )
 
 // Files in the state directory.
@@ -13,6 +15,7 @@ const (
 	stateFile          = "state.json"
 	backupPolicyFile   = "previous-policy.yaml"
 	backupManifestFile = "previous-kube-apiserver.yaml"
+	appliedFile        = "applied-revision.json"
 )
 
 // State is what the node runs, kept in the state directory across agent restarts.
@@ -39,6 +42,42 @@ type Failure struct {
 	// RolledBack says whether the node returned to its previous policy and is healthy on it.
 	RolledBack bool   `json:"rolledBack"`
 	Message    string `json:"message"`
+}
+
+// appliedRevision is the revision the node runs as the agent applied it: its policy as written
+// and the managed flags. Drift is checked against it while a newer revision waits, and the
+// history of revisions in force takes its policy rather than the node's file, which may have
+// drifted.
+type appliedRevision struct {
+	Revision int64                   `json:"revision"`
+	Hash     string                  `json:"hash"`
+	Policy   string                  `json:"policy"`
+	Flags    *staticpod.FlagSettings `json:"flags,omitempty"`
+}
+
+func (r appliedRevision) target() Target {
+	return Target{Revision: r.Revision, Hash: r.Hash, Policy: []byte(r.Policy), Flags: r.Flags}
+}
+
+// loadApplied reads the record of the revision the node runs (st's); nil when there is none
+// for it (a node whose revision an older agent applied).
+func (f *NodeFiles) loadApplied(st State) (*appliedRevision, error) {
+	b, ok, err := readOptional(f.FS, f.inStateDir(appliedFile))
+	if err != nil || !ok {
+		return nil, err
+	}
+	var r appliedRevision
+	if err := json.Unmarshal(b, &r); err != nil {
+		return nil, fmt.Errorf("%s: %w", f.inStateDir(appliedFile), err)
+	}
+	if r.Revision != st.Revision || r.Hash != st.Hash {
+		return nil, nil
+	}
+	return &r, nil
+}
+
+func (f *NodeFiles) saveApplied(t Target) error {
+	return f.writeJSON(appliedFile, appliedRevision{Revision: t.Revision, Hash: t.Hash, Policy: string(t.Policy), Flags: t.Flags})
 }
 
 // LoadState reads the node's state; a node the agent never touched has an empty state.

@@ -14,9 +14,11 @@ import (
 	. "github.com/onsi/gomega"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/utils/clock"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/kaudit/kaudit/api/v1alpha1"
+	"github.com/kaudit/kaudit/internal/agent"
 	"github.com/kaudit/kaudit/internal/policy"
 	"github.com/kaudit/kaudit/internal/staticpod"
 )
@@ -89,6 +91,29 @@ var _ = Describe("An agent whose node's files drift", func() {
 		Expect(testutil.CollectAndCompare(ta.agent.DriftMetrics(), strings.NewReader(metrics(1, 0)))).To(Succeed())
 	})
 
+	It("restarts kube-apiserver when kubelet shows, only after the restore, that it started between the edit and the restore", func() {
+		restarts := ta.state().Restarts
+		started := time.Unix(0, ta.kubelet.started.Load())
+		<-time.After(time.Until(started.Truncate(time.Second).Add(time.Second + 100*time.Millisecond)))
+		edited := strings.Replace(string(policyOf(1)), "level: RequestResponse", "level: None", 1)
+		Expect(os.WriteFile(policyFile(), []byte(edited), 0o644)).To(Succeed())
+		editedAt := time.Now()
+
+		// kube-apiserver restarts right after the edit and loads it, but kubelet shows the new
+		// start seconds late: only once the agent has restored the file.
+		Eventually(ta.policy).WithTimeout(10 * time.Second).WithPolling(10 * time.Millisecond).Should(Equal(string(policyOf(1))))
+		ta.kubelet.started.Store(editedAt.UnixNano())
+
+		Eventually(repaired).WithTimeout(20 * time.Second).WithPolling(100 * time.Millisecond).Should(Succeed())
+		Expect(ta.state().Restarts).To(Equal(restarts+1), "kube-apiserver was not restarted: %v", statuses.drifted())
+		Expect(ta.policy()).To(Equal(string(policyOf(1))))
+		drifted := statuses.drifted()
+		Expect(drifted).NotTo(BeEmpty(), "the node never reported Drifted")
+		Expect(drifted[0]).To(ContainSubstring("no restart needed unless kube-apiserver restarted before the restore"))
+		Expect(drifted).To(ContainElement(ContainSubstring("before it was restored at")))
+		Expect(testutil.CollectAndCompare(ta.agent.DriftMetrics(), strings.NewReader(metrics(1, 0)))).To(Succeed())
+	})
+
 	It("restarts kube-apiserver through the rollout when it started after the edit, so may run the edited policy", func() {
 		restarts := ta.state().Restarts
 		// The edit comes first, then kube-apiserver restarts (kubelet, a crash) and loads it.
@@ -122,6 +147,98 @@ var _ = Describe("An agent whose node's files drift", func() {
 		Expect(events()).To(ContainSubstring(ta.paths.Manifest + ": annotation " + staticpod.AnnotationPolicyHash + " is missing"))
 		Expect(statuses.drifted()).To(ContainElement(ContainSubstring("kubelet restarts kube-apiserver anyway")))
 		Expect(testutil.CollectAndCompare(ta.agent.DriftMetrics(), strings.NewReader(metrics(0, 1)))).To(Succeed())
+	})
+
+	It("records DriftDetected and RolloutHalted once each while the restart that repairs drift waits behind a halted rollout", func() {
+		// Another node failed: the rollout is halted, and with it the restart that repairs drift.
+		Expect((&agent.StatusWriter{Client: k8s, NodeName: "cp-2"}).Apply(ctx,
+			v1alpha1.NodeStatus{Phase: v1alpha1.NodeFailed, Message: "revision 1: kube-apiserver never got ready"})).To(Succeed())
+		b, err := os.ReadFile(manifestFile())
+		Expect(err).NotTo(HaveOccurred())
+		ann, err := staticpod.Annotation(b, staticpod.AnnotationPolicyHash)
+		Expect(err).NotTo(HaveOccurred())
+		drifted := []byte(strings.Replace(string(b), "    "+staticpod.AnnotationPolicyHash+": "+ann+"\n", "", 1))
+		Expect(os.WriteFile(manifestFile(), drifted, 0o600)).To(Succeed())
+		Eventually(func(g Gomega) {
+			e := singleton().Status.Node("cp-1")
+			g.Expect(e.Phase).To(Equal(v1alpha1.NodeDrifted), e.Message)
+			g.Expect(e.Message).To(ContainSubstring("the rollout is halted because node cp-2 failed"))
+		}).WithTimeout(20 * time.Second).WithPolling(100 * time.Millisecond).Should(Succeed())
+
+		// Each write kicks a pass through the file watch, which finds the same drift behind the
+		// same halt.
+		for range 3 {
+			<-time.After(time.Second)
+			Expect(os.WriteFile(manifestFile(), drifted, 0o600)).To(Succeed())
+		}
+		<-time.After(2 * time.Second)
+		count := func(reason string) int {
+			n := 0
+			for _, e := range ta.eventList() {
+				if strings.HasPrefix(e, "Warning "+reason+" ") {
+					n++
+				}
+			}
+			return n
+		}
+		Expect(count(v1alpha1.EventDriftDetected)).To(Equal(1), events())
+		Expect(count(v1alpha1.ReasonRolloutHalted)).To(Equal(1), events())
+		// One report a pass, which says why the restart is needed and what it waits for: two
+		// would flap the status, and each change kicks another pass.
+		e := singleton().Status.Node("cp-1")
+		Expect(e.Message).To(ContainSubstring("kubelet restarts kube-apiserver anyway; the restart waits: revision 1 waits: the rollout is halted because node cp-2 failed"))
+	})
+
+	It("reports drift once while the restart that repairs it waits for the Lease another node holds", func() {
+		other := &agent.Lease{Client: k8s, Namespace: namespace, Name: agent.LeaseName, Identity: "cp-2", Clock: clock.RealClock{}}
+		ok, _, err := other.TryAcquire(ctx, time.Minute)
+		Expect(err).NotTo(HaveOccurred())
+		Expect(ok).To(BeTrue())
+		b, err := os.ReadFile(manifestFile())
+		Expect(err).NotTo(HaveOccurred())
+		ann, err := staticpod.Annotation(b, staticpod.AnnotationPolicyHash)
+		Expect(err).NotTo(HaveOccurred())
+		Expect(os.WriteFile(manifestFile(), []byte(strings.Replace(string(b), "    "+staticpod.AnnotationPolicyHash+": "+ann+"\n", "", 1)), 0o600)).To(Succeed())
+		Eventually(func(g Gomega) {
+			e := singleton().Status.Node("cp-1")
+			g.Expect(e.Phase).To(Equal(v1alpha1.NodeDrifted), e.Message)
+			g.Expect(e.Message).To(ContainSubstring("kubelet restarts kube-apiserver anyway; the restart waits: revision 1 waits for node cp-2"))
+		}).WithTimeout(20 * time.Second).WithPolling(100 * time.Millisecond).Should(Succeed())
+
+		// The agent passes again every Retry (100 ms) while the Lease is held: one status write
+		// a pass would flap the entry between two messages, and each change kicks a pass.
+		n := len(statuses.drifted())
+		<-time.After(3 * time.Second)
+		Expect(len(statuses.drifted())-n).To(BeNumerically("<=", 1), "status writes: %v", statuses.drifted()[n:])
+	})
+
+	It("checks the files against the revision the node runs while a newer one waits behind a halted rollout", func() {
+		restarts := ta.state().Restarts
+		Expect((&agent.StatusWriter{Client: k8s, NodeName: "cp-2"}).Apply(ctx,
+			v1alpha1.NodeStatus{Phase: v1alpha1.NodeFailed, Message: "revision 1: kube-apiserver never got ready"})).To(Succeed())
+		publish(2)
+		Eventually(func(g Gomega) {
+			e := singleton().Status.Node("cp-1")
+			g.Expect(e.Phase).To(Equal(v1alpha1.NodePending), e.Message)
+			g.Expect(e.Message).To(ContainSubstring("revision 2 waits: the rollout is halted because node cp-2 failed"))
+		}).WithTimeout(20 * time.Second).WithPolling(100 * time.Millisecond).Should(Succeed())
+
+		started := time.Unix(0, ta.kubelet.started.Load())
+		<-time.After(time.Until(started.Truncate(time.Second).Add(time.Second + 100*time.Millisecond)))
+		edited := strings.Replace(string(policyOf(1)), "level: RequestResponse", "level: None", 1)
+		Expect(os.WriteFile(policyFile(), []byte(edited), 0o644)).To(Succeed())
+
+		Eventually(func(g Gomega) {
+			g.Expect(events()).To(ContainSubstring(v1alpha1.EventDriftRepaired))
+			e := singleton().Status.Node("cp-1")
+			g.Expect(e.Phase).To(Equal(v1alpha1.NodePending), e.Message)
+			g.Expect(e.AppliedRevision).To(HaveValue(Equal(int64(1))))
+		}).WithTimeout(20 * time.Second).WithPolling(100 * time.Millisecond).Should(Succeed())
+		Expect(ta.policy()).To(Equal(string(policyOf(1))), "the revision the node runs, not the one that waits")
+		Expect(ta.state().Restarts).To(Equal(restarts))
+		Expect(events()).To(ContainSubstring("Warning " + v1alpha1.EventDriftDetected + " node cp-1: " + managedPolicyFile + ": rules differ from revision 1's"))
+		Expect(statuses.drifted()).NotTo(BeEmpty(), "the node never reported Drifted")
+		Expect(testutil.CollectAndCompare(ta.agent.DriftMetrics(), strings.NewReader(metrics(1, 0)))).To(Succeed())
 	})
 
 	It("does not take a rollout's own edits of the policy file and manifest for drift", func() {

@@ -310,6 +310,9 @@ func startAgent(o agentOptions) *testAgent {
 		Clock:    clock.RealClock{},
 		Resync:   o.resync,
 		Retry:    o.retry,
+		// The simulated kubelet shows a restart at once; a short delay keeps the drift specs
+		// quick while the agent still waits for it.
+		KubeletStatusDelay: 2 * time.Second,
 	})
 	ta.agent = a
 	actx, stop := context.WithCancel(ctx)
