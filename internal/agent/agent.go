@@ -232,7 +232,7 @@ func (a *Agent) Pass(ctx context.Context) time.Duration {
 		if next, handled := a.checkAppliedDrift(ctx, ap, *target); handled {
 			return min(max(next, a.retry), g.wait)
 		}
-	} else if st, err := a.rollout.Files.LoadState(); err == nil && (st.Revision != target.Revision || st.Hash != target.Hash) {
+	} else if st, err := a.rollout.Files.LoadState(); err == nil && !a.rollout.Files.runs(st, *target) {
 		// The rollout of target writes every file anew, or its failure is what the node reports.
 		a.driftForget()
 	}

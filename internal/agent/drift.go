@@ -175,7 +175,7 @@ func (a *Agent) checkDrift(ctx context.Context, ap *v1alpha1.AuditPolicy, target
 	// A node that does not run target yet gets every file written by its rollout, and is
 	// checked against the revision it runs while that rollout waits (checkAppliedDrift); one
 	// whose rollout of target failed reports that failure.
-	if err != nil || st.Revision != target.Revision || st.Hash != target.Hash || st.Failed != nil && st.Failed.Key == target.Key() {
+	if err != nil || !files.runs(st, target) || st.Failed != nil && st.Failed.Key == target.Key() {
 		return 0, false, false
 	}
 	restore, restoreErr := a.loadDriftRestore(st)
@@ -356,7 +356,7 @@ func (a *Agent) driftNeedsRestart(ctx context.Context, rep drift.Report) (bool, 
 func (a *Agent) checkAppliedDrift(ctx context.Context, ap *v1alpha1.AuditPolicy, target Target) (next time.Duration, handled bool) {
 	files := a.rollout.Files
 	st, err := files.LoadState()
-	if err != nil || st.Revision == 0 || st.Revision == target.Revision && st.Hash == target.Hash {
+	if err != nil || st.Revision == 0 || files.runs(st, target) {
 		return 0, false
 	}
 	applied, err := files.loadApplied(st)

@@ -76,6 +76,19 @@ func (f *NodeFiles) loadApplied(st State) (*appliedRevision, error) {
 	return &r, nil
 }
 
+// runs says whether the node runs t, as st and the record of the applied revision say: the same
+// revision and policy and, where the record says which, the same managed flags. A change of
+// spec.auditLog or spec.shutdownDelayDuration is a new rollout of the same revision, so the
+// node's flags differing from the new ones are not drift. Without a readable record (a
+// revision an older agent applied) revision and policy decide.
+func (f *NodeFiles) runs(st State, t Target) bool {
+	if st.Revision != t.Revision || st.Hash != t.Hash {
+		return false
+	}
+	applied, err := f.loadApplied(st)
+	return err != nil || applied == nil || applied.target().Key() == t.Key()
+}
+
 func (f *NodeFiles) saveApplied(t Target) error {
 	return f.writeJSON(appliedFile, appliedRevision{Revision: t.Revision, Hash: t.Hash, Policy: string(t.Policy), Flags: t.Flags})
 }

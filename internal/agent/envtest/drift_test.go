@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/utils/clock"
+	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/kaudit/kaudit/api/v1alpha1"
@@ -239,6 +240,39 @@ var _ = Describe("An agent whose node's files drift", func() {
 		Expect(events()).To(ContainSubstring("Warning " + v1alpha1.EventDriftDetected + " node cp-1: " + managedPolicyFile + ": rules differ from revision 1's"))
 		Expect(statuses.drifted()).NotTo(BeEmpty(), "the node never reported Drifted")
 		Expect(testutil.CollectAndCompare(ta.agent.DriftMetrics(), strings.NewReader(metrics(1, 0)))).To(Succeed())
+	})
+
+	It("takes new managed flags for a new rollout of the same revision, not for drift, also while it waits behind a halted rollout", func() {
+		restarts := ta.state().Restarts
+		Expect((&agent.StatusWriter{Client: k8s, NodeName: "cp-2"}).Apply(ctx,
+			v1alpha1.NodeStatus{Phase: v1alpha1.NodeFailed, Message: "revision 1: kube-apiserver never got ready"})).To(Succeed())
+		Eventually(func() error { // the agent writes the status meanwhile: retry on conflicts
+			ap := singleton()
+			ap.Spec.AuditLog.MaxAge = ptr.To[int32](3)
+			return k8s.Update(ctx, ap)
+		}).WithTimeout(10 * time.Second).Should(Succeed())
+		Eventually(func(g Gomega) {
+			e := singleton().Status.Node("cp-1")
+			g.Expect(e.Phase).To(Equal(v1alpha1.NodePending), e.Message)
+			g.Expect(e.Message).To(ContainSubstring("revision 1 waits: the rollout is halted because node cp-2 failed"))
+		}).WithTimeout(20 * time.Second).WithPolling(100 * time.Millisecond).Should(Succeed())
+		<-time.After(2 * time.Second)
+		Expect(ta.state().Restarts).To(Equal(restarts))
+
+		// The halt ends: the node rolls the new flags out, once.
+		Expect((&agent.StatusWriter{Client: k8s, NodeName: "cp-2"}).Apply(ctx,
+			v1alpha1.NodeStatus{Phase: v1alpha1.NodeApplied, AppliedRevision: ptr.To[int64](1), Message: "revision 1 applied"})).To(Succeed())
+		Eventually(func(g Gomega) {
+			g.Expect(ta.state().Restarts).To(Equal(restarts + 1))
+			e := singleton().Status.Node("cp-1")
+			g.Expect(e.Phase).To(Equal(v1alpha1.NodeApplied), e.Message)
+		}).WithTimeout(20 * time.Second).WithPolling(100 * time.Millisecond).Should(Succeed())
+		b, err := os.ReadFile(manifestFile())
+		Expect(err).NotTo(HaveOccurred())
+		Expect(string(b)).To(ContainSubstring("--audit-log-maxage=3"))
+		Expect(statuses.drifted()).To(BeEmpty(), "a change of the managed flags was reported as drift")
+		Expect(events()).NotTo(ContainSubstring(v1alpha1.EventDriftDetected))
+		Expect(testutil.CollectAndCompare(ta.agent.DriftMetrics(), strings.NewReader(metrics(0, 0)))).To(Succeed())
 	})
 
 	It("does not take a rollout's own edits of the policy file and manifest for drift", func() {
