@@ -71,6 +71,8 @@ var _ = Describe("The kaudit agent binary following the audit log", func() {
 
 		// The manifest has no --audit-log-path until revision 1 sets the managed flags.
 		Eventually(func(g Gomega) { g.Expect(metric(g, "kaudit_audit_log_followed")).To(BeZero()) }).WithTimeout(30 * time.Second).Should(Succeed())
+		// One binary with the manager, which registers its metrics too: the agent serves its own.
+		expectOnlyAgentMetrics(scrape(Default, address, token))
 		time.Sleep(2 * time.Second)
 		idle := rssKiB(cmd.Process.Pid)
 		publish(1)
