@@ -2,6 +2,8 @@ package cmd
 
 import (
 	"bytes"
+	"os"
+	"runtime/debug"
 	"strings"
 	"testing"
 	"time"
@@ -17,6 +19,23 @@ func TestAgentNeedsANodeName(t *testing.T) {
 	err := root.Execute()
 	if err == nil || !strings.Contains(err.Error(), "NODE_NAME") {
 		t.Fatalf("err = %v, want one naming NODE_NAME", err)
+	}
+}
+
+func TestAgentCollectsGarbageSoonerUnlessGOGCIsSet(t *testing.T) {
+	defer debug.SetGCPercent(debug.SetGCPercent(100))
+	t.Setenv("GOGC", "200")
+	debug.SetGCPercent(200)
+	setAgentGCPercent()
+	if got := debug.SetGCPercent(100); got != 200 {
+		t.Errorf("with GOGC=200 the agent's GC percent is %d, want 200", got)
+	}
+	if err := os.Unsetenv("GOGC"); err != nil {
+		t.Fatal(err)
+	}
+	setAgentGCPercent()
+	if got := debug.SetGCPercent(100); got != agentGCPercent {
+		t.Errorf("without GOGC the agent's GC percent is %d, want %d", got, agentGCPercent)
 	}
 }
 

@@ -4,12 +4,10 @@ import (
 	"context"
 	"crypto/tls"
 	"fmt"
-	"slices"
 
 	"github.com/go-logr/logr"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
-	dto "github.com/prometheus/client_model/go"
 	"k8s.io/client-go/rest"
 	crmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 	"sigs.k8s.io/controller-runtime/pkg/metrics/filters"
@@ -25,33 +23,27 @@ type MetricsOptions struct {
 	CertDir string
 }
 
-// ServeMetrics serves the agent's metrics (kaudit's collectors, Go's and the process's) over HTTPS
-// until ctx is done, to callers that cfg's apiserver authenticates (TokenReview) and allows to
-// get the non-resource URL /metrics (SubjectAccessReview): the agent runs on the host network,
-// so the endpoint is on the node's addresses (see docs/metrics.md). It returns once the server
-// is set up; a failure to listen later (a port taken on the node) is logged, never fatal: the
-// agent's rollouts matter more than its metrics.
+// ServeMetrics serves the agent's metrics (kaudit's collectors, Go's and the process's, and
+// nothing else) over HTTPS until ctx is done, to callers that cfg's apiserver authenticates
+// (TokenReview) and allows to get the non-resource URL /metrics (SubjectAccessReview): the agent
+// runs on the host network, so the endpoint is on the node's addresses (see docs/metrics.md). It
+// returns once the server is set up; a failure to listen later (a port taken on the node) is
+// logged, never fatal: the agent's rollouts matter more than its metrics.
+//
+// controller-runtime's metrics server serves its global crmetrics.Registry, into which the
+// manager's metrics and controller-runtime's own register when their packages are linked in
+// (the agent and the manager are one binary). ServeMetrics replaces that registry with one of
+// the agent's own, so that the endpoint carries none of them: call it once, in the agent's
+// process.
 func ServeMetrics(ctx context.Context, o MetricsOptions, cfg *rest.Config, kaudit ...prometheus.Collector) error {
 	if o.BindAddress == "0" {
 		return nil
 	}
-	for _, c := range kaudit {
-		if err := crmetrics.Registry.Register(c); err != nil {
-			return fmt.Errorf("registering the agent's metrics: %w", err)
-		}
+	registry, err := newAgentRegistry(kaudit...)
+	if err != nil {
+		return err
 	}
-	// controller-runtime registers Go's and the process's collectors when the manager's
-	// packages, in the same binary, are linked in; otherwise the agent does.
-	for metric, c := range map[string]prometheus.Collector{
-		"go_goroutines":                 collectors.NewGoCollector(),
-		"process_resident_memory_bytes": collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-	} {
-		if !gathers(crmetrics.Registry, metric) {
-			if err := crmetrics.Registry.Register(c); err != nil {
-				return fmt.Errorf("registering the agent's metrics: %w", err)
-			}
-		}
-	}
+	crmetrics.Registry = registry
 	httpClient, err := rest.HTTPClientFor(cfg)
 	if err != nil {
 		return err
@@ -76,8 +68,13 @@ func ServeMetrics(ctx context.Context, o MetricsOptions, cfg *rest.Config, kaudi
 	return nil
 }
 
-// gathers tells whether g already gathers the metric name.
-func gathers(g prometheus.Gatherer, name string) bool {
-	families, _ := g.Gather()
-	return slices.ContainsFunc(families, func(f *dto.MetricFamily) bool { return f.GetName() == name })
+// newAgentRegistry is a registry of kaudit's collectors, Go's and the process's.
+func newAgentRegistry(kaudit ...prometheus.Collector) (*prometheus.Registry, error) {
+	registry := prometheus.NewRegistry()
+	for _, c := range append(kaudit, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{})) {
+		if err := registry.Register(c); err != nil {
+			return nil, fmt.Errorf("registering the agent's metrics: %w", err)
+		}
+	}
+	return registry, nil
 }

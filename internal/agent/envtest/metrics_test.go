@@ -3,12 +3,17 @@ package envtest_test
 import (
 	"context"
 	"net/http"
+	"regexp"
+	"slices"
 	"time"
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
 	"k8s.io/client-go/rest"
 	"k8s.io/utils/clock"
+	crmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 
 	"github.com/kaudit/kaudit/internal/agent"
 )
@@ -24,6 +29,10 @@ var _ = Describe("The agent's metrics endpoint", func() {
 			Groups:   []string{"system:serviceaccounts", "system:serviceaccounts:kaudit-system", "system:authenticated"},
 		}
 		scraper, stranger := metricsToken("scraper", true), metricsToken("stranger", false)
+
+		// This test binary links the manager's package, as the kaudit binary does: its metrics are
+		// registered with controller-runtime's.
+		Expect(gathered(crmetrics.Registry, "kaudit_revisions_total")).To(BeTrue())
 
 		address := freeAddress()
 		auditLog := agent.NewAuditLog(agent.AuditLogOptions{Files: agent.NewNodeFiles(newNodeRoot()), Clock: clock.RealClock{}})
@@ -47,5 +56,25 @@ var _ = Describe("The agent's metrics endpoint", func() {
 		Expect(body).To(ContainSubstring("kaudit_audit_log_followed 0"))
 		Expect(body).To(ContainSubstring("go_goroutines "))
 		Expect(body).To(ContainSubstring("process_resident_memory_bytes "))
+		Expect(body).NotTo(ContainSubstring("kaudit_revisions_total"))
+		expectOnlyAgentMetrics(body)
 	})
 })
+
+// expectOnlyAgentMetrics expects the families of a scrape of the agent's endpoint to be the
+// agent's own, Go's and the process's: none of the manager's or controller-runtime's, which the
+// same binary links in.
+func expectOnlyAgentMetrics(body string) {
+	families := regexp.MustCompile(`(?m)^# TYPE (\S+) `).FindAllStringSubmatch(body, -1)
+	Expect(families).NotTo(BeEmpty())
+	for _, f := range families {
+		Expect(f[1]).To(MatchRegexp(`^(kaudit_|go_|process_)`))
+	}
+}
+
+// gathered tells whether g gathers the metric name.
+func gathered(g prometheus.Gatherer, name string) bool {
+	families, err := g.Gather()
+	Expect(err).NotTo(HaveOccurred())
+	return slices.ContainsFunc(families, func(f *dto.MetricFamily) bool { return f.GetName() == name })
+}
