@@ -576,32 +576,10 @@ func measure(ctx context.Context, o options, k8s client.Client, revisions <-chan
 		}
 		stop := profile(kind + "-edits")
 		for n := 1; n <= o.edits; n++ {
-			drain(revisions)
-			cpu, err := cpuTicks(pid)
-			if err != nil {
-				return m, err
-			}
-			at := time.Now()
-			if err := apply(ctx, k8s, edit(n)); err != nil {
-				return m, err
-			}
-			ev, err := nextRevision(revisions, exited, o.timeout)
+			took, err := measureEdit(ctx, k8s, revisions, exited, pid, o.timeout, edit(n))
 			if err != nil {
 				return m, fmt.Errorf("%s edit %d: %w (log: %s)", kind, n, err, logFile.Name())
 			}
-			after, err := cpuTicks(pid)
-			if err != nil {
-				return m, err
-			}
-			took := timing{wall: ev.at.Sub(at), cpu: ticks(after - cpu)}
-			if err := settle(pid, o.timeout); err != nil {
-				return m, err
-			}
-			idle, err := cpuTicks(pid)
-			if err != nil {
-				return m, err
-			}
-			took.untilIdle = ticks(idle - cpu)
 			if kind == "cluster" {
 				m.clusterEdits = append(m.clusterEdits, took)
 			} else {
@@ -634,6 +612,38 @@ func measure(ctx context.Context, o options, k8s client.Client, revisions <-chan
 	}
 	m.rejected, m.revisionsAtEnd, err = tally(ctx, k8s)
 	return m, err
+}
+
+// measureEdit applies one edit and times it until the revision's watch event, and the
+// manager's CPU time until it is idle again.
+func measureEdit(ctx context.Context, k8s client.Client, revisions <-chan revisionEvent, exited <-chan error, pid int, timeout time.Duration, edit *unstructured.Unstructured) (timing, error) {
+	drain(revisions)
+	cpu, err := cpuTicks(pid)
+	if err != nil {
+		return timing{}, err
+	}
+	at := time.Now()
+	if err := apply(ctx, k8s, edit); err != nil {
+		return timing{}, err
+	}
+	ev, err := nextRevision(revisions, exited, timeout)
+	if err != nil {
+		return timing{}, err
+	}
+	after, err := cpuTicks(pid)
+	if err != nil {
+		return timing{}, err
+	}
+	took := timing{wall: ev.at.Sub(at), cpu: ticks(after - cpu)}
+	if err := settle(pid, timeout); err != nil {
+		return timing{}, err
+	}
+	idle, err := cpuTicks(pid)
+	if err != nil {
+		return timing{}, err
+	}
+	took.untilIdle = ticks(idle - cpu)
+	return took, nil
 }
 
 func mustApply(obj runtime.Object, kind string) *unstructured.Unstructured {
