@@ -21,8 +21,8 @@ import (
 // record differs between the latest trusted revision it saw last and the one now: a module's
 // includedInRevision depends on the revisions only through its record in the latest one
 // (includedIn), so no other module's status can change. At 5,000 modules, reconciling every
-// module after each revision, and again after each pruned one, took about 2 s of CPU per
-// revision, competing with the next change.
+// module after each revision, and again after each pruned one, was about a third of the
+// manager's CPU per change (see docs/design.md, "At scale").
 //
 // Until it knows what the module reconcilers last saw (at start, and after it failed to read
 // the revisions) it enqueues every module of its kind, and a module reconcile that fails is
