@@ -8,15 +8,12 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/events"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
-	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 	"sigs.k8s.io/controller-runtime/pkg/source"
 
 	"github.com/kaudit/kaudit/api/v1alpha1"
@@ -47,33 +44,18 @@ func (r *ModuleReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctr
 }
 
 // SetupWithManager watches modules (spec changes only), revisions, which change
-// includedInRevision of every module, and the verdicts of the PolicyReconciler.
+// includedInRevision of the modules whose record in the latest one changed, and the verdicts
+// of the PolicyReconciler.
 func (r *ModuleReconciler) SetupWithManager(mgr ctrl.Manager, reporter *moduleReporter) error {
 	r.reporter = reporter
 	return ctrl.NewControllerManagedBy(mgr).
 		Named("auditpolicymodule").
 		WithOptions(controllerOptions()).
 		For(&v1alpha1.AuditPolicyModule{}, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
-		Watches(&corev1.ConfigMap{}, enqueueEvery(r.Client, func() client.ObjectList { return &v1alpha1.AuditPolicyModuleList{} }), builder.WithPredicates(isRevision)).
+		Watches(&corev1.ConfigMap{}, newRecordChanges(r.Client, reporter.revisions, false, func() client.ObjectList { return &v1alpha1.AuditPolicyModuleList{} }),
+			builder.WithPredicates(isRevision)).
 		WatchesRawSource(source.Channel(reporter.decisions.wake[false], reporter.decisions.wakeHandler(false))).
 		Complete(r)
-}
-
-// enqueueEvery enqueues every object of newList's kind: a revision changes includedInRevision
-// of each of them.
-func enqueueEvery(c client.Client, newList func() client.ObjectList) handler.EventHandler {
-	return handler.EnqueueRequestsFromMapFunc(func(ctx context.Context, _ client.Object) []reconcile.Request {
-		list := newList()
-		if err := c.List(ctx, list, client.UnsafeDisableDeepCopy); err != nil {
-			return nil
-		}
-		var reqs []reconcile.Request
-		_ = meta.EachListItem(list, func(o runtime.Object) error {
-			reqs = append(reqs, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(o.(client.Object))})
-			return nil
-		})
-		return reqs
-	})
 }
 
 // moduleReporter writes the status of modules of either kind from the PolicyReconciler's

@@ -44,7 +44,8 @@ func (r *NamespacedModuleReconciler) SetupWithManager(mgr ctrl.Manager, reporter
 		Named("namespacedauditpolicymodule").
 		WithOptions(controllerOptions()).
 		For(&v1alpha1.NamespacedAuditPolicyModule{}, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
-		Watches(&corev1.ConfigMap{}, enqueueEvery(r.Client, func() client.ObjectList { return &v1alpha1.NamespacedAuditPolicyModuleList{} }), builder.WithPredicates(isRevision)).
+		Watches(&corev1.ConfigMap{}, newRecordChanges(r.Client, reporter.revisions, true, func() client.ObjectList { return &v1alpha1.NamespacedAuditPolicyModuleList{} }),
+			builder.WithPredicates(isRevision)).
 		WatchesRawSource(source.Channel(reporter.decisions.wake[true], reporter.decisions.wakeHandler(true))).
 		Complete(r)
 }

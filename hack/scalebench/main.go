@@ -8,7 +8,8 @@
 //   - cold: from the manager's start to the first revision, everything decided from scratch;
 //   - cluster edit, team edit: from the server-side apply of a change to one AuditPolicyModule
 //     (one NamespacedAuditPolicyModule) to the watch event of the revision ConfigMap it makes;
-//     the median and the worst of -edits changes, each after the manager went idle;
+//     the median and the worst of -edits changes, each after the manager went idle, and the
+//     manager's CPU time from the apply until it is idle again (what the revision sets off);
 //   - the manager's peak and current resident memory (VmHWM, VmRSS in /proc/<pid>/status) at
 //     the end, with more revisions made than the history keeps.
 //
@@ -183,8 +184,10 @@ type measurement struct {
 }
 
 // timing is how long something took on the clock, and the manager's CPU time meanwhile: on a
-// busy machine the clock mostly measures the wait for a core.
-type timing struct{ wall, cpu time.Duration }
+// busy machine the clock mostly measures the wait for a core. untilIdle is, for an edit, the
+// manager's CPU time from the apply until it went idle again: the revision and the status
+// writes and decisions that follow it.
+type timing struct{ wall, cpu, untilIdle time.Duration }
 
 // ticks converts clock ticks of /proc/<pid>/stat (1/100 s on Linux) to a duration.
 func ticks(n int) time.Duration { return time.Duration(n) * 10 * time.Millisecond }
@@ -573,31 +576,14 @@ func measure(ctx context.Context, o options, k8s client.Client, revisions <-chan
 		}
 		stop := profile(kind + "-edits")
 		for n := 1; n <= o.edits; n++ {
-			drain(revisions)
-			cpu, err := cpuTicks(pid)
-			if err != nil {
-				return m, err
-			}
-			at := time.Now()
-			if err := apply(ctx, k8s, edit(n)); err != nil {
-				return m, err
-			}
-			ev, err := nextRevision(revisions, exited, o.timeout)
+			took, err := measureEdit(ctx, k8s, revisions, exited, pid, o.timeout, edit(n))
 			if err != nil {
 				return m, fmt.Errorf("%s edit %d: %w (log: %s)", kind, n, err, logFile.Name())
 			}
-			after, err := cpuTicks(pid)
-			if err != nil {
-				return m, err
-			}
-			took := timing{wall: ev.at.Sub(at), cpu: ticks(after - cpu)}
 			if kind == "cluster" {
 				m.clusterEdits = append(m.clusterEdits, took)
 			} else {
 				m.teamEdits = append(m.teamEdits, took)
-			}
-			if err := settle(pid, o.timeout); err != nil {
-				return m, err
 			}
 		}
 		stop()
@@ -626,6 +612,38 @@ func measure(ctx context.Context, o options, k8s client.Client, revisions <-chan
 	}
 	m.rejected, m.revisionsAtEnd, err = tally(ctx, k8s)
 	return m, err
+}
+
+// measureEdit applies one edit and times it until the revision's watch event, and the
+// manager's CPU time until it is idle again.
+func measureEdit(ctx context.Context, k8s client.Client, revisions <-chan revisionEvent, exited <-chan error, pid int, timeout time.Duration, edit *unstructured.Unstructured) (timing, error) {
+	drain(revisions)
+	cpu, err := cpuTicks(pid)
+	if err != nil {
+		return timing{}, err
+	}
+	at := time.Now()
+	if err := apply(ctx, k8s, edit); err != nil {
+		return timing{}, err
+	}
+	ev, err := nextRevision(revisions, exited, timeout)
+	if err != nil {
+		return timing{}, err
+	}
+	after, err := cpuTicks(pid)
+	if err != nil {
+		return timing{}, err
+	}
+	took := timing{wall: ev.at.Sub(at), cpu: ticks(after - cpu)}
+	if err := settle(pid, timeout); err != nil {
+		return timing{}, err
+	}
+	idle, err := cpuTicks(pid)
+	if err != nil {
+		return timing{}, err
+	}
+	took.untilIdle = ticks(idle - cpu)
+	return took, nil
 }
 
 func mustApply(obj runtime.Object, kind string) *unstructured.Unstructured {
@@ -815,6 +833,10 @@ func report(o options, results []measurement, total time.Duration) {
 	for _, m := range results {
 		fmt.Printf("  guardrails %s: cluster edit %s, team edit %s;", m.setting, secs(median(m.clusterEdits).wall-debounce), secs(median(m.teamEdits).wall-debounce))
 	}
+	fmt.Printf("\nmanager CPU per edit until idle again (median):")
+	for _, m := range results {
+		fmt.Printf("  guardrails %s: cluster edit %s, team edit %s;", m.setting, secs(medianUntilIdle(m.clusterEdits)), secs(medianUntilIdle(m.teamEdits)))
+	}
 	if o.memoryLimit != nil {
 		peak := 0
 		for _, m := range results {
@@ -833,6 +855,12 @@ func median(ts []timing) timing {
 	s := slices.Clone(ts)
 	slices.SortFunc(s, func(a, b timing) int { return cmp.Compare(a.wall, b.wall) })
 	return s[len(s)/2]
+}
+
+func medianUntilIdle(ts []timing) time.Duration {
+	s := slices.Clone(ts)
+	slices.SortFunc(s, func(a, b timing) int { return cmp.Compare(a.untilIdle, b.untilIdle) })
+	return s[len(s)/2].untilIdle
 }
 
 func worst(ts []timing) time.Duration {

@@ -101,7 +101,7 @@ func Selector() labels.Selector {
 // a digest by moving bytes from one part to another. The manager records it in
 // status.revisions and trusts a revision ConfigMap only while its content still has the digest
 // recorded for its number (see docs/design.md, "Revisions").
-func Digest(r Revision) string { return digest(r, mustJSON(r.Modules)) }
+func Digest(r Revision) string { return digest(r, encodeRecords(r.Modules)) }
 
 // digest is Digest with the module records already encoded.
 func digest(r Revision, records []byte) string {
@@ -143,13 +143,13 @@ func Verify(cm *corev1.ConfigMap, digest string) (*Revision, error) {
 
 // ToConfigMap encodes a revision as an immutable ConfigMap in namespace.
 func ToConfigMap(namespace string, r Revision) (*corev1.ConfigMap, error) {
-	return toConfigMap(namespace, r, mustJSON(r.Modules))
+	return toConfigMap(namespace, r, encodeRecords(r.Modules))
 }
 
 // Encode is ToConfigMap and Digest of r together, which encode the module records once (at
 // 5,000 modules they are megabytes of JSON).
 func Encode(namespace string, r Revision) (*corev1.ConfigMap, string, error) {
-	records := mustJSON(r.Modules)
+	records := encodeRecords(r.Modules)
 	cm, err := toConfigMap(namespace, r, records)
 	if err != nil {
 		return nil, "", err
@@ -236,6 +236,23 @@ func Number(cm *corev1.ConfigMap) (int64, error) {
 		return 0, fmt.Errorf("ConfigMap %s/%s: label %s=%q is not a revision number", cm.Namespace, cm.Name, LabelRevision, cm.Labels[LabelRevision])
 	}
 	return n, nil
+}
+
+// encodeRecords is json.Marshal(records), written one record at a time: encoding/json keeps
+// the buffer of each Marshal for reuse, so marshalling the whole list (megabytes at 5,000
+// modules) left a second copy of it on the heap until later collections.
+func encodeRecords(records []ModuleRecord) []byte {
+	if records == nil {
+		return []byte("null")
+	}
+	b := []byte{'['}
+	for i := range records {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, mustJSON(&records[i])...)
+	}
+	return append(b, ']')
 }
 
 func mustJSON(v any) []byte {

@@ -3,6 +3,7 @@ package revision
 import (
 	"bytes"
 	"compress/gzip"
+	"encoding/json"
 	"fmt"
 	"reflect"
 	"slices"
@@ -316,5 +317,21 @@ func TestEncodeIsToConfigMapAndDigest(t *testing.T) {
 	in.Policy = bytes.Repeat([]byte("x"), MaxPolicyBytes+1)
 	if _, _, err := Encode("kaudit-system", in); err == nil {
 		t.Error("Encode accepted a policy over the cap")
+	}
+}
+
+// The records are written as json.Marshal writes the list, byte for byte: the digests recorded
+// in status.revisions of revisions written before depend on it.
+func TestRecordsAreEncodedAsJSONMarshal(t *testing.T) {
+	_, recs := modules(50)
+	recs[3].Namespace = "team-a"
+	for _, list := range [][]ModuleRecord{nil, {}, recs[:1], recs} {
+		want, err := json.Marshal(list)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := encodeRecords(list); !bytes.Equal(got, want) {
+			t.Errorf("%d records: encoded\n%s\nwant\n%s", len(list), got, want)
+		}
 	}
 }
