@@ -193,7 +193,7 @@ func (f *trustFixture) forge(n int64, specs map[string]v1alpha1.AuditPolicyModul
 	if err != nil {
 		f.t.Fatal(err)
 	}
-	cm, err := revision.ToConfigMap(testenv.Namespace, revision.Revision{Number: n, Hash: merged.Hash(), Policy: merged.Render(), Modules: recs})
+	cm, _, err := revision.Encode(testenv.Namespace, revision.Revision{Number: n, Hash: merged.Hash(), Policy: merged.Render(), Modules: recs})
 	if err != nil {
 		f.t.Fatal(err)
 	}

@@ -52,7 +52,7 @@ const (
 // The decompression caps. A ConfigMap holds at most 1 MiB, but gzip can expand that a
 // thousandfold: without a cap one crafted revision would exhaust the memory of the manager and of
 // every agent that reads it, on every restart. 5,000 modules of 3 rules render to about 4 MiB of
-// policy and 4 MiB of module records, so the caps leave eight times that. ToConfigMap refuses a
+// policy and 4 MiB of module records, so the caps leave eight times that. Encode refuses a
 // revision over them, so the manager never writes what it cannot read back.
 const (
 	MaxPolicyBytes  = 32 << 20
@@ -119,7 +119,7 @@ func digest(r Revision, records []byte) string {
 	return hex.EncodeToString(h.Sum(nil))
 }
 
-// Verify decodes cm and checks that it is exactly what ToConfigMap writes for a revision whose
+// Verify decodes cm and checks that it is exactly what Encode writes for a revision whose
 // digest is digest: named after its number, immutable, labelled with its policy hash, and
 // holding content with that digest. The error says what differs.
 func Verify(cm *corev1.ConfigMap, digest string) (*Revision, error) {
@@ -141,13 +141,9 @@ func Verify(cm *corev1.ConfigMap, digest string) (*Revision, error) {
 	return r, nil
 }
 
-// ToConfigMap encodes a revision as an immutable ConfigMap in namespace.
-func ToConfigMap(namespace string, r Revision) (*corev1.ConfigMap, error) {
-	return toConfigMap(namespace, r, encodeRecords(r.Modules))
-}
-
-// Encode is ToConfigMap and Digest of r together, which encode the module records once (at
-// 5,000 modules they are megabytes of JSON).
+// Encode encodes a revision as an immutable ConfigMap in namespace, and returns its Digest with
+// it: the module records are encoded once for both (at 5,000 modules they are megabytes of
+// JSON).
 func Encode(namespace string, r Revision) (*corev1.ConfigMap, string, error) {
 	records := encodeRecords(r.Modules)
 	cm, err := toConfigMap(namespace, r, records)

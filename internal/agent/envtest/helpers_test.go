@@ -97,7 +97,7 @@ func publishRevision(n int64, p []byte, hash string) {
 // revisionConfigMap is revision n's ConfigMap as the manager writes it, with the given policy
 // bytes and hash.
 func revisionConfigMap(n int64, p []byte, hash string) *corev1.ConfigMap {
-	cm, err := revision.ToConfigMap(namespace, revision.Revision{Number: n, Hash: hash, Policy: p})
+	cm, _, err := revision.Encode(namespace, revision.Revision{Number: n, Hash: hash, Policy: p})
 	Expect(err).NotTo(HaveOccurred())
 	cm.TypeMeta = metav1.TypeMeta{}
 	return cm
