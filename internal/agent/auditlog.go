@@ -2,7 +2,6 @@ package agent
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"path"
@@ -390,12 +389,10 @@ func (l *AuditLog) loadHistory(log logr.Logger) {
 		return
 	}
 	l.historyLoaded = true
-	b, ok, err := readOptional(l.files.FS, l.files.inStateDir(revisionsFile))
-	if err == nil && ok {
-		var h []inForce
-		if err = json.Unmarshal(b, &h); err == nil {
-			l.history = h
-		}
+	var h []inForce
+	ok, err := l.files.readJSON(revisionsFile, &h)
+	if ok {
+		l.history = h
 	}
 	if err != nil {
 		log.Info("the history of revisions in force cannot be read; starting a new one", "file", l.files.inStateDir(revisionsFile), "err", err)

@@ -2,7 +2,6 @@ package agent
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -244,13 +243,9 @@ func (a *Agent) checkDrift(ctx context.Context, ap *v1alpha1.AuditPolicy, target
 // apiserver is removed: a rollout has restarted it since.
 func (a *Agent) loadDriftRestore(st State) (*driftRestore, error) {
 	files := a.rollout.Files
-	b, ok, err := readOptional(files.FS, files.inStateDir(driftRestoreFile))
-	if err != nil || !ok {
-		return nil, err
-	}
 	var r driftRestore
-	if err := json.Unmarshal(b, &r); err != nil {
-		return nil, fmt.Errorf("%s: %w", files.inStateDir(driftRestoreFile), err)
+	if ok, err := files.readJSON(driftRestoreFile, &r); err != nil || !ok {
+		return nil, err
 	}
 	if r.Annotation != st.Annotation {
 		return nil, a.removeDriftRestore()

@@ -1,7 +1,6 @@
 package agent
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -64,13 +63,9 @@ type Journal struct {
 
 // LoadJournal reads the journal of an unfinished rollout, or nil.
 func (f *NodeFiles) LoadJournal() (*Journal, error) {
-	b, ok, err := readOptional(f.FS, f.inStateDir(journalFile))
-	if err != nil || !ok {
-		return nil, err
-	}
 	var j Journal
-	if err := json.Unmarshal(b, &j); err != nil {
-		return nil, fmt.Errorf("journal %s: %w", f.inStateDir(journalFile), err)
+	if ok, err := f.readJSON(journalFile, &j); err != nil || !ok {
+		return nil, err
 	}
 	return &j, nil
 }

@@ -62,13 +62,9 @@ func (r appliedRevision) target() Target {
 // loadApplied reads the record of the revision the node runs (st's); nil when there is none
 // for it (a node whose revision an older agent applied).
 func (f *NodeFiles) loadApplied(st State) (*appliedRevision, error) {
-	b, ok, err := readOptional(f.FS, f.inStateDir(appliedFile))
-	if err != nil || !ok {
-		return nil, err
-	}
 	var r appliedRevision
-	if err := json.Unmarshal(b, &r); err != nil {
-		return nil, fmt.Errorf("%s: %w", f.inStateDir(appliedFile), err)
+	if ok, err := f.readJSON(appliedFile, &r); err != nil || !ok {
+		return nil, err
 	}
 	if r.Revision != st.Revision || r.Hash != st.Hash {
 		return nil, nil
@@ -96,18 +92,24 @@ func (f *NodeFiles) saveApplied(t Target) error {
 // LoadState reads the node's state; a node the agent never touched has an empty state.
 func (f *NodeFiles) LoadState() (State, error) {
 	var s State
-	b, ok, err := readOptional(f.FS, f.inStateDir(stateFile))
-	if err != nil || !ok {
-		return s, err
-	}
-	if err := json.Unmarshal(b, &s); err != nil {
-		return s, fmt.Errorf("state file %s: %w", f.inStateDir(stateFile), err)
-	}
-	return s, nil
+	_, err := f.readJSON(stateFile, &s)
+	return s, err
 }
 
 func (f *NodeFiles) saveState(s State) error {
 	return f.writeJSON(stateFile, s)
+}
+
+// readJSON decodes the state directory's file name into v; false when there is no such file.
+func (f *NodeFiles) readJSON(name string, v any) (bool, error) {
+	b, ok, err := readOptional(f.FS, f.inStateDir(name))
+	if err != nil || !ok {
+		return false, err
+	}
+	if err := json.Unmarshal(b, v); err != nil {
+		return false, fmt.Errorf("%s: %w", f.inStateDir(name), err)
+	}
+	return true, nil
 }
 
 // writeJSON writes v as the state directory's file name.
