@@ -24,7 +24,7 @@ import (
 // module after each revision, and again after each pruned one, was about a third of the
 // manager's CPU per change (see docs/design.md, "At scale").
 //
-// Until it knows what the module reconcilers last saw (at start, and after it failed to read
+// Until it knows the latest revision it last saw (at start, and after it failed to read
 // the revisions) it enqueues every module of its kind, and a module reconcile that fails is
 // retried by its controller.
 type recordChanges struct {

@@ -408,7 +408,7 @@ func (a *Agent) applyHoldingLease(ctx context.Context, ap *v1alpha1.AuditPolicy,
 		return 0, false
 	}
 	stopRenew := a.renew(ctx, duration)
-	a.driftRestarts(ctx)
+	a.reportDriftRestart(ctx)
 	a.event(ap, corev1.EventTypeNormal, v1alpha1.EventRolloutStarted, fmt.Sprintf("node %s: rolling out revision %d", a.nodeName, target.Revision))
 	// Until the new apiserver's start is known (Run's sync), its events would be credited to the
 	// old revision.

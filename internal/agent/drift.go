@@ -209,18 +209,19 @@ func (a *Agent) checkDrift(ctx context.Context, ap *v1alpha1.AuditPolicy, target
 		a.drift.restart = fmt.Sprintf("%s; restoring them and restarting kube-apiserver: %s", msg, why)
 		return 0, false, false
 	}
+	var record driftRestore
 	if !rep.PolicyAuditsOtherwise {
 		_ = a.report(ctx, v1alpha1.NodeDrifted, msg+"; restoring the policy file, no restart needed: "+why)
 	} else {
 		// The mirror pod may not show yet a restart since the edit: restore now, so that any
 		// later start loads the revision's policy, and decide once kubelet has reported it.
 		now := a.clock.Now()
-		r := driftRestore{Annotation: st.Annotation, Changed: rep.PolicyModTime, Restored: now}
-		if restore != nil && restore.Changed.Before(r.Changed) {
-			r.Changed = restore.Changed
+		record = driftRestore{Annotation: st.Annotation, Changed: rep.PolicyModTime, Restored: now}
+		if restore != nil && restore.Changed.Before(record.Changed) {
+			record.Changed = restore.Changed
 		}
 		// Recorded before the write: an agent stopped in between finds the record and decides.
-		if err := files.writeJSON(driftRestoreFile, r); err != nil {
+		if err := files.writeJSON(driftRestoreFile, record); err != nil {
 			_ = a.report(ctx, v1alpha1.NodeDrifted, fmt.Sprintf("%s; recording the restore of %s failed: %v", msg, rep.PolicyFile, explain(err)))
 			return a.retry, true, false
 		}
@@ -233,6 +234,13 @@ func (a *Agent) checkDrift(ctx context.Context, ap *v1alpha1.AuditPolicy, target
 	}
 	log.Info("restored the policy file", "file", rep.PolicyFile, "revision", target.Revision)
 	if rep.PolicyAuditsOtherwise {
+		// A start between the record and the end of the write may have loaded the drifted
+		// file: the restore is when the write ended.
+		record.Restored = a.clock.Now()
+		if err := files.writeJSON(driftRestoreFile, record); err != nil {
+			_ = a.report(ctx, v1alpha1.NodeDrifted, fmt.Sprintf("%s; recording the restore of %s failed: %v", msg, rep.PolicyFile, explain(err)))
+			return a.retry, true, false
+		}
 		return a.drift.statusDelay, true, false
 	}
 	return 0, true, false // the next pass sees the files match again
@@ -248,15 +256,14 @@ func (a *Agent) loadDriftRestore(st State) (*driftRestore, error) {
 		return nil, err
 	}
 	if r.Annotation != st.Annotation {
-		return nil, a.removeDriftRestore()
+		return nil, a.rollout.Files.removeDriftRestore()
 	}
 	return &r, nil
 }
 
-func (a *Agent) removeDriftRestore() error {
-	files := a.rollout.Files
-	if err := files.FS.Remove(files.inStateDir(driftRestoreFile)); err != nil && !errors.Is(err, os.ErrNotExist) {
-		return fmt.Errorf("removing %s: %w", files.inStateDir(driftRestoreFile), err)
+func (f *NodeFiles) removeDriftRestore() error {
+	if err := f.FS.Remove(f.inStateDir(driftRestoreFile)); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("removing %s: %w", f.inStateDir(driftRestoreFile), err)
 	}
 	return nil
 }
@@ -274,7 +281,7 @@ func (a *Agent) confirmRestore(ctx context.Context, ap *v1alpha1.AuditPolicy, ta
 		a.drift.restart = fmt.Sprintf("revision %d: the policy file was restored; restarting kube-apiserver: %s", target.Revision, why)
 		return 0, false, true
 	}
-	if err := a.removeDriftRestore(); err != nil {
+	if err := a.rollout.Files.removeDriftRestore(); err != nil {
 		_ = a.report(ctx, v1alpha1.NodeDrifted, fmt.Sprintf("revision %d: the policy file was restored and needs no restart (%s), but %v", target.Revision, why, explain(err)))
 		return a.retry, true, false
 	}
@@ -347,7 +354,8 @@ func (a *Agent) driftNeedsRestart(ctx context.Context, rep drift.Report) (bool, 
 // checkAppliedDrift checks the node's files against the revision the node runs while the
 // rollout of target, a newer one, waits at a gate: it restores a policy file that needs no
 // restart, and otherwise leaves the repair to that rollout, which writes every file. handled
-// says that it reported the node's state, so the gate's report must not follow in this pass.
+// says that the pass ends here: the node's entry stays as this check left it, and the gate's
+// report must not follow.
 func (a *Agent) checkAppliedDrift(ctx context.Context, ap *v1alpha1.AuditPolicy, target Target) (next time.Duration, handled bool) {
 	files := a.rollout.Files
 	st, err := files.LoadState()
@@ -410,9 +418,9 @@ func (a *Agent) driftWaits(g *gate) {
 	}
 }
 
-// driftRestarts reports the drift that the rollout about to begin repairs, once it holds the
+// reportDriftRestart reports the drift that the rollout about to begin repairs, once it holds the
 // Lease (while another node holds it, driftWaits says so instead).
-func (a *Agent) driftRestarts(ctx context.Context) {
+func (a *Agent) reportDriftRestart(ctx context.Context) {
 	if a.drift.restart != "" {
 		_ = a.report(ctx, v1alpha1.NodeDrifted, a.drift.restart)
 	}

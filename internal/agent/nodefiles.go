@@ -442,6 +442,10 @@ func (f *NodeFiles) Commit(j *Journal) error {
 	st.LastRolloutSeconds = int64(now.Sub(j.StartedAt).Round(time.Second) / time.Second)
 	st.Restarts++
 	st.Failed = nil
+	// kube-apiserver restarted on the files this rollout wrote: no restore waits for a verdict.
+	if err := f.removeDriftRestore(); err != nil {
+		return err
+	}
 	// Before the state: a record of another revision than the state's is ignored.
 	if j.Policy != "" {
 		if err := f.saveApplied(Target{Revision: j.Revision, Hash: j.Hash, Policy: []byte(j.Policy), Flags: j.Flags}); err != nil {
@@ -585,6 +589,10 @@ func (f *NodeFiles) FinishRollback(j *Journal, message string, healthy bool) err
 	st.Restarts++
 	st.Rollbacks++
 	st.Failed = &Failure{Revision: j.Revision, Hash: j.Hash, Key: j.Key, Generation: j.Generation, RolledBack: healthy, Message: message}
+	// kube-apiserver restarted on the files the rollback wrote: no restore waits for a verdict.
+	if err := f.removeDriftRestore(); err != nil {
+		return err
+	}
 	if err := f.saveState(st); err != nil {
 		return err
 	}

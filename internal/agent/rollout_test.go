@@ -129,6 +129,31 @@ func TestFinishRollbackRecordsThePreviousRevision(t *testing.T) {
 	}
 }
 
+// A rollout, or its rollback, restarts kube-apiserver on the files it wrote: a record of a drift
+// restore waiting for a verdict is void, even one that cannot be read, which would otherwise
+// ask for a restart after every rollout.
+func TestRolloutsEndAPendingDriftRestore(t *testing.T) {
+	for name, bad := range map[string]func(string) bool{"committed": nil, "rolled back": badNew} {
+		t.Run(name, func(t *testing.T) {
+			tn := newTestNode(t, "kubeadm-v1.33.yaml", true)
+			files := tn.files(OSFS{})
+			if err := files.saveState(State{Revision: 1, Hash: "1111"}); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(files.inStateDir(driftRestoreFile), []byte("{"), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			r := &Rollout{Files: files, Health: &fakeKubelet{tn: tn, bad: bad}, Clock: clock.RealClock{}}
+			if _, err := r.Apply(context.Background(), tn.target(), time.Second); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := os.Stat(files.inStateDir(driftRestoreFile)); !errors.Is(err, os.ErrNotExist) {
+				t.Errorf("%s is still there after the rollout (stat: %v)", driftRestoreFile, err)
+			}
+		})
+	}
+}
+
 // timeoutRecorder is a Health that records the timeout it was given and fails.
 type timeoutRecorder struct{ got time.Duration }
 

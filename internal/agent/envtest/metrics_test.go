@@ -33,6 +33,9 @@ var _ = Describe("The agent's metrics endpoint", func() {
 		// This test binary links the manager's package, as the kaudit binary does: its metrics are
 		// registered with controller-runtime's.
 		Expect(gathered(crmetrics.Registry, "kaudit_revisions_total")).To(BeTrue())
+		// ServeMetrics replaces controller-runtime's registry with the agent's own.
+		managerRegistry := crmetrics.Registry
+		DeferCleanup(func() { crmetrics.Registry = managerRegistry })
 
 		address := freeAddress()
 		auditLog := agent.NewAuditLog(agent.AuditLogOptions{Files: agent.NewNodeFiles(newNodeRoot()), Clock: clock.RealClock{}})
