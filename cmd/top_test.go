@@ -86,19 +86,26 @@ func gunzip(t *testing.T, path string) string {
 	return out
 }
 
-// top attributes with the same evaluator as simulate: the events of each module and rule of
-// a recorded log are the ones simulate counts.
-func TestTopOnceCountsWhatSimulateCounts(t *testing.T) {
-	shop := gunzip(t, "../test/presets/testdata/auditlogs/shop.jsonl.gz")
-	// The file a node gets: its comments name the modules, as in the agent's metrics.
+// renderedBaseline is the policy file a node gets from the baseline modules: its comments name
+// the modules, as in the agent's metrics.
+func renderedBaseline(t *testing.T) string {
+	t.Helper()
 	rendered, errOut, code := kaudit(t, "", "render", "../config/modules/baseline")
 	if code != 0 {
 		t.Fatalf("render: exit %d, %s", code, errOut)
 	}
-	renderedFile := filepath.Join(t.TempDir(), "policy.yaml")
-	if err := os.WriteFile(renderedFile, []byte(rendered), 0o600); err != nil {
+	file := filepath.Join(t.TempDir(), "policy.yaml")
+	if err := os.WriteFile(file, []byte(rendered), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	return file
+}
+
+// top attributes with the same evaluator as simulate: the events of each module and rule of
+// a recorded log are the ones simulate counts.
+func TestTopOnceCountsWhatSimulateCounts(t *testing.T) {
+	shop := gunzip(t, "../test/presets/testdata/auditlogs/shop.jsonl.gz")
+	renderedFile := renderedBaseline(t)
 	for _, tc := range []struct {
 		name, policy string
 		logs         []string
@@ -141,15 +148,7 @@ func TestTopOnceCountsWhatSimulateCounts(t *testing.T) {
 // agent's metrics do, and counts as simulate of the modules it was rendered from.
 func TestSimulateNamesTheModulesOfARenderedPolicy(t *testing.T) {
 	shop := gunzip(t, "../test/presets/testdata/auditlogs/shop.jsonl.gz")
-	rendered, errOut, code := kaudit(t, "", "render", "../config/modules/baseline")
-	if code != 0 {
-		t.Fatalf("render: exit %d, %s", code, errOut)
-	}
-	renderedFile := filepath.Join(t.TempDir(), "policy.yaml")
-	if err := os.WriteFile(renderedFile, []byte(rendered), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	modules, rules := simulated(t, renderedFile, shop)
+	modules, rules := simulated(t, renderedBaseline(t), shop)
 	wantModules, wantRules := simulated(t, "../config/modules/baseline", shop)
 	if !equalCounts(modules, wantModules) || !equalCounts(rules, wantRules) || modules["secrets-metadata-only"] == 0 {
 		t.Errorf("simulate of the rendered file: per module %v and per rule %v; of the modules %v and %v", modules, rules, wantModules, wantRules)
