@@ -10,8 +10,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"k8s.io/client-go/rest"
 	crmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
-	"sigs.k8s.io/controller-runtime/pkg/metrics/filters"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+
+	"github.com/kaudit/kaudit/internal/metricsauth"
 )
 
 // MetricsOptions say where the agent serves its metrics.
@@ -51,7 +52,7 @@ func ServeMetrics(ctx context.Context, o MetricsOptions, cfg *rest.Config, kaudi
 	srv, err := metricsserver.NewServer(metricsserver.Options{
 		BindAddress:    o.BindAddress,
 		SecureServing:  true,
-		FilterProvider: filters.WithAuthenticationAndAuthorization,
+		FilterProvider: metricsauth.Filter,
 		// HTTP/1.1 only, as the manager's endpoint: HTTP/2's stream reset and rapid reset
 		// (CVE-2023-44487, CVE-2023-39325) on an endpoint every node address exposes.
 		TLSOpts: []func(*tls.Config){func(c *tls.Config) { c.NextProtos = []string{"http/1.1"} }},
