@@ -2,8 +2,8 @@
 // token the apiserver authenticates (TokenReview) and who may use the request's verb on its path
 // (SubjectAccessReview, a non-resource URL), as kube-rbac-proxy and controller-runtime's metrics
 // filter do. It is kaudit's own so that neither process links k8s.io/apiserver's delegating
-// authenticator and authorizer for it, 14 MB of binary kept resident in both (docs/design.md,
-// "At scale").
+// authenticator and authorizer for it: 14 MB of the image's binary, 8 MiB of which each process
+// kept resident (docs/design.md, "At scale").
 package metricsauth
 
 import (
