@@ -170,7 +170,7 @@ var _ = Describe("Agents talking to their own node's apiserver", func() {
 		Expect(leaseRequestsToNodes.Load()).To(BeZero(), "the Lease went to a node's own apiserver while the Service answered")
 	})
 
-	It("report Applied through the node's own apiserver within a second of its restart when the Service does not answer", func() {
+	It("report Applied through the node's own apiserver soon after its restart when the Service does not answer", func() {
 		createSingleton("5s", "0s", true)
 		var leaseRequestsToNodes atomic.Int32
 		start(unreachable, &leaseRequestsToNodes)
@@ -179,10 +179,13 @@ var _ = Describe("Agents talking to their own node's apiserver", func() {
 		Eventually(applied.seen).WithTimeout(30 * time.Second).WithPolling(100 * time.Millisecond).Should(HaveLen(3))
 		seen := applied.seen()
 		Expect(all.max.Load()).To(Equal(int32(1)))
+		// Usually tens of milliseconds; the bound only has to tell the node's own apiserver from
+		// the Service, which never answers here (and on kind answered about 30 s late): a test
+		// under the race detector on a busy machine once took 1.007 s.
 		for _, r := range all.list() {
 			lag := seen[r.node].Sub(r.end)
 			GinkgoWriter.Printf("%s: Applied %s after its simulated apiserver was ready\n", r.node, lag)
-			Expect(lag).To(BeNumerically("<", time.Second), "%s reported Applied late", r.node)
+			Expect(lag).To(BeNumerically("<", 5*time.Second), "%s reported Applied late", r.node)
 		}
 	})
 })
