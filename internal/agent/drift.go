@@ -140,11 +140,13 @@ func (a *Agent) watchDir(ctx context.Context, dir string) {
 }
 
 // driftRestoreFile in the state directory records a policy file restored without a restart
-// until kubelet has had the time to show any restart of kube-apiserver before the restore.
+// until kubelet has had the time to show any restart of kube-apiserver before the restore, and
+// a drifted policy file that kube-apiserver may run until a rollout restarts it.
 const driftRestoreFile = "drift-restore.json"
 
 // driftRestore is a drifted policy file that the agent restored without a restart, as far as
-// the mirror pod showed then (see Agent.confirmRestore).
+// the mirror pod showed then (see Agent.confirmRestore), or, with Restart, one that
+// kube-apiserver may have loaded.
 type driftRestore struct {
 	// Annotation is the manifest's policy-hash annotation at the restore: once it changes, a
 	// rollout has restarted kube-apiserver on the restored file, which settles the question.
@@ -153,6 +155,10 @@ type driftRestore struct {
 	// the verdict); Restored when the agent last wrote the revision's policy back.
 	Changed  time.Time `json:"changed"`
 	Restored time.Time `json:"restored"`
+	// Restart says that kube-apiserver started after the change, so needs a restart whoever
+	// puts the file back: the rollout that repairs the drift may wait at a gate, and someone
+	// may restore the file by hand meanwhile.
+	Restart bool `json:"restart,omitempty"`
 }
 
 // DefaultKubeletStatusDelay is how long the agent gives kubelet to show a restart of
@@ -191,6 +197,10 @@ func (a *Agent) checkDrift(ctx context.Context, ap *v1alpha1.AuditPolicy, target
 			// Safety first: a restore whose verdict is lost counts as one that needs the restart.
 			a.drift.restart = fmt.Sprintf("revision %d: the policy file was restored, but the record of the restore cannot be read (%v); restarting kube-apiserver", target.Revision, restoreErr)
 			return 0, false, true
+		case restore != nil && restore.Restart:
+			a.drift.restart = fmt.Sprintf("revision %d: the policy file matches it again, but kube-apiserver started after it changed at %s, so it may run the changed policy; restarting kube-apiserver",
+				target.Revision, restore.Changed.UTC().Format(time.RFC3339))
+			return 0, false, true
 		case restore != nil:
 			return a.confirmRestore(ctx, ap, target, *restore)
 		}
@@ -207,16 +217,25 @@ func (a *Agent) checkDrift(ctx context.Context, ap *v1alpha1.AuditPolicy, target
 	log.Info("the node's files differ from the applied revision", "revision", target.Revision, "findings", rep.Message(), "restart", restartNow, "why", why)
 	if restartNow {
 		a.drift.restart = fmt.Sprintf("%s; restoring them and restarting kube-apiserver: %s", msg, why)
+		if rep.PolicyAuditsOtherwise && !rep.PolicyModTime.IsZero() && (restore == nil || !restore.Restart) {
+			// The restart may wait at a gate: recorded, so that the file put back by hand
+			// meanwhile still gets it (also after an agent restart).
+			record := driftRestore{Annotation: st.Annotation, Changed: rep.PolicyModTime, Restart: true}
+			if err := files.writeJSON(driftRestoreFile, record); err != nil {
+				log.Error(err, "recording that kube-apiserver needs a restart for the drifted policy file failed; the waiting rollout still restarts it unless the file is put back first")
+			}
+		}
 		return 0, false, false
 	}
-	var record driftRestore
+	// Kept: a restart found needed for an earlier change of the file is still needed.
+	record := driftRestore{Restart: restore != nil && restore.Restart}
 	if !rep.PolicyAuditsOtherwise {
 		_ = a.report(ctx, v1alpha1.NodeDrifted, msg+"; restoring the policy file, no restart needed: "+why)
 	} else {
 		// The mirror pod may not show yet a restart since the edit: restore now, so that any
 		// later start loads the revision's policy, and decide once kubelet has reported it.
 		now := a.clock.Now()
-		record = driftRestore{Annotation: st.Annotation, Changed: rep.PolicyModTime, Restored: now}
+		record = driftRestore{Annotation: st.Annotation, Changed: rep.PolicyModTime, Restored: now, Restart: record.Restart}
 		if restore != nil && restore.Changed.Before(record.Changed) {
 			record.Changed = restore.Changed
 		}

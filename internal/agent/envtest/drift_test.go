@@ -133,6 +133,40 @@ var _ = Describe("An agent whose node's files drift", func() {
 		Expect(statuses.drifted()).To(ContainElement(ContainSubstring("may run the changed policy")))
 	})
 
+	It("restarts kube-apiserver that may run an edited policy file also when the file is put back by hand while the restart waits for the Lease", func() {
+		other := &agent.Lease{Client: k8s, Namespace: namespace, Name: agent.LeaseName, Identity: "cp-2", Clock: clock.RealClock{}}
+		ok, _, err := other.TryAcquire(ctx, time.Minute)
+		Expect(err).NotTo(HaveOccurred())
+		Expect(ok).To(BeTrue())
+		restarts := ta.state().Restarts
+		// The edit comes first, then kube-apiserver restarts and loads it.
+		ta.kubelet.started.Store(time.Now().Add(2 * time.Second).UnixNano())
+		edited := strings.Replace(string(policyOf(1)), "level: RequestResponse", "level: None", 1)
+		Expect(os.WriteFile(policyFile(), []byte(edited), 0o644)).To(Succeed())
+		Eventually(func(g Gomega) {
+			e := singleton().Status.Node("cp-1")
+			g.Expect(e.Phase).To(Equal(v1alpha1.NodeDrifted), e.Message)
+			g.Expect(e.Message).To(ContainSubstring("may run the changed policy; the restart waits: revision 1 waits for node cp-2"))
+		}).WithTimeout(20 * time.Second).WithPolling(100 * time.Millisecond).Should(Succeed())
+
+		// Someone puts the file back while the restart waits: the files match, but the running
+		// kube-apiserver still audits by the edit.
+		Expect(os.WriteFile(policyFile(), policyOf(1), 0o644)).To(Succeed())
+		Eventually(func(g Gomega) {
+			e := singleton().Status.Node("cp-1")
+			g.Expect(e.Phase).To(Equal(v1alpha1.NodeDrifted), e.Message)
+			g.Expect(e.Message).To(ContainSubstring("the policy file matches it again, but kube-apiserver started after it changed"))
+			g.Expect(e.Message).To(ContainSubstring("the restart waits: revision 1 waits for node cp-2"))
+		}).WithTimeout(20 * time.Second).WithPolling(100 * time.Millisecond).Should(Succeed())
+		Expect(ta.state().Restarts).To(Equal(restarts))
+
+		Expect(other.Release(ctx)).To(Succeed())
+		Eventually(repaired).WithTimeout(20 * time.Second).WithPolling(100 * time.Millisecond).Should(Succeed())
+		Expect(ta.state().Restarts).To(Equal(restarts+1), "kube-apiserver was not restarted: %v", statuses.drifted())
+		Expect(ta.policy()).To(Equal(string(policyOf(1))))
+		Expect(testutil.CollectAndCompare(ta.agent.DriftMetrics(), strings.NewReader(metrics(1, 0)))).To(Succeed())
+	})
+
 	It("reports the manifest's annotation removed by hand and rolls the node out again", func() {
 		restarts := ta.state().Restarts
 		b, err := os.ReadFile(manifestFile())
