@@ -49,11 +49,21 @@ type Failure struct {
 // history of revisions in force takes its policy rather than the node's file, which may have
 // drifted.
 type appliedRevision struct {
+	appliedKey
+	Policy string `json:"policy"`
+}
+
+// appliedKey is the record of the applied revision without its policy, which is megabytes at
+// 5,000 modules and which NodeFiles.runs does not need.
+type appliedKey struct {
 	Revision int64                   `json:"revision"`
 	Hash     string                  `json:"hash"`
-	Policy   string                  `json:"policy"`
 	Flags    *staticpod.FlagSettings `json:"flags,omitempty"`
 }
+
+// of says whether the record is of the revision st says the node runs: a record of another
+// one is stale (Commit writes the record before the state).
+func (k appliedKey) of(st State) bool { return k.Revision == st.Revision && k.Hash == st.Hash }
 
 func (r appliedRevision) target() Target {
 	return Target{Revision: r.Revision, Hash: r.Hash, Policy: []byte(r.Policy), Flags: r.Flags}
@@ -63,11 +73,8 @@ func (r appliedRevision) target() Target {
 // for it (a node whose revision an older agent applied).
 func (f *NodeFiles) loadApplied(st State) (*appliedRevision, error) {
 	var r appliedRevision
-	if ok, err := f.readJSON(appliedFile, &r); err != nil || !ok {
+	if ok, err := f.readJSON(appliedFile, &r); err != nil || !ok || !r.of(st) {
 		return nil, err
-	}
-	if r.Revision != st.Revision || r.Hash != st.Hash {
-		return nil, nil
 	}
 	return &r, nil
 }
@@ -81,21 +88,16 @@ func (f *NodeFiles) runs(st State, t Target) bool {
 	if st.Revision != t.Revision || st.Hash != t.Hash {
 		return false
 	}
-	// Without the policy, which it does not need: at 5,000 modules the policy is megabytes.
-	var applied struct {
-		Revision int64                   `json:"revision"`
-		Hash     string                  `json:"hash"`
-		Flags    *staticpod.FlagSettings `json:"flags,omitempty"`
-	}
+	var applied appliedKey
 	ok, err := f.readJSON(appliedFile, &applied)
-	if err != nil || !ok || applied.Revision != st.Revision || applied.Hash != st.Hash {
+	if err != nil || !ok || !applied.of(st) {
 		return true
 	}
 	return Target{Hash: applied.Hash, Flags: applied.Flags}.Key() == t.Key()
 }
 
 func (f *NodeFiles) saveApplied(t Target) error {
-	return f.writeJSON(appliedFile, appliedRevision{Revision: t.Revision, Hash: t.Hash, Policy: string(t.Policy), Flags: t.Flags})
+	return f.writeJSON(appliedFile, appliedRevision{appliedKey: appliedKey{Revision: t.Revision, Hash: t.Hash, Flags: t.Flags}, Policy: string(t.Policy)})
 }
 
 // LoadState reads the node's state; a node the agent never touched has an empty state.
