@@ -227,15 +227,15 @@ func (a *Agent) checkDrift(ctx context.Context, ap *v1alpha1.AuditPolicy, target
 		}
 		return 0, false, false
 	}
-	// Kept: a restart found needed for an earlier change of the file is still needed.
-	record := driftRestore{Restart: restore != nil && restore.Restart}
+	var record driftRestore
 	if !rep.PolicyAuditsOtherwise {
 		_ = a.report(ctx, v1alpha1.NodeDrifted, msg+"; restoring the policy file, no restart needed: "+why)
 	} else {
 		// The mirror pod may not show yet a restart since the edit: restore now, so that any
 		// later start loads the revision's policy, and decide once kubelet has reported it.
 		now := a.clock.Now()
-		record = driftRestore{Annotation: st.Annotation, Changed: rep.PolicyModTime, Restored: now, Restart: record.Restart}
+		// A restart found needed for an earlier change of the file is still needed.
+		record = driftRestore{Annotation: st.Annotation, Changed: rep.PolicyModTime, Restored: now, Restart: restore != nil && restore.Restart}
 		if restore != nil && restore.Changed.Before(record.Changed) {
 			record.Changed = restore.Changed
 		}
